@@ -1,0 +1,32 @@
+/* profile.h — what the cost model knows about a machine: efficiencies and
+ * measured throughputs, read from a CSV in profiles/.
+ *
+ * A profile is either built in (datasheet peaks with efficiency curves, one
+ * per device kind, each value with its source) or loaded from a file that
+ * `triad profile` measured. The CSV schema is documented in
+ * profiles/README.md; the loader refuses an unknown column, a malformed
+ * number or a negative time with one line naming the file, the line and the
+ * field.
+ */
+#ifndef TRIAD_PROFILE_H
+#define TRIAD_PROFILE_H
+
+#include "../common/spec.h"
+
+typedef struct cost_profile cost_profile;
+
+/* Load a profile CSV. On error returns SPEC_ERR, *out = NULL, and err names
+ * file:line and the field. */
+int cost_profile_load(const char *path, cost_profile **out, char err[SPEC_ERR_LEN]);
+
+/* The built-in profile for a device kind (static storage, never freed):
+ * datasheet numbers and efficiency curves with their sources. */
+const cost_profile *cost_profile_builtin(spec_gpu_kind gpu);
+
+/* Harmless on NULL and on a built-in profile. */
+void cost_profile_free(cost_profile *p);
+
+/* A short description ("builtin:a100-80gb" or the file path). */
+const char *cost_profile_name(const cost_profile *p);
+
+#endif /* TRIAD_PROFILE_H */

@@ -1,0 +1,78 @@
+/* shapes.h — every buffer of a training rank, named and shaped: the one
+ * source of truth for memory (ARCHITECTURE.md, "One source of truth").
+ *
+ * The cost model sums these lists to predict memory; the executor carves its
+ * slabs from the same lists, so a measured peak can be compared with the
+ * prediction byte for byte. Shapes follow the executor's GPT-2 (llm.c-style
+ * names), sharded Megatron-style over tp:
+ *   qkv / fc are column-parallel (output dim / tp), attproj / fcproj are
+ *   row-parallel (input dim / tp), wte is vocabulary-parallel (V / tp).
+ * With sequence parallelism (sp=1) the tensors outside the tensor-parallel
+ * regions (layer input, LayerNorm outputs and statistics, residuals) hold
+ * s / tp positions.
+ *
+ * Deliberately left out: dropout (the executor has none), and optimizer
+ * buffers, which are described in elements by cost_shapes_param_elems and
+ * sized by the memory model according to precision and ZeRO stage.
+ */
+#ifndef TRIAD_SHAPES_H
+#define TRIAD_SHAPES_H
+
+#include <stdint.h>
+#include "../common/spec.h"
+
+#define SHAPES_MAX_DIMS 4
+#define SHAPES_NAME_LEN 32
+
+typedef struct {
+    char name[SHAPES_NAME_LEN]; /* e.g. "qkvw", "att", "ln1_mean" */
+    int ndim;
+    int64_t dims[SHAPES_MAX_DIMS]; /* row-major, outermost first */
+    int64_t elems;                 /* product of dims */
+} shapes_tensor;
+
+/* Per-layer parameter tensors of one tp shard, in storage order
+ * (12 tensors: ln1w ln1b qkvw qkvb attprojw attprojb ln2w ln2b fcw fcb
+ * fcprojw fcprojb). Returns the count written (<= max). */
+int cost_shapes_layer_params(const spec_model *m, const spec_layout *l, shapes_tensor *out, int max);
+
+/* Parameters of pipeline rank pp_rank that are not in a block:
+ * wte (V/tp, C) and wpe (S, C) on the rank holding the first virtual stage;
+ * lnfw, lnfb (C) and, when pp > 1, a copy of wte (tied LM head) on the rank
+ * holding the last virtual stage. Returns the count written. */
+int cost_shapes_extra_params(const spec_model *m, const spec_layout *l, int pp_rank,
+                             shapes_tensor *out, int max);
+
+/* Activations one block keeps for its backward pass, for one micro-batch of
+ * l->mbs sequences, under the layout's recompute mode:
+ *   none:      inp ln1 ln1_mean ln1_rstd qkv att atty res2 ln2 ln2_mean ln2_rstd fch fch_gelu
+ *   selective: the same without att (the (b, a/tp, s, s) softmax is recomputed)
+ *   full:      inp only (the block is recomputed from its input)
+ * Returns the count written. */
+int cost_shapes_layer_acts(const spec_model *m, const spec_layout *l, spec_recompute rc,
+                           shapes_tensor *out, int max);
+
+/* Activations a pipeline rank keeps per micro-batch outside its blocks:
+ * on the last virtual stage, the final block output "lnf_in" (b,s,C), "lnf"
+ * (b,s,C) and its statistics. Returns the count written. */
+int cost_shapes_extra_acts(const spec_model *m, const spec_layout *l, int pp_rank,
+                           shapes_tensor *out, int max);
+
+/* Scratch a rank needs once, whatever the number of micro-batches in flight:
+ * the logits shard (b, s, V/tp) on the last stage, the activation-gradient
+ * buffers of one block, the recompute buffers of one block when recompute is
+ * not none, and the pipeline receive buffer. Returns the count written. */
+int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
+                        shapes_tensor *out, int max);
+
+/* Sum of elems over a list. */
+int64_t cost_shapes_sum_elems(const shapes_tensor *t, int n);
+
+/* Parameter elements held by pipeline rank pp_rank (all its virtual stages,
+ * one tp shard), blocks plus extras. */
+int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank);
+
+/* Blocks held by pipeline rank pp_rank over all its virtual stages. */
+int cost_shapes_rank_layers(const spec_model *m, const spec_layout *l, int pp_rank);
+
+#endif /* TRIAD_SHAPES_H */

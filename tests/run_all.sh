@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of `make test`: the cmocka unit binaries, then the
+# end-to-end scripts under tests/e2e (real mpirun ranks). Ends with one line
+# "N passed, N failed" and a non-zero status when anything failed.
+set -u
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+pass=0; fail=0; failed=()
+for bin in $1; do
+    echo "=== unit: $(basename "$bin")"
+    if "$bin"; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$bin"); fi
+done
+for t in tests/e2e/test_*.sh; do
+    [ -e "$t" ] || continue
+    echo "=== e2e: $(basename "$t")"
+    start=$(date +%s)
+    if timeout 600 bash "$t"; then pass=$((pass+1)); r=ok; else fail=$((fail+1)); failed+=("$t"); r=FAILED; fi
+    echo "--- $(basename "$t"): $r ($(( $(date +%s) - start )) s)"
+done
+echo
+for f in "${failed[@]+"${failed[@]}"}"; do echo "FAILED: $f"; done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
