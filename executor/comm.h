@@ -1,0 +1,85 @@
+/* comm.h — the executor's communication layer: one interface, two
+ * implementations (comm_mpi.c: MPI over host buffers, or GPU buffers staged
+ * through the host; comm_nccl.c: NCCL on GPU buffers).
+ *
+ * A comm_group is one communicator (the whole world, a tp group, a dp group,
+ * a pp group). Counts are ELEMENTS, never bytes; the element type is explicit
+ * in the function name or the dtype argument. Every call is collective over
+ * its group (all members call it in the same order) except send/recv.
+ * Failures end the whole job (MPI_Abort with rank, host, file:line and the
+ * library's message): no function here returns an error.
+ *
+ * Deliberately left out: non-blocking p2p other than the bucketed
+ * all-reduce handles below; the schedules are written so blocking p2p with
+ * the order of the schedule cannot deadlock (sends and receives are paired by
+ * comm_sendrecv where both directions happen at once).
+ */
+#ifndef TRIAD_COMM_H
+#define TRIAD_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { COMM_F32 = 0, COMM_BF16, COMM_F64, COMM_I64 } comm_dtype;
+typedef enum { COMM_BACKEND_MPI = 0, COMM_BACKEND_NCCL } comm_backend;
+typedef enum { COMM_MEM_HOST = 0, COMM_MEM_DEVICE } comm_mem;
+
+typedef struct comm_group comm_group; /* opaque */
+
+/* The process groups of one rank, built from the Megatron rank order in
+ * common/rankmap.h: rank = tp_rank + tp * (dp_rank + dp * pp_rank). */
+typedef struct {
+    comm_group *world;
+    comm_group *tp;     /* ranks with the same (dp, pp): size tp */
+    comm_group *dp;     /* ranks with the same (tp, pp): size dp */
+    comm_group *pp;     /* ranks with the same (tp, dp): size pp, ordered by stage */
+    comm_group *embed;  /* first and last pp stage of the same (tp, dp): tied embedding;
+                           NULL when pp == 1 */
+    int rank, world_size;
+    int tp_rank, dp_rank, pp_rank;
+    int tp_size, dp_size, pp_size;
+} comm_groups;
+
+/* Initialise MPI (MPI_Init_thread, FUNNELED) if not yet done; returns world
+ * rank and size. comm_finalize calls MPI_Finalize. */
+void comm_init(int *argc, char ***argv, int *rank, int *world_size);
+void comm_finalize(void);
+
+/* Build the groups for a (tp, dp, pp) layout over MPI_COMM_WORLD. The world
+ * size must equal tp * dp * pp (checked by the caller before). mem says
+ * where the buffers passed to the collectives live; backend picks MPI or
+ * NCCL (NCCL only in a CUDA build). */
+void comm_groups_init(comm_groups *g, int tp, int dp, int pp, comm_backend backend, comm_mem mem);
+void comm_groups_free(comm_groups *g);
+
+int comm_group_size(const comm_group *c);
+int comm_group_rank(const comm_group *c);
+
+/* In-place sum over the group of count elements. */
+void comm_allreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t);
+/* In-place max (used for NaN/Inf flags and the vocab-parallel softmax). */
+void comm_allreduce_max(comm_group *c, void *buf, size_t count, comm_dtype t);
+/* recv (count * size elems) <- concatenation of every rank's send (count). */
+void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t);
+/* recv (count elems) <- this rank's slice of the sum of every rank's send
+ * (count * size elems, slices in rank order). */
+void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t);
+void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root);
+void comm_barrier(comm_group *c);
+
+/* Point to point inside a group (peer = group rank). Blocking. */
+void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag);
+void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, int tag);
+/* Send to one peer and receive from another at once (either may be -1). */
+void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int dest,
+                   void *recvbuf, size_t recv_count, int src, comm_dtype t, int tag);
+
+/* Non-blocking all-reduce for data-parallel gradient buckets: start it as
+ * soon as a bucket's gradients are final, wait before the optimizer. */
+typedef struct comm_req comm_req;
+comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t);
+void comm_wait(comm_req *r); /* frees r */
+
+size_t comm_dtype_size(comm_dtype t);
+
+#endif /* TRIAD_COMM_H */
