@@ -15,7 +15,7 @@ BUILD ?= build
 CC ?= cc
 WERROR ?= $(if $(CI),-Werror,)
 OPT ?= -O2
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wundef -Wno-unused-parameter $(WERROR) $(OPT) -g -fopenmp
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wundef -Wno-unused-parameter -Wno-format-truncation $(WERROR) $(OPT) -g -fopenmp
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 BLAS_LIBS := -lopenblas
