@@ -1,0 +1,460 @@
+/* cost.c — the analytic cost model (contract and sources in cost.h).
+ *
+ * Step time is built bottom-up: GEMM and element-wise times of one block
+ * for one micro-batch, tensor-parallel collectives inside the block, the
+ * per-stage sums, pipeline sends, the data-parallel gradient traffic and the
+ * optimizer. Then the schedule's closed form puts them together.
+ * Deliberately left out: dropout kernels (the executor has none; Megatron's
+ * dropout traffic is folded into the element-wise passes), and compute /
+ * communication contention on the same device.
+ */
+#include "cost.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/rankmap.h"
+#include "profile_impl.h"
+#include "shapes.h"
+
+static const cost_profile *prof_or_builtin(const cost_profile *p, const spec_cluster *c)
+{
+    return p ? p : cost_profile_builtin(c->gpu);
+}
+
+static double elem_bytes(spec_precision p) { return p == SPEC_PREC_FP32 ? 4.0 : 2.0; }
+
+/* ---- FLOPs ------------------------------------------------------------------ */
+
+double cost_layer_fwd_flops(const spec_model *m, int64_t b)
+{
+    double s = (double)m->seq, h = (double)m->hidden, f = (double)m->ffn, B = (double)b;
+    /* Narayanan et al. 2021 Sec 5.1: QKV 6bsh^2, scores 2bs^2h, values
+     * 2bs^2h, projection 2bsh^2, MLP 2 x 2bsh*ffn (= 16bsh^2 for ffn=4h):
+     * total 24bsh^2 + 4bs^2h. */
+    return 8.0 * B * s * h * h + 4.0 * B * s * s * h + 4.0 * B * s * h * f;
+}
+
+double cost_head_fwd_flops(const spec_model *m, int64_t b)
+{
+    return 2.0 * (double)b * (double)m->seq * (double)m->hidden * (double)m->vocab;
+}
+
+double cost_model_flops(const spec_model *m, int64_t global_batch)
+{
+    /* forward + backward (2x) = 3x forward, no recompute:
+     * 72 B s l h^2 (1 + s/(6h) + V/(12 l h)) for ffn = 4h. */
+    return 3.0 * ((double)m->layers * cost_layer_fwd_flops(m, global_batch) +
+                  cost_head_fwd_flops(m, global_batch));
+}
+
+double cost_hardware_flops(const spec_model *m, spec_recompute rc, int64_t global_batch)
+{
+    double f = cost_model_flops(m, global_batch);
+    double s = (double)m->seq, h = (double)m->hidden, B = (double)global_batch;
+    if (rc == SPEC_RECOMPUTE_FULL) /* one more forward of every block: Megatron's 96 */
+        f += (double)m->layers * cost_layer_fwd_flops(m, global_batch);
+    else if (rc == SPEC_RECOMPUTE_SELECTIVE) /* the attention core: 4 b s^2 h */
+        f += (double)m->layers * 4.0 * B * s * s * h;
+    return f;
+}
+
+/* ---- memory -------------------------------------------------------------------- */
+
+int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
+{
+    int64_t p = l->pp, i = pp_rank, m = n_micro;
+    if (l->schedule == SPEC_SCHED_GPIPE)
+        return (int)m;
+    if (l->schedule == SPEC_SCHED_INTERLEAVED && l->v > 1) {
+        /* Megatron-LM interleaved schedule: warm-up of (p - i - 1) * 2 +
+         * (v - 1) * p chunk micro-batches, plus the one in flight. */
+        int64_t v = l->v;
+        int64_t chunks = (p - i - 1) * 2 + (v - 1) * p + 1;
+        if (chunks > m * v)
+            chunks = m * v;
+        return (int)((chunks + v - 1) / v);
+    }
+    return (int)(p - i < m ? p - i : m); /* 1F1B: min(p - i, m) */
+}
+
+void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+                      cost_mem *out)
+{
+    memset(out, 0, sizeof *out);
+    shapes_tensor t[64];
+    int64_t P = cost_shapes_param_elems(m, l, pp_rank);
+    int64_t dp = l->dp;
+    out->param_elems = P;
+    /* Mixed-precision Adam (Rajbhandari et al. 2020, Sec 3): 2 B bf16 weights
+     * + 2 B bf16 grads + 12 B fp32 master, m, v. In fp32: 4 + 4 + 8.
+     * ZeRO-1 shards optimizer state, ZeRO-2 also grads, ZeRO-3 also weights. */
+    double wb = elem_bytes(l->precision);
+    double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
+    int64_t Pw = l->zero >= 3 ? (P + dp - 1) / dp : P;
+    int64_t Pg = l->zero >= 2 ? (P + dp - 1) / dp : P;
+    int64_t Po = l->zero >= 1 ? (P + dp - 1) / dp : P;
+    out->param_bytes = (int64_t)(wb * (double)Pw);
+    out->grad_bytes = (int64_t)(wb * (double)Pg);
+    out->optim_bytes = (int64_t)(ob * (double)Po);
+
+    int64_t n_micro = global_batch > 0 ? spec_layout_n_micro(l, global_batch) : 1;
+    int inflight = cost_in_flight(l, pp_rank, n_micro);
+    out->in_flight = inflight;
+    int n = cost_shapes_layer_acts(m, l, l->recompute, t, 64);
+    int64_t per_layer = cost_shapes_sum_elems(t, n);
+    n = cost_shapes_extra_acts(m, l, pp_rank, t, 64);
+    int64_t extra = cost_shapes_sum_elems(t, n);
+    int layers = cost_shapes_rank_layers(m, l, pp_rank);
+    out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * inflight));
+    n = cost_shapes_scratch(m, l, pp_rank, t, 64);
+    out->scratch_bytes = (int64_t)(wb * (double)cost_shapes_sum_elems(t, n));
+    out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
+                       out->scratch_bytes;
+}
+
+double cost_act_korthikanti_bytes(const spec_model *m, int64_t b, int tp, int sp, spec_recompute rc)
+{
+    /* Korthikanti et al. 2022, Sec 4 (eqs. 1-3) and Table 2. */
+    double s = (double)m->seq, h = (double)m->hidden, a = (double)m->heads, t = tp, B = (double)b;
+    double att = 5.0 * a * s / h;
+    if (rc == SPEC_RECOMPUTE_FULL)
+        return 2.0 * s * B * h / (sp ? t : 1.0);
+    if (rc == SPEC_RECOMPUTE_SELECTIVE)
+        att = 0.0;
+    if (sp)
+        return s * B * h / t * (34.0 + att);
+    if (tp > 1)
+        return s * B * h * (10.0 + 24.0 / t + att / t);
+    return s * B * h * (34.0 + att);
+}
+
+/* ---- communication ---------------------------------------------------------------- */
+
+double cost_busbw_factor(cost_coll op, int n)
+{
+    if (n <= 1)
+        return 0.0;
+    switch (op) {
+    case COST_ALLREDUCE:
+        return 2.0 * (n - 1) / n;
+    case COST_ALLGATHER:
+    case COST_REDUCESCATTER:
+        return (double)(n - 1) / n;
+    default:
+        return 1.0;
+    }
+}
+
+double cost_collective_s(cost_coll op, int n, double bytes, int crosses_nodes,
+                         const spec_cluster *c, const cost_profile *p)
+{
+    if (n <= 1 && op != COST_P2P)
+        return 0.0;
+    p = prof_or_builtin(p, c);
+    double measured = profile_coll_time(p, (int)op, n, bytes);
+    if (measured >= 0)
+        return measured;
+    const profile_params *pp = profile_params_of(p);
+    double bw = crosses_nodes ? c->inter_gbps * pp->ib_eff : c->intra_gbps * pp->nvlink_eff;
+    double lat = (crosses_nodes ? c->inter_lat_us : c->intra_lat_us) * 1e-6;
+    bw *= 1e9;
+    switch (op) {
+    case COST_ALLREDUCE: /* ring: 2(n-1)/n S/B + 2(n-1) alpha */
+        return 2.0 * (n - 1) / n * bytes / bw + 2.0 * (n - 1) * lat;
+    case COST_ALLGATHER:
+    case COST_REDUCESCATTER: /* (n-1)/n S/B + (n-1) alpha */
+        return (double)(n - 1) / n * bytes / bw + (n - 1) * lat;
+    case COST_BROADCAST:
+        return bytes / bw + (n - 1) * lat;
+    case COST_P2P:
+    default:
+        return bytes / bw + lat;
+    }
+}
+
+/* ---- compute ------------------------------------------------------------------------- */
+
+double cost_gemm_s(int64_t m, int64_t n, int64_t k, const spec_cluster *c, const cost_profile *p,
+                   spec_precision prec)
+{
+    p = prof_or_builtin(p, c);
+    double measured = profile_gemm_time(p, (double)m, (double)n, (double)k);
+    if (measured >= 0)
+        return measured;
+    const profile_params *pp = profile_params_of(p);
+    double d = pp->gemm_dim_half;
+    double eff = pp->gemm_eff_max / (1.0 + d / (double)m + d / (double)n + d / (double)k);
+    double peak = c->peak_tflops * 1e12;
+    if (prec == SPEC_PREC_FP32 && c->gpu != SPEC_GPU_CPU)
+        peak /= 16.0; /* fp32 without tensor cores: A100 19.5 of 312 */
+    return 2.0 * (double)m * (double)n * (double)k / (peak * eff) + pp->launch_s;
+}
+
+double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profile *p)
+{
+    p = prof_or_builtin(p, c);
+    const profile_params *pp = profile_params_of(p);
+    return bytes / (c->hbm_gbps * 1e9 * pp->hbm_eff);
+}
+
+/* ---- per-block times -------------------------------------------------------------------- */
+
+/* Attention core of one micro-batch on one rank: scores and weighted values
+ * (two batched GEMMs of b*a/t problems, head size k = h/a) plus the softmax
+ * passes over the (b, a/t, s, s) matrix (read + write, scale+mask+softmax
+ * fused as in Megatron's fused kernel). */
+static double attention_core_s(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                               const cost_profile *p, int backward)
+{
+    double B = l->mbs, s = (double)m->seq, hd = (double)(m->hidden / m->heads);
+    double heads = (double)(m->heads / l->tp);
+    double eb = elem_bytes(l->precision);
+    double g1 = cost_gemm_s((int64_t)s, (int64_t)s, (int64_t)hd, c, p, l->precision);
+    double g2 = cost_gemm_s((int64_t)s, (int64_t)hd, (int64_t)s, c, p, l->precision);
+    double gemm = (g1 + g2 - 2 * profile_params_of(prof_or_builtin(p, c))->launch_s) * B * heads +
+                  2 * profile_params_of(prof_or_builtin(p, c))->launch_s;
+    double sm_bytes = B * heads * s * s * eb * 2.0; /* read + write */
+    double t = gemm + cost_elementwise_s(sm_bytes, c, p);
+    return backward ? 2.0 * t : t;
+}
+
+void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                      spec_recompute rc, const cost_profile *p, cost_block *out)
+{
+    memset(out, 0, sizeof *out);
+    const profile_params *pp = profile_params_of(prof_or_builtin(p, c));
+    int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp, f = m->ffn;
+    int64_t bs = B * s;
+    spec_precision pr = l->precision;
+    double eb = elem_bytes(pr);
+    /* GEMMs, forward: qkv (column-parallel), attention projection (row-),
+     * fc (column-), fc projection (row-). Backward: data + weight gradient,
+     * two GEMMs of the same size each. */
+    double g = cost_gemm_s(bs, 3 * h / t, h, c, p, pr) + cost_gemm_s(bs, h, h / t, c, p, pr) +
+               cost_gemm_s(bs, f / t, h, c, p, pr) + cost_gemm_s(bs, h, f / t, c, p, pr);
+    double core_f = attention_core_s(m, c, l, p, 0), core_b = attention_core_s(m, c, l, p, 1);
+    /* Element-wise passes, read + write, bytes: two LayerNorms over the
+     * positions this rank holds (s/t with sp), bias+residual twice, GELU over
+     * b s f/t. Backward moves about twice the bytes. */
+    double ss = (double)(l->sp ? s / t : s);
+    double ew_bytes = eb * (2.0 * 2.0 * B * ss * h * 2.0 /* LN in+out, 2 LNs, x2 stats/reads */
+                            + 2.0 * 3.0 * B * ss * h     /* bias + residual: 2 reads 1 write, x2 */
+                            + 2.0 * (double)bs * (double)(f / t) /* GELU in + out */);
+    double ew = cost_elementwise_s(ew_bytes, c, p);
+    double launches = pp->kernels_per_layer * pp->launch_s;
+    out->fwd_s = g + core_f + ew + launches;
+    out->bwd_s = 2.0 * g + core_b + 2.0 * ew + 2.0 * launches;
+    if (rc == SPEC_RECOMPUTE_FULL)
+        out->recompute_s = out->fwd_s;
+    else if (rc == SPEC_RECOMPUTE_SELECTIVE)
+        out->recompute_s = core_f;
+    /* Tensor parallel (Narayanan et al. 2021 Sec 3.3): two all-reduces of
+     * b s h per block forward, two backward; with sp each becomes a
+     * reduce-scatter + all-gather of the same volume (Korthikanti et al.
+     * 2022 Sec 4.2.2). tp groups stay inside a node when tp <= gpus/node. */
+    if (t > 1) {
+        int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
+        double bytes = eb * (double)bs * (double)h;
+        double one = l->sp ? cost_collective_s(COST_REDUCESCATTER, (int)t, bytes, cross, c, p) +
+                                 cost_collective_s(COST_ALLGATHER, (int)t, bytes, cross, c, p)
+                           : cost_collective_s(COST_ALLREDUCE, (int)t, bytes, cross, c, p);
+        out->tp_fwd_s = 2.0 * one;
+        out->tp_bwd_s = 2.0 * one + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
+    }
+    shapes_tensor ts[32];
+    int n = cost_shapes_layer_acts(m, l, rc, ts, 32);
+    out->act_bytes = (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
+}
+
+void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_layout *l, int pp_rank,
+                      const cost_profile *p, cost_extra *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp;
+    int64_t bs = B * s;
+    double eb = elem_bytes(l->precision);
+    int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
+    double act = eb * (double)bs * (double)h;
+    if (pp_rank == 0) {
+        /* embedding lookup + positions: a gather and a write of b s h */
+        out->fwd_s += cost_elementwise_s(3.0 * act, c, p);
+        out->bwd_s += cost_elementwise_s(3.0 * act, c, p);
+        if (t > 1) /* vocabulary-parallel embedding: one all-reduce */
+            out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+    }
+    if (pp_rank == l->pp - 1) {
+        int64_t Vt = m->vocab / t;
+        double head = cost_gemm_s(bs, Vt, h, c, p, l->precision);
+        /* final LayerNorm, logits softmax + loss (read logits twice, write grads) */
+        double ew = cost_elementwise_s(4.0 * act + 3.0 * eb * (double)bs * (double)Vt, c, p);
+        out->fwd_s += head + ew;
+        out->bwd_s += 2.0 * head + ew;
+        if (t > 1) { /* vocabulary-parallel cross-entropy: max, sum-exp, target (b s each) */
+            out->tp_fwd_s += 3.0 * cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p);
+            out->tp_bwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+        }
+    }
+}
+
+void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                     const cost_profile *p, cost_comm *out)
+{
+    memset(out, 0, sizeof *out);
+    double eb = elem_bytes(l->precision);
+    int64_t B = l->mbs, s = m->seq, h = m->hidden;
+    /* Pipeline p2p: one b s h activation per micro-batch per boundary. With
+     * tp > 1 Megatron's scatter/gather sends 1/t of it per rank across nodes
+     * and all-gathers inside the node (Narayanan et al. 2021 Sec 4.1). */
+    if (l->pp > 1) {
+        int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);
+        double bytes = eb * (double)(B * s * h);
+        if (l->tp > 1 && cross)
+            out->p2p_s = cost_collective_s(COST_P2P, 2, bytes / l->tp, 1, c, p) +
+                         cost_collective_s(COST_ALLGATHER, l->tp, bytes, 0, c, p);
+        else
+            out->p2p_s = cost_collective_s(COST_P2P, 2, bytes, cross, c, p);
+    }
+    /* Data parallel: gradients of the busiest rank (stage 0 or the last). */
+    int64_t P = 0;
+    for (int r = 0; r < l->pp; r++) {
+        int64_t x = cost_shapes_param_elems(m, l, r);
+        if (x > P)
+            P = x;
+    }
+    double gbytes = eb * (double)P;
+    out->dp_bucket_bytes = 40e6; /* Megatron / PyTorch DDP default bucket: 40 MB */
+    if (l->dp > 1) {
+        int cross = rankmap_dp_crosses_nodes(l->tp, l->dp, c->gpus_per_node);
+        if (l->zero == 0) {
+            out->dp_allreduce_s = cost_collective_s(COST_ALLREDUCE, l->dp, gbytes, cross, c, p);
+        } else {
+            out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, gbytes, cross, c, p);
+            if (l->zero <= 2)
+                out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
+            else { /* ZeRO-3: gather each block's weights in forward and backward */
+                shapes_tensor t[16];
+                int n = cost_shapes_layer_params(m, l, t, 16);
+                double lb = eb * (double)cost_shapes_sum_elems(t, n);
+                out->zero3_ag_layer_s = cost_collective_s(COST_ALLGATHER, l->dp, lb, cross, c, p);
+            }
+        }
+    }
+    /* Optimizer: memory-bound pass over the (sharded) state: read weights,
+     * grads, master, m, v; write them back (bf16: 2+2+12 read, 2+12 write). */
+    int64_t Po = l->zero >= 1 ? (P + l->dp - 1) / l->dp : P;
+    double per = l->precision == SPEC_PREC_FP32 ? (4 + 4 + 8) + (4 + 8) : (2 + 2 + 12) + (2 + 12);
+    out->optimizer_s = cost_elementwise_s(per * (double)Po, c, p);
+    /* Tied embedding: first and last stage all-reduce the wte gradient. */
+    if (l->pp > 1) {
+        int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);
+        double wb = eb * (double)(m->vocab / l->tp) * (double)h;
+        out->embed_sync_s = cost_collective_s(COST_ALLREDUCE, 2, wb, cross, c, p);
+    }
+}
+
+/* ---- closed form ------------------------------------------------------------------------- */
+
+spec_cluster cost_cluster_for_layout(const spec_cluster *c, const spec_layout *l)
+{
+    spec_cluster r = *c;
+    int64_t dev = (int64_t)l->dp * l->tp * l->pp;
+    int64_t nodes = (dev + c->gpus_per_node - 1) / c->gpus_per_node;
+    if (nodes > r.nodes)
+        r.nodes = (int)nodes;
+    return r;
+}
+
+int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                 int64_t global_batch, const cost_profile *p, cost_result *out,
+                 char err[SPEC_ERR_LEN])
+{
+    memset(out, 0, sizeof *out);
+    if (spec_layout_check(l, m, global_batch, -1, err))
+        return SPEC_ERR;
+    int64_t mb = spec_layout_n_micro(l, global_batch);
+    int P = l->pp, v = l->schedule == SPEC_SCHED_INTERLEAVED ? l->v : 1;
+    out->n_micro = mb;
+
+    cost_comm cm;
+    cost_comm_times(m, c, l, p, &cm);
+
+    /* Per-stage times for one micro-batch (all chunks of the rank). */
+    cost_block blk;
+    cost_block_times(m, c, l, l->recompute, p, &blk);
+    double worst = 0, worst_comp = 0, worst_tp = 0, worst_pp = 0;
+    for (int r = 0; r < P; r++) {
+        int layers = cost_shapes_rank_layers(m, l, r);
+        cost_extra ex;
+        cost_extra_times(m, c, l, r, p, &ex);
+        double comp = layers * (blk.fwd_s + blk.bwd_s + blk.recompute_s) + ex.fwd_s + ex.bwd_s;
+        double tp = layers * (blk.tp_fwd_s + blk.tp_bwd_s) + ex.tp_fwd_s + ex.tp_bwd_s;
+        if (l->zero == 3)
+            tp += layers * 2.0 * cm.zero3_ag_layer_s; /* not overlapped: conservative */
+        /* Blocking sends: a forward send and a backward send per micro-batch
+         * per chunk on the critical path (Megatron p2p_communication). */
+        double pcomm = P > 1 ? 2.0 * v * cm.p2p_s : 0.0;
+        double stage = comp + tp + pcomm;
+        if (stage > worst) {
+            worst = stage;
+            worst_comp = comp;
+            worst_tp = tp;
+            worst_pp = pcomm;
+        }
+    }
+    /* 1F1B and GPipe: (m + p - 1)(t_f + t_b) (Narayanan et al. 2021 eq. 1
+     * + the m ideal); interleaved: bubble (p - 1)/v of a stage time
+     * (ibid. Sec 2.2.2). */
+    double bubble = (P - 1) * worst / v;
+    out->compute_s = mb * worst_comp;
+    out->tp_comm_s = mb * worst_tp;
+    out->pp_comm_s = mb * worst_pp;
+    out->bubble_s = bubble;
+
+    /* Data-parallel traffic overlaps the backward pass of the last
+     * micro-batch, bucket by bucket: the first bucket can start only when
+     * its layers' gradients are final, so at least one bucket is exposed,
+     * and everything beyond the last micro-batch's backward time is exposed
+     * too. ZeRO-1/2 reduce-scatter overlaps the same way; its parameter
+     * all-gather follows the optimizer and is exposed. Tied embedding sync
+     * is exposed. */
+    double dp_traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
+    double exposed = 0;
+    if (dp_traffic > 0) {
+        int layers0 = cost_shapes_rank_layers(m, l, 0);
+        double window = layers0 * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s) / v;
+        int64_t P0 = cost_shapes_param_elems(m, l, 0);
+        double gbytes = elem_bytes(l->precision) * (double)P0;
+        double nb = gbytes / cm.dp_bucket_bytes;
+        double bucket = nb > 1 ? dp_traffic / nb : dp_traffic;
+        exposed = dp_traffic - window;
+        if (exposed < bucket)
+            exposed = bucket;
+    }
+    exposed += cm.zero_ag_s + cm.embed_sync_s;
+    out->dp_comm_exposed_s = exposed;
+    out->optimizer_s = cm.optimizer_s;
+    out->step_time_s = out->compute_s + out->tp_comm_s + out->pp_comm_s + out->bubble_s +
+                       out->dp_comm_exposed_s + out->optimizer_s;
+
+    int64_t devices = (int64_t)l->dp * l->tp * l->pp;
+    out->tokens_per_s = (double)global_batch * (double)m->seq / out->step_time_s;
+    double mf = cost_model_flops(m, global_batch), hf = cost_hardware_flops(m, l->recompute, global_batch);
+    out->tflops_per_gpu = mf / out->step_time_s / (double)devices / 1e12;
+    out->mfu = mf / out->step_time_s / ((double)devices * c->peak_tflops * 1e12);
+    out->hfu = hf / out->step_time_s / ((double)devices * c->peak_tflops * 1e12);
+    out->bubble_frac = out->bubble_s / out->step_time_s;
+
+    for (int r = 0; r < P; r++) {
+        cost_mem mm;
+        cost_memory_rank(m, l, global_batch, r, &mm);
+        if (mm.total_bytes > out->mem_peak_bytes) {
+            out->mem_peak_bytes = mm.total_bytes;
+            out->mem_peak_stage = r;
+        }
+    }
+    out->fits = (double)out->mem_peak_bytes <= c->mem_gb * 1e9;
+    snprintf(out->source, sizeof out->source, "closed-form");
+    return SPEC_OK;
+}

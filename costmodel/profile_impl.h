@@ -1,0 +1,37 @@
+/* profile_impl.h — the inside of a cost_profile, shared by profile.c and
+ * cost.c only (not part of the public contract). */
+#ifndef TRIAD_PROFILE_IMPL_H
+#define TRIAD_PROFILE_IMPL_H
+
+#include "profile.h"
+
+/* Efficiencies and overheads of one device kind (see profile.c for sources). */
+typedef struct {
+    double gemm_eff_max;      /* fraction of peak reached by large GEMMs */
+    double gemm_dim_half;     /* dimension scale d of eff = max / (1 + d/m + d/n + d/k) */
+    double hbm_eff;           /* fraction of HBM bandwidth reached by element-wise kernels */
+    double nvlink_eff;        /* achievable fraction of intra-node bandwidth (busbw) */
+    double ib_eff;            /* achievable fraction of inter-node bandwidth (busbw) */
+    double launch_s;          /* per-kernel launch overhead, seconds */
+    double kernels_per_layer; /* forward kernels per block */
+} profile_params;
+
+typedef struct { double m, n, k, time_s; } profile_gemm;
+typedef struct { int op, n; double bytes, time_s; } profile_coll;
+
+struct cost_profile {
+    char name[256];
+    int builtin;
+    profile_params params;
+    profile_gemm *gemm;
+    int n_gemm, cap_gemm;
+    profile_coll *coll;
+    int n_coll, cap_coll;
+};
+
+const profile_params *profile_sheet(spec_gpu_kind g);
+const profile_params *profile_params_of(const cost_profile *p);
+double profile_gemm_time(const cost_profile *p, double m, double n, double k);
+double profile_coll_time(const cost_profile *p, int op, int n, double bytes);
+
+#endif
