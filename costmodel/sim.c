@@ -1,0 +1,447 @@
+/* sim.c — the discrete-event simulator of one training step (contract in
+ * sim.h).
+ *
+ * One representative rank per pipeline stage: the tp and dp ranks of a
+ * stage run the same ops at the same times (their collectives synchronise
+ * them), so simulating one of each is exact under the model's assumptions
+ * and keeps a 1024-GPU job to pp ranks.
+ *
+ * Each rank runs its schedule's op list in order on a compute stream (tp
+ * collectives are serialised with compute, as in Megatron-LM); an op starts
+ * when the stream is free and its dependency is met: a forward needs the
+ * previous virtual stage's forward of the same micro-batch plus the p2p
+ * transfer, a backward the next virtual stage's backward plus the transfer
+ * (or its own forward on the last virtual stage). A pipeline send occupies
+ * the sender's pp stream, not its compute stream. Data-parallel gradient
+ * buckets become ready during the last micro-batch's backward and run on a
+ * dp stream, overlapping what backward work remains; then the optimizer.
+ * Memory: static bytes (weights, grads, optimizer, scratch) plus the
+ * activations of every forward whose backward has not finished.
+ */
+#include "sim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_core.h"
+
+void cost_sim_opts_default(cost_sim_opts *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+/* ---- schedules ---------------------------------------------------------------- */
+
+/* Megatron-LM's interleaved order: the k-th forward (or backward) op of a
+ * rank works on chunk (k mod p*v) / p and micro-batch (k / (p v)) p + k mod p. */
+static void interleaved_id(int k, int p, int v, int forward, int *mb, int *chunk)
+{
+    int c = (k % (p * v)) / p;
+    *chunk = forward ? c : v - 1 - c;
+    *mb = (k / (p * v)) * p + k % p;
+}
+
+int sim_schedule_ops(spec_schedule sched, int p, int v, int m, int rank, sim_op *ops)
+{
+    int n = 0;
+    if (sched == SPEC_SCHED_GPIPE) {
+        for (int i = 0; i < m; i++)
+            ops[n++] = (sim_op){SIM_FWD, i, 0};
+        for (int i = 0; i < m; i++)
+            ops[n++] = (sim_op){SIM_BWD, i, 0};
+        return n;
+    }
+    if (sched == SPEC_SCHED_1F1B || v <= 1) {
+        int warm = p - rank - 1 < m ? p - rank - 1 : m;
+        int f = 0, b = 0;
+        for (; f < warm; f++)
+            ops[n++] = (sim_op){SIM_FWD, f, 0};
+        while (f < m) {
+            ops[n++] = (sim_op){SIM_FWD, f++, 0};
+            ops[n++] = (sim_op){SIM_BWD, b++, 0};
+        }
+        while (b < m)
+            ops[n++] = (sim_op){SIM_BWD, b++, 0};
+        return n;
+    }
+    int total = m * v;
+    int warm = (p - rank - 1) * 2 + (v - 1) * p;
+    if (warm > total)
+        warm = total;
+    int f = 0, b = 0, mb, ch;
+    for (; f < warm; f++) {
+        interleaved_id(f, p, v, 1, &mb, &ch);
+        ops[n++] = (sim_op){SIM_FWD, mb, ch};
+    }
+    while (f < total) {
+        interleaved_id(f++, p, v, 1, &mb, &ch);
+        ops[n++] = (sim_op){SIM_FWD, mb, ch};
+        interleaved_id(b++, p, v, 0, &mb, &ch);
+        ops[n++] = (sim_op){SIM_BWD, mb, ch};
+    }
+    while (b < total) {
+        interleaved_id(b++, p, v, 0, &mb, &ch);
+        ops[n++] = (sim_op){SIM_BWD, mb, ch};
+    }
+    return n;
+}
+
+/* ---- the core ------------------------------------------------------------------- */
+
+static void add_event(cost_sim *s, int rank, int stream, double t0, double t1, int kind, int mb,
+                      int vs)
+{
+    if (!s->record || t1 <= t0)
+        return;
+    if (s->n_ev == s->cap_ev) {
+        s->cap_ev = s->cap_ev ? 2 * s->cap_ev : 1024;
+        s->ev = realloc(s->ev, (size_t)s->cap_ev * sizeof *s->ev);
+    }
+    s->ev[s->n_ev++] = (sim_event){rank, stream, kind, mb, vs, t0, t1};
+}
+
+static void add_mem(cost_sim *s, int rank, double t, int64_t bytes)
+{
+    if (!s->record)
+        return;
+    if (s->n_mem == s->cap_mem) {
+        s->cap_mem = s->cap_mem ? 2 * s->cap_mem : 1024;
+        s->mem = realloc(s->mem, (size_t)s->cap_mem * sizeof *s->mem);
+    }
+    s->mem[s->n_mem++] = (sim_mem_point){rank, t, bytes};
+}
+
+int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC_ERR_LEN])
+{
+    int p = in->p, v = in->v > 0 ? in->v : 1, m = in->m, V = p * v;
+    *out = NULL;
+    if (p < 1 || m < 1 || p > SPEC_MAX_PP) {
+        snprintf(err, SPEC_ERR_LEN, "simulate: bad pipeline (pp=%d, micro-batches=%d)", p, m);
+        return SPEC_ERR;
+    }
+    cost_sim *s = calloc(1, sizeof *s);
+    s->p = p;
+    s->record = record;
+    s->st = calloc((size_t)p, sizeof *s->st);
+    int per_rank = 2 * m * v;
+    sim_op *ops = malloc((size_t)p * per_rank * sizeof *ops);
+    int *nops = calloc((size_t)p, sizeof *nops), *next = calloc((size_t)p, sizeof *next);
+    /* finish times of F and B per (micro-batch, virtual stage); -1 = not yet */
+    double *fdone = malloc((size_t)m * V * sizeof *fdone), *bdone = malloc((size_t)m * V * sizeof *bdone);
+    double *free_at = calloc((size_t)p, sizeof *free_at), *send_free = calloc((size_t)p, sizeof *send_free);
+    double *busy = calloc((size_t)p, sizeof *busy);
+    int64_t *act = calloc((size_t)p, sizeof *act);
+    int *inflight = calloc((size_t)p, sizeof *inflight);
+    /* last-micro-batch backward op of each virtual stage: when it finishes,
+     * that chunk's gradients are final */
+    double *chunk_final = malloc((size_t)V * sizeof *chunk_final), *chunk_start = malloc((size_t)V * sizeof *chunk_start);
+    for (int i = 0; i < m * V; i++)
+        fdone[i] = bdone[i] = -1;
+    for (int r = 0; r < p; r++) {
+        nops[r] = sim_schedule_ops(in->schedule, p, v, m, r, ops + (size_t)r * per_rank);
+        s->st[r].mem_peak_bytes = in->static_bytes[r];
+        add_mem(s, r, 0, in->static_bytes[r]);
+    }
+    int remaining = 0;
+    for (int r = 0; r < p; r++)
+        remaining += nops[r];
+    /* List scheduling: each pass runs every op whose dependency is met, in
+     * each rank's order; the op order per rank is fixed, so the result is
+     * the unique as-soon-as-possible schedule. */
+    while (remaining > 0) {
+        int progressed = 0;
+        for (int r = 0; r < p; r++) {
+            while (next[r] < nops[r]) {
+                sim_op op = ops[(size_t)r * per_rank + next[r]];
+                int vs = op.chunk * p + r;
+                double ready;
+                if (op.kind == SIM_FWD) {
+                    if (vs == 0)
+                        ready = 0;
+                    else if (fdone[op.mb * V + vs - 1] < 0)
+                        break;
+                    else
+                        ready = fdone[op.mb * V + vs - 1] + in->p2p_s;
+                } else {
+                    if (vs == V - 1) {
+                        if (fdone[op.mb * V + vs] < 0)
+                            break;
+                        ready = fdone[op.mb * V + vs];
+                    } else if (bdone[op.mb * V + vs + 1] < 0)
+                        break;
+                    else
+                        ready = bdone[op.mb * V + vs + 1] + in->p2p_s;
+                }
+                double t0 = ready > free_at[r] ? ready : free_at[r];
+                double dur = op.kind == SIM_FWD ? in->fwd_s[vs] : in->bwd_s[vs];
+                double t1 = t0 + dur;
+                if (op.kind == SIM_FWD) {
+                    fdone[op.mb * V + vs] = t1;
+                    act[r] += in->act_bytes[vs];
+                    inflight[r]++;
+                    int64_t now = in->static_bytes[r] + act[r];
+                    if (now > s->st[r].mem_peak_bytes)
+                        s->st[r].mem_peak_bytes = now;
+                    add_mem(s, r, t0, now);
+                    if (vs < V - 1 && in->p2p_s > 0) { /* send to the next stage */
+                        double s0 = t1 > send_free[r] ? t1 : send_free[r];
+                        send_free[r] = s0 + in->p2p_s;
+                        add_event(s, r, SIM_STREAM_PP, s0, s0 + in->p2p_s, SIM_SEND, op.mb, vs);
+                    }
+                } else {
+                    bdone[op.mb * V + vs] = t1;
+                    act[r] -= in->act_bytes[vs];
+                    add_mem(s, r, t1, in->static_bytes[r] + act[r]);
+                    if (op.mb == m - 1) {
+                        chunk_final[vs] = t1;
+                        chunk_start[vs] = t0;
+                    }
+                    if (vs > 0 && in->p2p_s > 0) {
+                        double s0 = t1 > send_free[r] ? t1 : send_free[r];
+                        send_free[r] = s0 + in->p2p_s;
+                        add_event(s, r, SIM_STREAM_PP, s0, s0 + in->p2p_s, SIM_SEND, op.mb, vs);
+                    }
+                }
+                /* peak in-flight: forwards whose backward has not finished.
+                 * For interleaved, counted in chunk micro-batches / v. */
+                if (op.kind == SIM_FWD) {
+                    int whole = (inflight[r] + v - 1) / v;
+                    if (whole > s->st[r].peak_in_flight)
+                        s->st[r].peak_in_flight = whole;
+                } else {
+                    inflight[r]--;
+                }
+                if (op.kind == SIM_FWD && in->tp_fwd_frac > 0)
+                    add_event(s, r, SIM_STREAM_TP, t1 - dur * in->tp_fwd_frac, t1, SIM_TP, op.mb, vs);
+                if (op.kind == SIM_BWD && in->tp_bwd_frac > 0)
+                    add_event(s, r, SIM_STREAM_TP, t1 - dur * in->tp_bwd_frac, t1, SIM_TP, op.mb, vs);
+                add_event(s, r, SIM_STREAM_COMPUTE, t0, t1, op.kind, op.mb, vs);
+                free_at[r] = t1;
+                busy[r] += dur;
+                next[r]++;
+                remaining--;
+                progressed = 1;
+            }
+        }
+        if (!progressed) {
+            snprintf(err, SPEC_ERR_LEN, "simulate: schedule deadlocked (internal error)");
+            free(ops); free(nops); free(next); free(fdone); free(bdone); free(free_at);
+            free(send_free); free(busy); free(act); free(inflight); free(chunk_final); free(chunk_start);
+            cost_sim_free(s);
+            return SPEC_ERR;
+        }
+    }
+    /* Data-parallel buckets: each chunk's gradients split into buckets that
+     * become final evenly across that chunk's last backward op; one dp
+     * stream per rank, buckets in order of readiness. */
+    double step = 0;
+    for (int r = 0; r < p; r++) {
+        double dp_free = 0, compute_end = free_at[r];
+        double comm = send_free[r] > 0 ? 0 : 0;
+        double pp_busy = 0;
+        for (int i = 0; i < s->n_ev; i++)
+            if (s->ev[i].rank == r && s->ev[i].stream == SIM_STREAM_PP)
+                pp_busy += s->ev[i].t1 - s->ev[i].t0;
+        int nb = in->dp_buckets > 0 ? in->dp_buckets : 1;
+        if (in->dp_s[r] > 0) {
+            for (int c = v - 1; c >= 0; c--) {
+                int vs = c * p + r;
+                double per = in->dp_s[r] / v / nb;
+                for (int k = 1; k <= nb; k++) {
+                    double rdy = chunk_start[vs] + (chunk_final[vs] - chunk_start[vs]) * k / nb;
+                    double t0 = rdy > dp_free ? rdy : dp_free;
+                    dp_free = t0 + per;
+                    add_event(s, r, SIM_STREAM_DP, t0, dp_free, SIM_DP, k, vs);
+                }
+            }
+            comm += in->dp_s[r];
+        }
+        double end = compute_end > dp_free ? compute_end : dp_free;
+        if (send_free[r] > end)
+            end = send_free[r];
+        s->st[r].exposed_comm_s = end - compute_end;
+        double t = end;
+        if (in->post_s[r] > 0) {
+            add_event(s, r, SIM_STREAM_DP, t, t + in->post_s[r], SIM_SYNC, 0, 0);
+            t += in->post_s[r];
+            s->st[r].exposed_comm_s += in->post_s[r];
+            comm += in->post_s[r];
+        }
+        add_event(s, r, SIM_STREAM_COMPUTE, t, t + in->optimizer_s[r], SIM_OPT, 0, 0);
+        t += in->optimizer_s[r];
+        busy[r] += in->optimizer_s[r];
+        s->st[r].busy_s = busy[r];
+        s->st[r].comm_s = comm + pp_busy;
+        s->st[r].end_s = t;
+        if (t > step)
+            step = t;
+    }
+    s->step_s = step;
+    double idle_max = 0;
+    for (int r = 0; r < p; r++) {
+        s->st[r].idle_s = step - s->st[r].busy_s;
+        /* bubble: idle time of the compute stream before the optimizer */
+        double b = step - s->st[r].busy_s - s->st[r].exposed_comm_s;
+        if (b > idle_max)
+            idle_max = b;
+    }
+    s->bubble_s = idle_max > 0 ? idle_max : 0;
+    free(ops); free(nops); free(next); free(fdone); free(bdone); free(free_at); free(send_free);
+    free(busy); free(act); free(inflight); free(chunk_final); free(chunk_start);
+    *out = s;
+    return SPEC_OK;
+}
+
+/* ---- from the cost model ------------------------------------------------------------- */
+
+int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                 int64_t global_batch, const cost_profile *p, const cost_sim_opts *o,
+                 cost_sim **simp, cost_result *out, char err[SPEC_ERR_LEN])
+{
+    cost_sim_opts def;
+    if (!o) {
+        cost_sim_opts_default(&def);
+        o = &def;
+    }
+    cost_result cf;
+    if (cost_predict(m, c, l, global_batch, p, &cf, err))
+        return SPEC_ERR;
+    int P = l->pp, v = l->schedule == SPEC_SCHED_INTERLEAVED ? l->v : 1, V = P * v;
+    sim_input in;
+    memset(&in, 0, sizeof in);
+    in.p = P;
+    in.v = v;
+    in.m = (int)cf.n_micro;
+    in.schedule = l->schedule;
+    in.fwd_s = calloc((size_t)V, sizeof(double));
+    in.bwd_s = calloc((size_t)V, sizeof(double));
+    in.act_bytes = calloc((size_t)V, sizeof(int64_t));
+    in.static_bytes = calloc((size_t)P, sizeof(int64_t));
+    in.dp_s = calloc((size_t)P, sizeof(double));
+    in.post_s = calloc((size_t)P, sizeof(double));
+    in.optimizer_s = calloc((size_t)P, sizeof(double));
+    cost_block blk;
+    cost_block_times(m, c, l, l->recompute, p, &blk);
+    cost_comm cm;
+    cost_comm_times(m, c, l, p, &cm);
+    double eb = l->precision == SPEC_PREC_FP32 ? 4.0 : 2.0;
+    shapes_tensor ts[32];
+    double tpf = 0, tpb = 0, fsum = 0, bsum = 0;
+    for (int vs = 0; vs < V; vs++) {
+        int layers = spec_layout_stage_layers(l, m, vs);
+        double f = layers * (blk.fwd_s + blk.tp_fwd_s);
+        double b = layers * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s);
+        if (l->zero == 3) {
+            f += layers * cm.zero3_ag_layer_s;
+            b += layers * cm.zero3_ag_layer_s;
+        }
+        int64_t a = layers * blk.act_bytes;
+        cost_extra ex;
+        if (vs == 0) {
+            cost_extra_times(m, c, l, 0, p, &ex);
+            if (P == 1) { /* rank 0 is also the last: cost_extra_times gave both */
+            }
+            f += ex.fwd_s + ex.tp_fwd_s;
+            b += ex.bwd_s + ex.tp_bwd_s;
+        } else if (vs == V - 1) {
+            cost_extra_times(m, c, l, P - 1, p, &ex);
+            f += ex.fwd_s + ex.tp_fwd_s;
+            b += ex.bwd_s + ex.tp_bwd_s;
+        }
+        if (vs == V - 1) {
+            int n = cost_shapes_extra_acts(m, l, P - 1, ts, 32);
+            a += (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
+        }
+        in.fwd_s[vs] = f;
+        in.bwd_s[vs] = b;
+        in.act_bytes[vs] = a;
+        tpf += layers * blk.tp_fwd_s;
+        tpb += layers * blk.tp_bwd_s;
+        fsum += f;
+        bsum += b;
+    }
+    /* the extra ops of a single-stage pipeline: cost_extra_times on rank 0
+     * covers both ends when pp == 1 */
+    in.tp_fwd_frac = fsum > 0 ? tpf / fsum : 0;
+    in.tp_bwd_frac = bsum > 0 ? tpb / bsum : 0;
+    in.p2p_s = o->free_comm ? 0 : cm.p2p_s;
+    in.dp_buckets = 1;
+    for (int r = 0; r < P; r++) {
+        cost_mem mm;
+        cost_memory_rank(m, l, global_batch, r, &mm);
+        in.static_bytes[r] = mm.param_bytes + mm.grad_bytes + mm.optim_bytes + mm.scratch_bytes;
+        double traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
+        int64_t Pr = cost_shapes_param_elems(m, l, r);
+        double nb = eb * (double)Pr / cm.dp_bucket_bytes;
+        in.dp_buckets = nb > 1 ? (int)ceil(nb) : 1;
+        in.dp_s[r] = o->free_comm ? 0 : traffic;
+        in.post_s[r] = o->free_comm ? 0 : cm.zero_ag_s + cm.embed_sync_s;
+        in.optimizer_s[r] = cm.optimizer_s;
+    }
+    if (o->free_comm) {
+        for (int vs = 0; vs < V; vs++) {
+            int layers = spec_layout_stage_layers(l, m, vs);
+            in.fwd_s[vs] -= layers * blk.tp_fwd_s;
+            in.bwd_s[vs] -= layers * blk.tp_bwd_s;
+        }
+        in.tp_fwd_frac = in.tp_bwd_frac = 0;
+    }
+    cost_sim *s = NULL;
+    int rc = sim_run_input(&in, o->record_events, &s, err);
+    if (rc == SPEC_OK) {
+        s->layout = *l;
+        *out = cf;
+        out->step_time_s = s->step_s;
+        out->tokens_per_s = (double)global_batch * (double)m->seq / s->step_s;
+        out->tflops_per_gpu = cf.tflops_per_gpu * cf.step_time_s / s->step_s;
+        out->mfu = cf.mfu * cf.step_time_s / s->step_s;
+        out->hfu = cf.hfu * cf.step_time_s / s->step_s;
+        out->bubble_s = s->bubble_s;
+        out->bubble_frac = s->bubble_s / s->step_s;
+        int64_t peak = 0;
+        int ps = 0;
+        for (int r = 0; r < P; r++)
+            if (s->st[r].mem_peak_bytes > peak) {
+                peak = s->st[r].mem_peak_bytes;
+                ps = r;
+            }
+        out->mem_peak_bytes = peak;
+        out->mem_peak_stage = ps;
+        out->fits = (double)peak <= c->mem_gb * 1e9;
+        snprintf(out->source, sizeof out->source, "simulator");
+    }
+    free(in.fwd_s); free(in.bwd_s); free(in.act_bytes); free(in.static_bytes); free(in.dp_s);
+    free(in.post_s); free(in.optimizer_s);
+    if (rc == SPEC_OK && simp)
+        *simp = s;
+    else
+        cost_sim_free(s);
+    return rc;
+}
+
+int cost_sim_stages(const cost_sim *s) { return s ? s->p : 0; }
+
+void cost_sim_stage_at(const cost_sim *s, int i, cost_sim_stage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || i < 0 || i >= s->p)
+        return;
+    out->busy_s = s->st[i].busy_s;
+    out->idle_s = s->st[i].idle_s;
+    out->comm_s = s->st[i].comm_s;
+    out->exposed_comm_s = s->st[i].exposed_comm_s;
+    out->mem_peak_bytes = s->st[i].mem_peak_bytes;
+    out->peak_in_flight = s->st[i].peak_in_flight;
+}
+
+void cost_sim_free(cost_sim *s)
+{
+    if (!s)
+        return;
+    free(s->st);
+    free(s->ev);
+    free(s->mem);
+    free(s);
+}
