@@ -138,7 +138,7 @@ bench: all
 	@bash tests/bench.sh
 
 validate: all
-	@python3 tests/validate.py --triad $(BUILD)/triad --dev ../shared/validation/published_dev.csv
+	@python3 tests/validate.py --triad $(BUILD)/triad
 
 demo: all
 	@bash tests/demo.sh
