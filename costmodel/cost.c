@@ -384,7 +384,14 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
     cost_block blk;
     cost_block_times(m, c, l, l->recompute, p, &blk);
     double worst = 0, worst_comp = 0, worst_tp = 0, worst_pp = 0;
+    /* With uniform stages the first rank holds the most blocks (the extra
+     * ones of an uneven split), the embedding and the most in-flight
+     * micro-batches, and the last holds the LM head: every middle rank is
+     * dominated by rank 0 in time and memory, so only the two ends matter. */
+    int ends_only = l->n_stage_layers == 0 && P > 2;
     for (int r = 0; r < P; r++) {
+        if (ends_only && r != 0 && r != P - 1)
+            continue;
         int layers = cost_shapes_rank_layers(m, l, r);
         cost_extra ex;
         cost_extra_times(m, c, l, r, p, &ex);
@@ -447,6 +454,8 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
     out->bubble_frac = out->bubble_s / out->step_time_s;
 
     for (int r = 0; r < P; r++) {
+        if (ends_only && r != 0 && r != P - 1)
+            continue;
         cost_mem mm;
         cost_memory_rank(m, l, global_batch, r, &mm);
         if (mm.total_bytes > out->mem_peak_bytes) {

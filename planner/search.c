@@ -1,0 +1,299 @@
+/* search.c — enumerate, prune, rank, re-rank (see search.h). */
+#include "search.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../costmodel/shapes.h"
+#include "../costmodel/sim.h"
+
+void plan_search_opts_default(plan_search_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->top = 10;
+    o->sim_top = 10;
+    o->max_mbs = 16;
+    o->milp = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void reject(plan_rejects *r, int kind, const char *fmt, int a, long long b)
+{
+    if (r->count[kind]++ == 0)
+        snprintf(r->example[kind], sizeof r->example[kind], fmt, a, b);
+}
+
+typedef struct {
+    plan_candidate *v;
+    int n, cap;
+} cand_vec;
+
+static void push(cand_vec *cv, const plan_candidate *c)
+{
+    if (cv->n == cv->cap) {
+        cv->cap = cv->cap ? 2 * cv->cap : 256;
+        cv->v = realloc(cv->v, (size_t)cv->cap * sizeof *cv->v);
+    }
+    cv->v[cv->n++] = *c;
+}
+
+static double cand_time(const plan_candidate *c) { return c->has_sim ? c->sim.step_time_s : c->cf.step_time_s; }
+
+static int by_closed_form(const void *a, const void *b)
+{
+    double x = ((const plan_candidate *)a)->cf.step_time_s, y = ((const plan_candidate *)b)->cf.step_time_s;
+    return (x > y) - (x < y);
+}
+
+static int by_final(const void *a, const void *b)
+{
+    const plan_candidate *p = a, *q = b;
+    /* simulated candidates first (they are the re-ranked top), then the rest */
+    if (p->has_sim != q->has_sim)
+        return q->has_sim - p->has_sim;
+    double x = cand_time(p), y = cand_time(q);
+    return (x > y) - (x < y);
+}
+
+void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                           int64_t batch, const cost_profile *p, plan_stage_problem *pr,
+                           double *t_extra, double *mem_extra, double *act_extra, int *in_flight)
+{
+    memset(pr, 0, sizeof *pr);
+    cost_block blk;
+    cost_block_times(m, c, l, l->recompute, p, &blk);
+    cost_comm cm;
+    cost_comm_times(m, c, l, p, &cm);
+    double eb = l->precision == SPEC_PREC_FP32 ? 4.0 : 2.0;
+    double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
+    int64_t dp = l->dp;
+    /* bytes per parameter after ZeRO sharding (cost_memory_rank's rule) */
+    double bpp = eb / (l->zero >= 3 ? dp : 1) + eb / (l->zero >= 2 ? dp : 1) + ob / (l->zero >= 1 ? dp : 1);
+    shapes_tensor t[64];
+    int n = cost_shapes_layer_params(m, l, t, 64);
+    pr->p = l->pp;
+    pr->layers = (int)m->layers;
+    pr->n_rc = 1;
+    pr->rc[0] = l->recompute;
+    pr->t_block_s[0] = blk.fwd_s + blk.bwd_s + blk.recompute_s + blk.tp_fwd_s + blk.tp_bwd_s;
+    pr->act_block_bytes[0] = (double)blk.act_bytes;
+    pr->static_block_bytes = bpp * (double)cost_shapes_sum_elems(t, n);
+    int64_t mb = spec_layout_n_micro(l, batch);
+    for (int s = 0; s < l->pp; s++) {
+        cost_extra ex;
+        cost_extra_times(m, c, l, s, p, &ex);
+        t_extra[s] = ex.fwd_s + ex.bwd_s + ex.tp_fwd_s + ex.tp_bwd_s + (l->pp > 1 ? 2.0 * cm.p2p_s : 0.0);
+        n = cost_shapes_extra_params(m, l, s, t, 64);
+        double extra_params = (double)cost_shapes_sum_elems(t, n);
+        n = cost_shapes_scratch(m, l, s, t, 64);
+        mem_extra[s] = bpp * extra_params + eb * (double)cost_shapes_sum_elems(t, n);
+        n = cost_shapes_extra_acts(m, l, s, t, 64);
+        act_extra[s] = eb * (double)cost_shapes_sum_elems(t, n);
+        in_flight[s] = cost_in_flight(l, s, mb);
+    }
+    pr->t_extra_s = t_extra;
+    pr->mem_extra_bytes = mem_extra;
+    pr->act_extra_bytes = act_extra;
+    pr->in_flight = in_flight;
+    pr->mem_cap_bytes = c->mem_gb * 1e9;
+}
+
+/* Try MILP stage boundaries for a pipelined 1F1B / GPipe candidate; keep
+ * them when they are predicted faster than uniform stages. */
+static int improve_stages(const plan_search_opts *o, const spec_cluster *c, plan_candidate *cd,
+                          char err[SPEC_ERR_LEN])
+{
+    spec_layout *l = &cd->layout;
+    if (l->pp < 2 || l->schedule == SPEC_SCHED_INTERLEAVED || l->pp > SPEC_MAX_PP)
+        return SPEC_OK;
+    plan_stage_problem pr;
+    double *te = malloc(sizeof(double) * l->pp * 3);
+    int *inf = malloc(sizeof(int) * l->pp);
+    plan_stage_problem_of(&o->model, c, l, o->global_batch, o->profile, &pr, te, te + l->pp,
+                          te + 2 * l->pp, inf);
+    plan_stage_solution sol;
+    int rc = plan_stages_milp(&pr, &sol, err);
+    if (rc == SPEC_OK && sol.feasible) {
+        spec_layout trial = *l;
+        trial.n_stage_layers = l->pp;
+        for (int s = 0; s < l->pp; s++)
+            trial.stage_layers[s] = sol.stage_layers[s];
+        cost_result r;
+        char e2[SPEC_ERR_LEN];
+        if (cost_predict(&o->model, c, &trial, o->global_batch, o->profile, &r, e2) == SPEC_OK &&
+            r.fits && r.step_time_s < cd->cf.step_time_s * (1 - 1e-9)) {
+            cd->uniform_step_s = cd->cf.step_time_s;
+            cd->layout = trial;
+            cd->cf = r;
+            cd->milp_stages = 1;
+        }
+    }
+    free(te);
+    free(inf);
+    return rc;
+}
+
+int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_LEN])
+{
+    memset(res, 0, sizeof *res);
+    double t0 = now_s();
+    const spec_model *m = &o->model;
+    if (o->gpus < 1) {
+        snprintf(err, SPEC_ERR_LEN, "plan: --gpus %d is not a positive integer", o->gpus);
+        return SPEC_ERR;
+    }
+    spec_cluster c = o->cluster;
+    int nodes = (o->gpus + c.gpus_per_node - 1) / c.gpus_per_node;
+    if (nodes > c.nodes)
+        c.nodes = nodes;
+    cand_vec cv = {0};
+    plan_rejects *rj = &res->rej;
+    for (int pass = 0; pass < 2; pass++) {
+        int allow_wide_tp = o->allow_cross_node_tp || pass == 1;
+        for (int tp = 1; tp <= o->gpus; tp++) {
+            if (o->gpus % tp)
+                continue;
+            if (tp > c.gpus_per_node && !allow_wide_tp) {
+                reject(rj, PLAN_REJ_TP_NODE, "tp=%d spans nodes of %lld devices", tp, (long long)c.gpus_per_node);
+                continue;
+            }
+            if (pass == 1 && tp <= c.gpus_per_node && !o->allow_cross_node_tp)
+                continue; /* second pass only adds the wide tp groups */
+            if (m->heads % tp) {
+                reject(rj, PLAN_REJ_TP_HEADS, "tp=%d does not divide heads=%lld", tp, (long long)m->heads);
+                continue;
+            }
+            if (m->ffn % tp) {
+                reject(rj, PLAN_REJ_TP_FFN, "tp=%d does not divide ffn=%lld", tp, (long long)m->ffn);
+                continue;
+            }
+            if (m->vocab % tp) {
+                reject(rj, PLAN_REJ_TP_VOCAB, "tp=%d does not divide vocab=%lld", tp, (long long)m->vocab);
+                continue;
+            }
+            for (int pp = 1; pp <= o->gpus / tp; pp++) {
+                if ((o->gpus / tp) % pp)
+                    continue;
+                if (pp > m->layers || pp > SPEC_MAX_PP) {
+                    reject(rj, PLAN_REJ_PP_LAYERS, "pp=%d exceeds layers=%lld", pp, (long long)m->layers);
+                    continue;
+                }
+                int dp = o->gpus / tp / pp;
+                for (int mbs = 1; mbs <= o->max_mbs; mbs *= 2) {
+                    res->enumerated++;
+                    if (o->global_batch % ((int64_t)dp * mbs)) {
+                        reject(rj, PLAN_REJ_BATCH, "batch not divisible by dp*mbs = %d (mbs %lld)",
+                               dp * mbs, (long long)mbs);
+                        continue;
+                    }
+                    int64_t n_micro = o->global_batch / ((int64_t)dp * mbs);
+                    for (int sched = 0; sched < 4; sched++) {
+                        spec_layout l;
+                        spec_layout_default(&l);
+                        l.tp = tp, l.pp = pp, l.dp = dp, l.mbs = mbs;
+                        if (sched == 0)
+                            l.schedule = SPEC_SCHED_1F1B;
+                        else if (sched == 1)
+                            l.schedule = SPEC_SCHED_GPIPE;
+                        else {
+                            l.schedule = SPEC_SCHED_INTERLEAVED;
+                            l.v = sched == 2 ? 2 : 4;
+                        }
+                        if (pp == 1 && sched > 0)
+                            continue; /* one stage: the schedule does not matter */
+                        if (sched >= 2 && (n_micro % pp || (int64_t)pp * l.v > m->layers)) {
+                            reject(rj, PLAN_REJ_INTERLEAVE,
+                                   "interleaved v=%d needs micro-batches divisible by pp and pp*v <= layers (pp %lld)",
+                                   l.v, (long long)pp);
+                            continue;
+                        }
+                        for (int rc = 0; rc < 3; rc++)
+                            for (int zero = 0; zero <= (dp > 1 ? 3 : 0); zero++)
+                                for (int sp = 0; sp <= (tp > 1 ? 1 : 0); sp++) {
+                                    l.recompute = (spec_recompute)rc;
+                                    l.zero = zero;
+                                    l.sp = sp;
+                                    if (sp && m->seq % tp) {
+                                        reject(rj, PLAN_REJ_SP_SEQ, "sp needs tp=%d to divide seq=%lld", tp,
+                                               (long long)m->seq);
+                                        continue;
+                                    }
+                                    plan_candidate cd;
+                                    memset(&cd, 0, sizeof cd);
+                                    cd.layout = l;
+                                    char e2[SPEC_ERR_LEN];
+                                    if (cost_predict(m, &c, &l, o->global_batch, o->profile, &cd.cf, e2)) {
+                                        if (rj->count[PLAN_REJ_BATCH]++ == 0)
+                                            snprintf(rj->example[PLAN_REJ_BATCH], sizeof rj->example[0], "%s", e2);
+                                        continue;
+                                    }
+                                    res->evaluated++;
+                                    if (!cd.cf.fits) {
+                                        if (rj->count[PLAN_REJ_MEMORY]++ == 0 ||
+                                            cd.cf.mem_peak_bytes < rj->closest_need_bytes) {
+                                            rj->closest = l;
+                                            rj->closest_need_bytes = cd.cf.mem_peak_bytes;
+                                            rj->closest_stage = cd.cf.mem_peak_stage;
+                                            char lay[128];
+                                            spec_layout_format(&l, lay, sizeof lay);
+                                            snprintf(rj->example[PLAN_REJ_MEMORY], sizeof rj->example[0],
+                                                     "closest to fitting: %s needs %.1f GB on stage %d, device has %.1f GB",
+                                                     lay, cd.cf.mem_peak_bytes / 1e9, cd.cf.mem_peak_stage, c.mem_gb);
+                                        }
+                                        continue;
+                                    }
+                                    cd.uniform_step_s = cd.cf.step_time_s;
+                                    push(&cv, &cd);
+                                }
+                    }
+                }
+            }
+        }
+        if (cv.n > 0 || o->allow_cross_node_tp)
+            break; /* a second pass (wide tp) only when nothing fits inside a node */
+    }
+    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
+    /* MILP stage boundaries for the best pipelined candidates, then
+     * re-sort, then the simulator decides the order of the top. */
+    int k_milp = cv.n < 4 * o->top ? cv.n : 4 * o->top;
+    if (o->milp)
+        for (int i = 0; i < k_milp; i++)
+            if (improve_stages(o, &c, &cv.v[i], err)) {
+                free(cv.v);
+                return SPEC_ERR;
+            }
+    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
+    int k_sim = cv.n < o->sim_top ? cv.n : o->sim_top;
+    for (int i = 0; i < k_sim; i++) {
+        cost_sim_opts so;
+        cost_sim_opts_default(&so);
+        if (cost_sim_run(m, &c, &cv.v[i].layout, o->global_batch, o->profile, &so, NULL, &cv.v[i].sim,
+                         err)) {
+            free(cv.v);
+            return SPEC_ERR;
+        }
+        cv.v[i].has_sim = 1;
+    }
+    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_final);
+    res->cand = cv.v;
+    res->n = cv.n;
+    res->seconds = now_s() - t0;
+    return SPEC_OK;
+}
+
+void plan_result_free(plan_result *res)
+{
+    if (!res)
+        return;
+    free(res->cand);
+    res->cand = NULL;
+    res->n = 0;
+}
