@@ -70,7 +70,7 @@ all: probe $(BUILD)/triad
 
 # ---- Debian packages ---------------------------------------------------------
 DEB_PKGS := libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev libcsv-dev \
-            libopenblas-dev gnuplot-nox python3
+            libopenblas-dev gnuplot-nox python3 bc
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)
