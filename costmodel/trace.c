@@ -132,7 +132,7 @@ int cost_sim_write_svg(const cost_sim *s, const char *path, char err[SPEC_ERR_LE
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.3g</text>\n", x, ya + 18, T * k / 10);
     }
     fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"middle\">time (s)</text>\n", left + plot_w / 2, ya + 34);
-    const char *names[] = {"forward", "backward (incl. recompute)", "pipeline send", "data-parallel grads",
+    const char *names[] = {"forward", "backward (incl. recompute)", "pipeline send", "data-parallel grads / embedding sync",
                            "optimizer"};
     int kinds[] = {SIM_FWD, SIM_BWD, SIM_SEND, SIM_DP, SIM_OPT};
     double lx = left;
