@@ -107,41 +107,42 @@ int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
                         shapes_tensor *out, int max)
 {
     int64_t B = l->mbs, S = m->seq, C = m->hidden, t = l->tp;
+    int64_t NH = m->heads / t, Ct = C / t, Ft = m->ffn / t;
     int n = 0;
-    if (holds_last(l, pp_rank))
+    if (holds_last(l, pp_rank)) {
         n = add(out, n, max, "logits", B, S, m->vocab / t, 0);
-    /* residual-stream gradient, ping-pong */
-    n = add(out, n, max, "dres_a", B, S, C, 0);
-    n = add(out, n, max, "dres_b", B, S, C, 0);
-    /* pipeline receive / tp gather buffer: one full (b, s, C) activation */
-    n = add(out, n, max, "xfer", B, S, C, 0);
-    /* gradients of one block's activations (the full set, as if nothing were
-     * recomputed: backward needs d(att) even when att itself was dropped) */
-    shapes_tensor tmp[16];
-    int k = cost_shapes_layer_acts(m, l, SPEC_RECOMPUTE_NONE, tmp, 16);
-    for (int i = 0; i < k; i++) {
-        char nm[SHAPES_NAME_LEN + 8];
-        snprintf(nm, sizeof nm, "d_%.28s", tmp[i].name);
-        int64_t *d = tmp[i].dims;
-        n = add(out, n, max, nm, d[0], tmp[i].ndim > 1 ? d[1] : 0, tmp[i].ndim > 2 ? d[2] : 0,
-                tmp[i].ndim > 3 ? d[3] : 0);
+        n = add(out, n, max, "xent_stats", 3, B, S, 0); /* row max, sum of exp, target logit */
     }
+    /* the gradient of the residual stream, updated in place through a block */
+    n = add(out, n, max, "dres", B, S, C, 0);
+    /* pipeline receive / tensor-parallel gather buffer */
+    if (l->pp > 1 || l->sp)
+        n = add(out, n, max, "xfer", B, S, C, 0);
+    /* gradients of one block's activations, overwritten block after block */
+    n = add(out, n, max, "d_ln1", B, S, C, 0);
+    n = add(out, n, max, "d_qkv", B, S, 3 * Ct, 0);
+    n = add(out, n, max, "d_att", B, NH, S, S);
+    n = add(out, n, max, "d_atty", B, S, Ct, 0);
+    n = add(out, n, max, "d_ln2", B, S, C, 0);
+    n = add(out, n, max, "d_fch", B, S, Ft, 0);
+    n = add(out, n, max, "d_fch_gelu", B, S, Ft, 0);
     /* recompute buffers of one block: what the recompute mode dropped */
     if (l->recompute != SPEC_RECOMPUTE_NONE) {
-        shapes_tensor kept[16];
+        shapes_tensor all[16], kept[16];
+        int k = cost_shapes_layer_acts(m, l, SPEC_RECOMPUTE_NONE, all, 16);
         int nk = cost_shapes_layer_acts(m, l, l->recompute, kept, 16);
         for (int i = 0; i < k; i++) {
             int dropped = 1;
             for (int j = 0; j < nk; j++)
-                if (strcmp(kept[j].name, tmp[i].name) == 0)
+                if (strcmp(kept[j].name, all[i].name) == 0)
                     dropped = 0;
             if (!dropped)
                 continue;
             char nm[SHAPES_NAME_LEN + 8];
-            snprintf(nm, sizeof nm, "rc_%.28s", tmp[i].name);
-            int64_t *d = tmp[i].dims;
-            n = add(out, n, max, nm, d[0], tmp[i].ndim > 1 ? d[1] : 0,
-                    tmp[i].ndim > 2 ? d[2] : 0, tmp[i].ndim > 3 ? d[3] : 0);
+            snprintf(nm, sizeof nm, "rc_%.28s", all[i].name);
+            int64_t *d = all[i].dims;
+            n = add(out, n, max, nm, d[0], all[i].ndim > 1 ? d[1] : 0, all[i].ndim > 2 ? d[2] : 0,
+                    all[i].ndim > 3 ? d[3] : 0);
         }
     }
     return n;

@@ -59,9 +59,11 @@ int cost_shapes_extra_acts(const spec_model *m, const spec_layout *l, int pp_ran
                            shapes_tensor *out, int max);
 
 /* Scratch a rank needs once, whatever the number of micro-batches in flight:
- * the logits shard (b, s, V/tp) on the last stage, the activation-gradient
- * buffers of one block, the recompute buffers of one block when recompute is
- * not none, and the pipeline receive buffer. Returns the count written. */
+ * the logits shard (b, s, V/tp) and cross-entropy row statistics on the last
+ * stage, the residual-stream gradient, the activation gradients of one block
+ * (d_ln1 d_qkv d_att d_atty d_ln2 d_fch d_fch_gelu), the recompute buffers of
+ * one block (rc_<name> for what the mode dropped), and a pipeline / sequence-
+ * parallel transfer buffer when pp > 1 or sp. Returns the count written. */
 int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
                         shapes_tensor *out, int max);
 

@@ -1,0 +1,379 @@
+/* model.c — GPT-2 forward and backward per block, by hand, over the CPU
+ * kernels (see model.h). Buffers are carved from shapes.h's inventory. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../kernels/kernels.h"
+
+/* ---- memory accounting ------------------------------------------------------ */
+
+static int64_t g_mem_now, g_mem_peak;
+
+void *exec_mem_alloc(size_t bytes)
+{
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (p) {
+        g_mem_now += (int64_t)bytes;
+        if (g_mem_now > g_mem_peak)
+            g_mem_peak = g_mem_now;
+    }
+    return p;
+}
+
+void exec_mem_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    free(p);
+    g_mem_now -= (int64_t)bytes;
+}
+
+int64_t exec_mem_peak_bytes(void) { return g_mem_peak; }
+int64_t exec_mem_now_bytes(void) { return g_mem_now; }
+
+/* ---- initialisation: a pure function of (seed, tensor, layer, global index) --- */
+
+static uint64_t mix64(uint64_t x)
+{ /* splitmix64 finaliser */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* A standard normal from a counter (Box-Muller on two uniforms). */
+static double normal_at(uint64_t key, uint64_t idx)
+{
+    uint64_t a = mix64(key ^ mix64(2 * idx)), b = mix64(key ^ mix64(2 * idx + 1));
+    double u1 = ((a >> 11) + 0.5) / 9007199254740992.0, u2 = (b >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Global flat index of local element i of a tensor sharded over tp (row
+ * blocks for column-parallel weights, column blocks for row-parallel ones,
+ * vocabulary rows for wte; qkv keeps q, k and v heads of this rank). */
+static uint64_t global_index(const exec_model *md, const char *name, const shapes_tensor *t, int64_t i)
+{
+    int tp = md->l.tp, r = md->tp_rank;
+    int64_t C = md->m.hidden;
+    if (tp == 1)
+        return (uint64_t)i;
+    if (!strcmp(name, "qkvw") || !strcmp(name, "qkvb")) {
+        int64_t cols = t->ndim == 2 ? t->dims[1] : 1, row = i / cols, col = i % cols, Ct = C / tp;
+        int64_t part = row / Ct, within = row % Ct;
+        return (uint64_t)((part * C + r * Ct + within) * cols + col);
+    }
+    if (!strcmp(name, "fcw") || !strcmp(name, "fcb") || !strcmp(name, "wte") || !strcmp(name, "wte_head")) {
+        int64_t rows = t->dims[0], cols = t->ndim == 2 ? t->dims[1] : 1;
+        return (uint64_t)((r * rows + i / cols) * cols + i % cols);
+    }
+    if (!strcmp(name, "attprojw") || !strcmp(name, "fcprojw")) {
+        int64_t cols = t->dims[1], row = i / cols, col = i % cols;
+        return (uint64_t)(row * cols * tp + r * cols + col);
+    }
+    return (uint64_t)i; /* replicated */
+}
+
+static void init_tensor(exec_model *md, float *dst, const char *name, int layer, const shapes_tensor *t,
+                        uint64_t seed)
+{
+    const char *key_name = !strcmp(name, "wte_head") ? "wte" : name; /* tied: same values */
+    int is_ln_w = !strcmp(name, "ln1w") || !strcmp(name, "ln2w") || !strcmp(name, "lnfw");
+    int is_bias = t->ndim == 1 && !is_ln_w;
+    if (is_ln_w || is_bias) {
+        for (int64_t i = 0; i < t->elems; i++)
+            dst[i] = is_ln_w ? 1.0f : 0.0f;
+        return;
+    }
+    double std = 0.02;
+    if (!strcmp(name, "attprojw") || !strcmp(name, "fcprojw"))
+        std = 0.02 / sqrt(2.0 * (double)md->m.layers); /* GPT-2 residual scaling */
+    if (!strcmp(name, "wpe"))
+        std = 0.01;
+    uint64_t key = mix64(seed ^ name_hash(key_name) ^ mix64((uint64_t)(layer + 1)));
+    for (int64_t i = 0; i < t->elems; i++)
+        dst[i] = (float)(std * normal_at(key, global_index(md, name, t, i)));
+}
+
+/* ---- construction --------------------------------------------------------------- */
+
+int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
+                    uint64_t seed, char err[SPEC_ERR_LEN])
+{
+    memset(md, 0, sizeof *md);
+    md->m = *m;
+    md->l = *l;
+    md->tp_rank = tp_rank;
+    md->pp_rank = pp_rank;
+    if (l->tp != 1 || l->pp != 1 || l->dp != 1 || l->sp) {
+        snprintf(err, SPEC_ERR_LEN, "train: this build trains one rank (tp=pp=dp=1); layout has tp=%d pp=%d dp=%d",
+                 l->tp, l->pp, l->dp);
+        return -1;
+    }
+    md->first_layer = spec_layout_stage_first(l, m, pp_rank);
+    md->n_layers = cost_shapes_rank_layers(m, l, pp_rank);
+    if (md->n_layers > EXEC_MAX_LAYERS) {
+        snprintf(err, SPEC_ERR_LEN, "train: %d blocks on one rank exceed %d", md->n_layers, EXEC_MAX_LAYERS);
+        return -1;
+    }
+    md->has_embed = pp_rank == 0;
+    md->has_head = pp_rank == l->pp - 1;
+    md->B = l->mbs;
+    md->T = (int)m->seq;
+    md->C = (int)m->hidden;
+    md->NH = (int)(m->heads / l->tp);
+    md->HS = (int)(m->hidden / m->heads);
+    md->F = (int)(m->ffn / l->tp);
+    md->V = (int)(m->vocab / l->tp);
+
+    /* parameters: blocks in order, then extras */
+    shapes_tensor lt[EXEC_LAYER_PARAMS], et[8];
+    int nl = cost_shapes_layer_params(m, l, lt, EXEC_LAYER_PARAMS);
+    int ne = cost_shapes_extra_params(m, l, pp_rank, et, 8);
+    md->n_p = md->n_layers * nl + ne;
+    md->p = calloc((size_t)md->n_p, sizeof *md->p);
+    int64_t off = 0;
+    int k = 0;
+    for (int L = 0; L < md->n_layers; L++)
+        for (int j = 0; j < nl; j++, k++) {
+            md->p[k] = (exec_param){lt[j], md->first_layer + L, off, lt[j].ndim == 2};
+            off += lt[j].elems;
+        }
+    for (int j = 0; j < ne; j++, k++) {
+        md->p[k] = (exec_param){et[j], -1, off, et[j].ndim == 2};
+        off += et[j].elems;
+    }
+    md->n_params = off;
+    if (off != cost_shapes_param_elems(m, l, pp_rank)) {
+        snprintf(err, SPEC_ERR_LEN, "train: parameter inventory mismatch (%lld vs %lld)", (long long)off,
+                 (long long)cost_shapes_param_elems(m, l, pp_rank));
+        return -1;
+    }
+    md->params = exec_mem_alloc(sizeof(float) * (size_t)off);
+    md->grads = exec_mem_alloc(sizeof(float) * (size_t)off);
+    if (!md->params || !md->grads) {
+        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)off);
+        return -1;
+    }
+    for (int i = 0; i < md->n_p; i++) {
+        exec_param *p = &md->p[i];
+        float *w = md->params + p->offset, *g = md->grads + p->offset;
+        init_tensor(md, w, p->shape.name, p->layer, &p->shape, seed);
+        if (p->layer >= 0) {
+            int L = p->layer - md->first_layer, j = i % nl;
+            md->lp[L][j] = w;
+            md->lg[L][j] = g;
+        } else if (!strcmp(p->shape.name, "wte") || !strcmp(p->shape.name, "wte_head")) {
+            md->wte = w, md->dwte = g;
+        } else if (!strcmp(p->shape.name, "wpe")) {
+            md->wpe = w, md->dwpe = g;
+        } else if (!strcmp(p->shape.name, "lnfw")) {
+            md->lnfw = w, md->dlnfw = g;
+        } else if (!strcmp(p->shape.name, "lnfb")) {
+            md->lnfb = w, md->dlnfb = g;
+        }
+    }
+
+    /* activations: one micro-batch of every local block, then extras */
+    shapes_tensor at[16], xt[8], st[32];
+    int na = cost_shapes_layer_acts(m, l, l->recompute, at, 16);
+    int nx = cost_shapes_extra_acts(m, l, pp_rank, xt, 8);
+    md->recompute_full = l->recompute == SPEC_RECOMPUTE_FULL;
+    md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE;
+    int64_t per_layer = cost_shapes_sum_elems(at, na);
+    md->act_elems = per_layer * md->n_layers + cost_shapes_sum_elems(xt, nx);
+    md->acts = exec_mem_alloc(sizeof(float) * (size_t)md->act_elems);
+    int ns = cost_shapes_scratch(m, l, pp_rank, st, 32);
+    md->scratch_elems = cost_shapes_sum_elems(st, ns);
+    md->scratch = exec_mem_alloc(sizeof(float) * (size_t)md->scratch_elems);
+    if (!md->acts || !md->scratch) {
+        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate activations (%lld elements)",
+                 (long long)(md->act_elems + md->scratch_elems));
+        return -1;
+    }
+    static const char *ACT_NAMES[EXEC_LAYER_ACTS] = {"inp", "ln1", "ln1_mean", "ln1_rstd", "qkv", "att", "atty",
+                                                     "res2", "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu"};
+    float *q = md->acts;
+    for (int L = 0; L < md->n_layers; L++)
+        for (int j = 0; j < na; j++) {
+            for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+                if (!strcmp(at[j].name, ACT_NAMES[a]))
+                    md->la[L][a] = q;
+            q += at[j].elems;
+        }
+    for (int j = 0; j < nx; j++) {
+        float **dst = !strcmp(xt[j].name, "lnf_in") ? &md->lnf_in : !strcmp(xt[j].name, "lnf") ? &md->lnf
+                      : !strcmp(xt[j].name, "lnf_mean") ? &md->lnf_mean : &md->lnf_rstd;
+        *dst = q;
+        q += xt[j].elems;
+    }
+    q = md->scratch;
+    for (int j = 0; j < ns; j++) {
+        const char *n = st[j].name;
+        float **dst = !strcmp(n, "logits") ? &md->logits : !strcmp(n, "xent_stats") ? &md->xent_stats
+                      : !strcmp(n, "dres") ? &md->dres : !strcmp(n, "d_ln1") ? &md->d_ln1
+                      : !strcmp(n, "d_qkv") ? &md->d_qkv : !strcmp(n, "d_att") ? &md->d_att
+                      : !strcmp(n, "d_atty") ? &md->d_atty : !strcmp(n, "d_ln2") ? &md->d_ln2
+                      : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
+        if (!dst && !strncmp(n, "rc_", 3))
+            for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+                if (!strcmp(n + 3, ACT_NAMES[a]))
+                    dst = &md->rc[a];
+        if (dst)
+            *dst = q;
+        q += st[j].elems;
+    }
+    /* blocks whose activations were dropped read them from the recompute buffers */
+    for (int L = 0; L < md->n_layers; L++)
+        for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+            if (!md->la[L][a])
+                md->la[L][a] = md->rc[a];
+    return 0;
+}
+
+void exec_model_free(exec_model *md)
+{
+    if (!md)
+        return;
+    exec_mem_free(md->params, sizeof(float) * (size_t)md->n_params);
+    exec_mem_free(md->grads, sizeof(float) * (size_t)md->n_params);
+    exec_mem_free(md->acts, sizeof(float) * (size_t)md->act_elems);
+    exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
+    free(md->p);
+    memset(md, 0, sizeof *md);
+}
+
+void exec_model_zero_grad(exec_model *md)
+{
+    memset(md->grads, 0, sizeof(float) * (size_t)md->n_params);
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+/* One block forward from a[A_INP] to `out` (B,T,C). */
+static void block_forward(exec_model *md, int L, float *out)
+{
+    int B = md->B, T = md->T, C = md->C, N = B * T, NH = md->NH, HS = md->HS, F = md->F;
+    float **w = md->lp[L], **a = md->la[L];
+    kern_cpu_layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], N, C);
+    kern_cpu_matmul_forward(a[A_QKV], a[A_LN1], w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
+    kern_cpu_attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
+    /* attention projection (row-parallel), then the residual */
+    kern_cpu_matmul_forward(a[A_RES2], a[A_ATTY], w[P_ATTPROJW], w[P_ATTPROJB], N, NH * HS, C);
+    kern_cpu_add_inplace(a[A_RES2], a[A_INP], (int64_t)N * C);
+    kern_cpu_layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], N, C);
+    kern_cpu_matmul_forward(a[A_FCH], a[A_LN2], w[P_FCW], w[P_FCB], N, C, F);
+    kern_cpu_gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
+    kern_cpu_matmul_forward(out, a[A_FCH_GELU], w[P_FCPROJW], w[P_FCPROJB], N, F, C);
+    kern_cpu_add_inplace(out, a[A_RES2], (int64_t)N * C);
+}
+
+float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
+{
+    int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V;
+    kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, 0, V, 1);
+    for (int L = 0; L < md->n_layers; L++) {
+        /* with full recompute the block's intermediates land in the shared
+         * recompute buffers; only its output (the next input) is kept */
+        float *out = L + 1 < md->n_layers ? md->la[L + 1][A_INP] : md->lnf_in;
+        block_forward(md, L, out);
+    }
+    kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, N, C);
+    kern_cpu_matmul_forward(md->logits, md->lnf, md->wte, NULL, N, C, V);
+    float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
+    kern_cpu_xent_rowmax(mx, md->logits, N, V);
+    kern_cpu_xent_sumexp(se, md->logits, mx, N, V);
+    kern_cpu_xent_target(tl, md->logits, targets, N, V, 0);
+    double loss = 0.0;
+    for (int i = 0; i < N; i++)
+        loss += log((double)se[i]) + mx[i] - tl[i];
+    return (float)(loss / N);
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale)
+{
+    int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
+    float *mx = md->xent_stats, *se = mx + N;
+    /* dlogits = (softmax - onehot) / N * grad_scale, in place */
+    kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, 0, grad_scale / (float)N);
+    /* LM head (tied to wte): d lnf = dlogits @ wte, dwte += dlogits^T lnf */
+    kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, md->lnf, md->wte, N, C, V, 0.0f);
+    memset(md->dres, 0, sizeof(float) * (size_t)N * C);
+    kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, md->d_ln1, md->lnf_in, md->lnfw, md->lnf_mean,
+                                md->lnf_rstd, N, C);
+    for (int L = md->n_layers - 1; L >= 0; L--) {
+        float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
+        if (md->recompute_full) {
+            /* recompute the whole block from its kept input */
+            float *tmp_out = md->d_ln2; /* (B,T,C) scratch, free until fcproj backward */
+            block_forward(md, L, tmp_out);
+        } else if (md->recompute_att) {
+            kern_cpu_attention_forward(md->d_atty, a[A_ATT], a[A_QKV], B, T, NH, HS); /* att only */
+        }
+        /* MLP: dres is d(out); out = res2 + fcproj(gelu(fc(ln2(res2)))) */
+        kern_cpu_matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], md->dres, a[A_FCH_GELU], w[P_FCPROJW],
+                                 N, F, C, 0.0f);
+        kern_cpu_gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
+        kern_cpu_matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, a[A_LN2], w[P_FCW], N, C, F, 0.0f);
+        kern_cpu_layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], md->d_ln2, a[A_RES2], w[P_LN2W],
+                                    a[A_LN2_MEAN], a[A_LN2_RSTD], N, C);
+        /* attention: res2 = inp + attproj(attn(qkv(ln1(inp)))) */
+        kern_cpu_matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], md->dres, a[A_ATTY], w[P_ATTPROJW], N,
+                                 NH * HS, C, 0.0f);
+        kern_cpu_attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
+        kern_cpu_matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, a[A_LN1], w[P_QKVW], N, C,
+                                 3 * NH * HS, 0.0f);
+        kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], md->d_ln1, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
+                                    a[A_LN1_RSTD], N, C);
+    }
+    kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, 0, V, 1);
+}
+
+/* ---- dumps for the independent reference ------------------------------------------------ */
+
+int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, int grads)
+{
+    mkdir(dir, 0755);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%smanifest.txt", dir, prefix);
+    FILE *man = fopen(path, "w");
+    if (!man)
+        return -1;
+    for (int i = 0; i < md->n_p; i++) {
+        const exec_param *p = &md->p[i];
+        char name[96];
+        if (p->layer >= 0)
+            snprintf(name, sizeof name, "%s.%d", p->shape.name, p->layer);
+        else
+            snprintf(name, sizeof name, "%s", p->shape.name);
+        fprintf(man, "%s", name);
+        for (int d = 0; d < p->shape.ndim; d++)
+            fprintf(man, " %lld", (long long)p->shape.dims[d]);
+        fprintf(man, "\n");
+        snprintf(path, sizeof path, "%s/%s%s.bin", dir, prefix, name);
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            fclose(man);
+            return -1;
+        }
+        const float *src = (grads ? md->grads : md->params) + p->offset;
+        fwrite(src, sizeof(float), (size_t)p->shape.elems, f);
+        fclose(f);
+    }
+    fclose(man);
+    return 0;
+}

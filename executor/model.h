@@ -1,0 +1,91 @@
+/* model.h — the GPT-2 model of one rank: its pipeline stage's blocks (and
+ * the embedding and/or LM head when the stage holds them), sharded over tp.
+ *
+ * Every buffer is carved from slabs whose sizes come from costmodel/shapes.h
+ * — the same inventory the cost model sums to predict memory — so the
+ * measured peak (exec_mem_peak_bytes) can be checked against the prediction.
+ * fp32 on the CPU. Initialisation is a pure function of (seed, tensor,
+ * layer, global element index), so every layout computes the same numbers.
+ *
+ * This version runs one tensor-parallel shard (tp = 1) and one pipeline
+ * stage holding every block; the sharded index arithmetic (global element
+ * of a local one) is already per tensor, for the parallel executor.
+ */
+#ifndef TRIAD_MODEL_H
+#define TRIAD_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../common/spec.h"
+#include "../costmodel/shapes.h"
+
+#define EXEC_LAYER_PARAMS 12 /* ln1w ln1b qkvw qkvb attprojw attprojb ln2w ln2b fcw fcb fcprojw fcprojb */
+#define EXEC_LAYER_ACTS 13   /* inp ln1 ln1_mean ln1_rstd qkv att atty res2 ln2 ln2_mean ln2_rstd fch fch_gelu */
+#define EXEC_MAX_LAYERS 256 /* blocks one rank may hold */
+
+enum { P_LN1W, P_LN1B, P_QKVW, P_QKVB, P_ATTPROJW, P_ATTPROJB, P_LN2W, P_LN2B, P_FCW, P_FCB, P_FCPROJW, P_FCPROJB };
+enum { A_INP, A_LN1, A_LN1_MEAN, A_LN1_RSTD, A_QKV, A_ATT, A_ATTY, A_RES2, A_LN2, A_LN2_MEAN, A_LN2_RSTD, A_FCH,
+       A_FCH_GELU };
+
+/* One named parameter tensor of this rank, with its place in the slabs. */
+typedef struct {
+    shapes_tensor shape;  /* local (sharded) shape */
+    int layer;            /* global block index, -1 for extras */
+    int64_t offset;       /* element offset in params / grads */
+    int decay;            /* AdamW weight decay applies (2-D weights) */
+} exec_param;
+
+typedef struct {
+    spec_model m;
+    spec_layout l;
+    int tp_rank, pp_rank;
+    int first_layer, n_layers; /* this rank's blocks, global indices */
+    int has_embed, has_head;
+    int B, T, C, NH, HS, F, V; /* local sizes: NH, F, V divided by tp */
+
+    exec_param *p;             /* every parameter tensor, storage order */
+    int n_p;
+    float *params, *grads;     /* flat, n_params elements each */
+    int64_t n_params;
+    float *lp[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS]; /* per local block */
+    float *lg[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS];
+    float *wte, *wpe, *lnfw, *lnfb, *dwte, *dwpe, *dlnfw, *dlnfb;
+
+    float *acts;               /* activation slab: one micro-batch of every local block + extras */
+    float *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS];
+    float *lnf_in, *lnf, *lnf_mean, *lnf_rstd;
+    int recompute_att;         /* att is recomputed in backward (selective) */
+    int recompute_full;        /* only inp kept; the block is recomputed */
+
+    float *scratch;            /* scratch slab (shapes.h cost_shapes_scratch) */
+    float *logits, *xent_stats, *dres, *d_ln1, *d_qkv, *d_att, *d_atty, *d_ln2, *d_fch, *d_fch_gelu;
+    float *rc[EXEC_LAYER_ACTS]; /* recompute buffers (NULL where kept) */
+    int64_t act_elems, scratch_elems;
+} exec_model;
+
+/* Allocate and initialise. Returns 0, or -1 with a message in err. */
+int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
+                    uint64_t seed, char err[SPEC_ERR_LEN]);
+void exec_model_free(exec_model *md);
+
+/* Forward of one micro-batch: tokens, targets (B*T each). Returns the mean
+ * loss over the micro-batch's B*T positions (last stage). */
+float exec_model_forward(exec_model *md, const int *tokens, const int *targets);
+/* Backward of the same micro-batch; parameter gradients accumulate, scaled
+ * by grad_scale (1 / micro-batches per step for a mean over the step). */
+void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale);
+
+void exec_model_zero_grad(exec_model *md);
+
+/* Memory the run has allocated through exec_mem_alloc: now and at peak. */
+void *exec_mem_alloc(size_t bytes);
+void exec_mem_free(void *p, size_t bytes);
+int64_t exec_mem_peak_bytes(void);
+int64_t exec_mem_now_bytes(void);
+
+/* Write every parameter (or gradient) tensor as raw little-endian float32
+ * files DIR/<prefix><name>[.<layer>].bin plus DIR/<prefix>manifest.txt. */
+int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, int grads);
+
+#endif

@@ -1,0 +1,204 @@
+/* train.c — the training loop (see train.h). */
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../common/log.h"
+#include "../costmodel/cost.h"
+#include "../kernels/kernels.h"
+#include "data.h"
+#include "model.h"
+
+void exec_train_opts_default(exec_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 100;
+    o->lr = 3e-4;
+    o->warmup = 0;
+    o->min_lr_frac = 0.1;
+    o->weight_decay = 0.1;
+    o->beta1 = 0.9;
+    o->beta2 = 0.95;
+    o->eps = 1e-8;
+    o->clip = 1.0;
+    o->seed = 1337;
+}
+
+double exec_train_lr(const exec_train_opts *o, int step)
+{
+    if (o->warmup > 0 && step <= o->warmup)
+        return o->lr * step / o->warmup;
+    int decay = o->steps - o->warmup;
+    if (decay <= 0)
+        return o->lr;
+    double frac = (double)(step - o->warmup) / decay; /* (0, 1] */
+    double c = 0.5 * (1.0 + cos(M_PI * frac));
+    return o->lr * (o->min_lr_frac + (1.0 - o->min_lr_frac) * c);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int write_ints(const char *dir, const char *name, const int *x, int64_t n)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    fwrite(x, sizeof(int), (size_t)n, f);
+    return fclose(f);
+}
+
+int exec_train_run(const exec_train_opts *o)
+{
+    const spec_model *m = &o->model;
+    spec_layout l = o->layout;
+    char err[SPEC_ERR_LEN];
+    if (l.precision != SPEC_PREC_FP32) {
+        log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
+        l.precision = SPEC_PREC_FP32;
+    }
+    if (spec_layout_check(&l, m, o->global_batch, 1, err)) {
+        log_msg("%s", err);
+        return TRIAD_EXIT_INPUT;
+    }
+    exec_data *data = NULL;
+    if (exec_data_open(o->data, m->seq, m->vocab, &data, err)) {
+        log_msg("%s", err);
+        return TRIAD_EXIT_INPUT;
+    }
+    exec_model md;
+    if (exec_model_init(&md, m, &l, 0, 0, o->seed, err)) {
+        log_msg("%s", err);
+        exec_data_close(data);
+        return TRIAD_EXIT_INPUT;
+    }
+    int64_t n = md.n_params;
+    float *am = exec_mem_alloc(sizeof(float) * (size_t)n), *av = exec_mem_alloc(sizeof(float) * (size_t)n);
+    int B = l.mbs, T = (int)m->seq;
+    int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
+    int64_t n_micro = spec_layout_n_micro(&l, o->global_batch);
+
+    /* the prediction this run will be compared with */
+    cost_mem pred;
+    cost_memory_rank(m, &l, o->global_batch, 0, &pred);
+
+    FILE *mf = NULL;
+    if (o->metrics_path) {
+        mf = fopen(o->metrics_path, "w");
+        if (!mf) {
+            log_msg("train: cannot write metrics '%s'", o->metrics_path);
+            exec_model_free(&md);
+            exec_data_close(data);
+            return TRIAD_EXIT_INPUT;
+        }
+        fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
+                    "global batch %lld, data %s, seed %llu\n",
+                m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs,
+                (long long)o->global_batch, o->data, (unsigned long long)o->seed);
+        fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
+                (long long)pred.total_bytes);
+        fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes\n");
+    }
+    if (o->dump_dir) {
+        mkdir(o->dump_dir, 0755);
+        exec_model_dump(&md, o->dump_dir, "init_", 0);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/config.txt", o->dump_dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "layers %lld\nhidden %lld\nheads %lld\nffn %lld\nvocab %lld\nseq %lld\nmbs %d\n"
+                       "global_batch %lld\nlr %.17g\nwarmup %d\nmin_lr_frac %.17g\nsteps %d\nweight_decay %.17g\n"
+                       "beta1 %.17g\nbeta2 %.17g\neps %.17g\nclip %.17g\n",
+                    (long long)m->layers, (long long)m->hidden, (long long)m->heads, (long long)m->ffn,
+                    (long long)m->vocab, (long long)m->seq, l.mbs, (long long)o->global_batch, o->lr, o->warmup,
+                    o->min_lr_frac, o->steps, o->weight_decay, o->beta1, o->beta2, o->eps, o->clip);
+            fclose(f);
+        }
+    }
+    double t_start = now_s();
+    int status = TRIAD_EXIT_OK;
+    for (int step = 1; step <= o->steps; step++) {
+        double t0 = now_s();
+        exec_model_zero_grad(&md);
+        double loss = 0.0;
+        for (int64_t mb = 0; mb < n_micro; mb++) {
+            for (int b = 0; b < B; b++) {
+                int64_t sample = (int64_t)(step - 1) * o->global_batch + mb * B + b;
+                exec_data_sample(data, sample, tok + (int64_t)b * T, tgt + (int64_t)b * T);
+            }
+            if (o->dump_dir && step <= 5) {
+                char name[64];
+                snprintf(name, sizeof name, "batch_%d_%lld_tokens.bin", step, (long long)mb);
+                write_ints(o->dump_dir, name, tok, (int64_t)B * T);
+                snprintf(name, sizeof name, "batch_%d_%lld_targets.bin", step, (long long)mb);
+                write_ints(o->dump_dir, name, tgt, (int64_t)B * T);
+            }
+            loss += exec_model_forward(&md, tok, tgt);
+            exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro);
+        }
+        loss /= (double)n_micro;
+        double norm = sqrt(kern_cpu_sum_squares(md.grads, n));
+        if (!isfinite(loss) || !isfinite(norm)) {
+            log_msg("train: step %d: loss %g, gradient norm %g is not finite; stopping", step, loss, norm);
+            status = TRIAD_EXIT_FAIL;
+            break;
+        }
+        if (o->dump_dir && step == 1) {
+            exec_model_dump(&md, o->dump_dir, "grad1_", 1);
+            char path[4096];
+            snprintf(path, sizeof path, "%s/loss1.txt", o->dump_dir);
+            FILE *f = fopen(path, "w");
+            if (f) {
+                fprintf(f, "%.9g\n", loss);
+                fclose(f);
+            }
+        }
+        if (o->clip > 0 && norm > o->clip)
+            kern_cpu_scale(md.grads, (float)(o->clip / norm), n);
+        double lr = exec_train_lr(o, step);
+        for (int i = 0; i < md.n_p; i++) {
+            exec_param *p = &md.p[i];
+            kern_cpu_adamw(md.params + p->offset, md.grads + p->offset, am + p->offset, av + p->offset,
+                           p->shape.elems, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                           p->decay ? (float)o->weight_decay : 0.0f, step);
+        }
+        if (o->dump_dir && step == 5)
+            exec_model_dump(&md, o->dump_dir, "step5_", 0);
+        double dt = now_s() - t0;
+        double tps = (double)o->global_batch * T / dt;
+        if (mf) {
+            fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld\n", step, loss, lr, norm, dt, tps,
+                    (long long)exec_mem_peak_bytes(), (long long)pred.total_bytes);
+            fflush(mf);
+        }
+        if (!o->quiet && (step == 1 || step == o->steps || step % 10 == 0)) {
+            double eta = (now_s() - t_start) / step * (o->steps - step);
+            fprintf(stderr, "step %5d/%d  loss %.4f  lr %.2e  norm %.3f  %.0f tok/s  ETA %.0f s\n", step,
+                    o->steps, loss, lr, norm, tps, eta);
+        }
+    }
+    if (!o->quiet)
+        fprintf(stderr, "triad: memory peak %.3f MB measured, %.3f MB predicted (%+.2f%%)\n",
+                exec_mem_peak_bytes() / 1e6, pred.total_bytes / 1e6,
+                100.0 * (double)(exec_mem_peak_bytes() - pred.total_bytes) / (double)pred.total_bytes);
+    if (mf)
+        fclose(mf);
+    free(tok);
+    free(tgt);
+    exec_mem_free(am, sizeof(float) * (size_t)n);
+    exec_mem_free(av, sizeof(float) * (size_t)n);
+    exec_model_free(&md);
+    exec_data_close(data);
+    return status;
+}

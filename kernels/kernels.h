@@ -1,0 +1,84 @@
+/* kernels.h — the math of one device: GPT-2 forward and backward ops.
+ *
+ * Shapes use B (micro-batch), T (positions), C (hidden), OC (output
+ * channels), NH (heads on this rank), HS (head size), V (vocabulary rows
+ * this rank holds). Tensors are row-major, outermost first, fp32, and every
+ * op takes the LOCAL (tensor-parallel sharded) sizes, so the same functions
+ * serve every layout. Backward functions ACCUMULATE into parameter
+ * gradients (+=) so micro-batches add up; activation gradients are
+ * overwritten unless said otherwise.
+ *
+ * This is the CPU backend (kernels/cpu, OpenBLAS + OpenMP); the names carry
+ * the backend (kern_cpu_). Deliberately left out: dropout (GPT-2 training at
+ * this scale does without it, and the reference has none).
+ */
+#ifndef TRIAD_KERNELS_H
+#define TRIAD_KERNELS_H
+
+#include <stdint.h>
+
+/* out (B,T,C) = wte[tok - v0] (when v0 <= tok < v0 + V, else 0) + wpe[t]
+ * (added only when add_pos). wte (V,C) holds vocabulary rows [v0, v0+V). */
+void kern_cpu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
+                              int C, int v0, int V, int add_pos);
+/* dwte += rows of dout for owned tokens; dwpe += sum over b (when add_pos). */
+void kern_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T,
+                               int C, int v0, int V, int add_pos);
+
+/* out = (inp - mean) * rstd * w + b over C; mean, rstd (N) saved; N = B*T. */
+void kern_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                const float *b, int N, int C);
+/* dinp += ...; dw += ...; db += ... */
+void kern_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias (OC, may be NULL). */
+void kern_cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                             int C, int OC);
+/* dinp (N,C) = dout @ weight (overwrite when dinp_beta == 0, accumulate when
+ * 1); dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums (may be NULL). */
+void kern_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, int N, int C, int OC, float dinp_beta);
+
+/* Causal self-attention. qkv (B,T,3*NH*HS) laid out [q heads | k heads | v
+ * heads]; att (B,NH,T,T) keeps the softmax probabilities (zero above the
+ * diagonal); out (B,T,NH*HS). */
+void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int HS);
+/* dqkv (overwritten), using att and a scratch datt (B,NH,T,T). */
+void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                                 const float *att, int B, int T, int NH, int HS);
+
+/* GELU, tanh approximation (GPT-2). dinp = gelu'(inp) * dout (overwrite). */
+void kern_cpu_gelu_forward(float *out, const float *inp, int64_t n);
+void kern_cpu_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+
+/* out = a + b */
+void kern_cpu_residual_forward(float *out, const float *a, const float *b, int64_t n);
+/* y += x */
+void kern_cpu_add_inplace(float *y, const float *x, int64_t n);
+
+/* Vocabulary-parallel cross-entropy in pieces, so the max and the sum of
+ * exponentials can be reduced over the tensor-parallel group between them.
+ * logits (N,V) hold vocabulary rows [v0, v0+V).
+ *   rowmax (N) = max over the local V
+ *   sumexp (N) = sum exp(logit - gmax) given the global max
+ *   tlogit (N) = logit of the target when this rank owns it, else 0
+ * then loss_n = log(gsum) + gmax - gtarget and, in place,
+ *   logits <- (softmax - onehot(target)) * scale. */
+void kern_cpu_xent_rowmax(float *rowmax, const float *logits, int N, int V);
+void kern_cpu_xent_sumexp(float *sumexp, const float *logits, const float *gmax, int N, int V);
+void kern_cpu_xent_target(float *tlogit, const float *logits, const int *targets, int N, int V, int v0);
+void kern_cpu_xent_backward_inplace(float *logits, const float *gmax, const float *gsum, const int *targets,
+                                    int N, int V, int v0, float scale);
+
+/* AdamW (Loshchilov & Hutter 2019, PyTorch's form): m = b1 m + (1-b1) g,
+ * v = b2 v + (1-b2) g^2, p -= lr (mhat / (sqrt(vhat) + eps) + wd p), with
+ * bias corrections 1 - b^t. wd is applied by the caller's choice per tensor. */
+void kern_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
+                    float eps, float wd, int t);
+
+/* sum of squares in double (for the global gradient norm). */
+double kern_cpu_sum_squares(const float *x, int64_t n);
+void kern_cpu_scale(float *x, float s, int64_t n);
+
+#endif /* TRIAD_KERNELS_H */
