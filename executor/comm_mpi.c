@@ -1,0 +1,458 @@
+/* comm_mpi.c — the comm layer (comm.h) over MPI on host buffers.
+ *
+ * Groups are MPI_Comm_split of MPI_COMM_WORLD with colours from the Megatron
+ * rank order of common/rankmap.h. Every communicator has MPI_ERRORS_RETURN so
+ * each error comes back to mpiCheck, which prints rank, host, file:line, the
+ * call and MPI_Error_string, then MPI_Abort(MPI_COMM_WORLD, 1): a failing rank
+ * takes the job down, never a hang.
+ *
+ * bf16 (COMM_BF16) travels as MPI_UINT16_T. MPI cannot sum bf16, so sums and
+ * maxima of bf16 are done in fp32 on the host: the buffer is widened to float
+ * in chunks of COMM_BF16_CHUNK_ELEMS, reduced as MPI_FLOAT and rounded back to
+ * bf16 (round to nearest even). The result is the fp32 sum rounded once, which
+ * is at least as accurate as a bf16 ring.
+ *
+ * Device buffers (comm_mem COMM_MEM_DEVICE, CUDA build only) are staged: copy
+ * to a host buffer (cudaMemcpy), MPI on the host, copy back. Without CUDA a
+ * device group is refused at comm_groups_init.
+ *
+ * Left out: non-blocking p2p (the schedules pair blocking sends and receives
+ * with comm_sendrecv); communicators other than the five of comm_groups.
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if TRIAD_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+#include "../common/rankmap.h"
+#include "comm.h"
+
+#define COMM_BF16_CHUNK_ELEMS ((size_t)1 << 20)
+
+struct comm_group {
+    MPI_Comm comm;
+    int size, rank;
+    comm_mem mem;
+};
+
+struct comm_req {
+    MPI_Request req;
+    comm_group *c;
+    void *user;      /* the caller's buffer (host or device) */
+    void *host;      /* what MPI reduces: user itself, or a staging / fp32 buffer */
+    size_t count;    /* elements */
+    comm_dtype t;
+};
+
+static void comm_fail(int err, const char *call, const char *file, int line)
+{
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0, rank = -1;
+    char host[256] = "?";
+    MPI_Error_string(err, msg, &len);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    gethostname(host, sizeof host);
+    fprintf(stderr, "triad: [rank %d on %s] %s:%d: %s failed: %s\n", rank, host, file, line, call, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+#define mpiCheck(call)                                                  \
+    do {                                                                \
+        int mpi_err_ = (call);                                          \
+        if (mpi_err_ != MPI_SUCCESS)                                    \
+            comm_fail(mpi_err_, #call, __FILE__, __LINE__);             \
+    } while (0)
+
+/* A failure that is not an MPI error code (allocation, CUDA, bad argument). */
+static void comm_die(const char *what, const char *file, int line)
+{
+    int rank = -1;
+    char host[256] = "?";
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    gethostname(host, sizeof host);
+    fprintf(stderr, "triad: [rank %d on %s] %s:%d: %s\n", rank, host, file, line, what);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+#define COMM_DIE(what) comm_die((what), __FILE__, __LINE__)
+
+#if TRIAD_HAVE_CUDA
+#define cudaCheck(call)                                                         \
+    do {                                                                        \
+        cudaError_t cu_err_ = (call);                                           \
+        if (cu_err_ != cudaSuccess) {                                           \
+            char cu_msg_[512];                                                  \
+            snprintf(cu_msg_, sizeof cu_msg_, "%s failed: %s", #call,           \
+                     cudaGetErrorString(cu_err_));                              \
+            comm_die(cu_msg_, __FILE__, __LINE__);                              \
+        }                                                                       \
+    } while (0)
+#endif
+
+static void *comm_xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        COMM_DIE("out of host memory for a comm buffer");
+    return p;
+}
+
+size_t comm_dtype_size(comm_dtype t)
+{
+    switch (t) {
+    case COMM_F32: return 4;
+    case COMM_BF16: return 2;
+    case COMM_F64: return 8;
+    case COMM_I64: return 8;
+    }
+    return 0;
+}
+
+static MPI_Datatype comm_mpi_type(comm_dtype t)
+{
+    switch (t) {
+    case COMM_F32: return MPI_FLOAT;
+    case COMM_BF16: return MPI_UINT16_T;
+    case COMM_F64: return MPI_DOUBLE;
+    case COMM_I64: return MPI_INT64_T;
+    }
+    COMM_DIE("unknown comm_dtype");
+    return MPI_DATATYPE_NULL;
+}
+
+/* bf16 <-> fp32: bf16 is the top half of an fp32; rounding to nearest even. */
+static float comm_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t comm_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) /* NaN stays NaN */
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static void comm_widen(const uint16_t *h, float *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        f[i] = comm_bf16_to_f32(h[i]);
+}
+static void comm_narrow(const float *f, uint16_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h[i] = comm_f32_to_bf16(f[i]);
+}
+
+/* ---- staging of device buffers ---------------------------------------------- */
+
+/* Host view of count elements at p: p itself for host groups, else a staged
+ * copy (filled from the device when fill). */
+static void *comm_stage_in(const comm_group *c, const void *p, size_t count, comm_dtype t, int fill)
+{
+    if (c->mem == COMM_MEM_HOST || !p)
+        return (void *)p;
+#if TRIAD_HAVE_CUDA
+    void *h = comm_xmalloc(count * comm_dtype_size(t));
+    if (fill && count)
+        cudaCheck(cudaMemcpy(h, p, count * comm_dtype_size(t), cudaMemcpyDeviceToHost));
+    return h;
+#else
+    (void)count; (void)t; (void)fill;
+    COMM_DIE("device buffer in a build without CUDA");
+    return NULL;
+#endif
+}
+/* Copy a staged host buffer back to the device (when back) and free it. */
+static void comm_stage_out(const comm_group *c, void *dev, void *h, size_t count, comm_dtype t, int back)
+{
+    if (c->mem == COMM_MEM_HOST || !dev)
+        return;
+#if TRIAD_HAVE_CUDA
+    if (back && count)
+        cudaCheck(cudaMemcpy(dev, h, count * comm_dtype_size(t), cudaMemcpyHostToDevice));
+#else
+    (void)count; (void)t; (void)back;
+#endif
+    free(h);
+}
+
+/* ---- init and groups ------------------------------------------------------- */
+
+void comm_init(int *argc, char ***argv, int *rank, int *world_size)
+{
+    int inited = 0, provided = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int err = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (err != MPI_SUCCESS) {
+            fprintf(stderr, "triad: MPI_Init_thread failed (code %d)\n", err);
+            exit(1);
+        }
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, rank));
+    mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, world_size));
+}
+
+void comm_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Finalize();
+}
+
+static comm_group *comm_group_split(int color, int key, comm_mem mem)
+{
+    MPI_Comm comm;
+    mpiCheck(MPI_Comm_split(MPI_COMM_WORLD, color, key, &comm));
+    if (comm == MPI_COMM_NULL)
+        return NULL;
+    mpiCheck(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+    comm_group *c = comm_xmalloc(sizeof *c);
+    c->comm = comm;
+    c->mem = mem;
+    mpiCheck(MPI_Comm_size(comm, &c->size));
+    mpiCheck(MPI_Comm_rank(comm, &c->rank));
+    return c;
+}
+
+void comm_groups_init(comm_groups *g, int tp, int dp, int pp, comm_backend backend, comm_mem mem)
+{
+    memset(g, 0, sizeof *g);
+    if (backend != COMM_BACKEND_MPI)
+        COMM_DIE("comm_mpi.c serves COMM_BACKEND_MPI only (NCCL is comm_nccl.c)");
+#if !TRIAD_HAVE_CUDA
+    if (mem == COMM_MEM_DEVICE)
+        COMM_DIE("COMM_MEM_DEVICE needs a CUDA build");
+#endif
+    mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &g->rank));
+    mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, &g->world_size));
+    if (tp < 1 || dp < 1 || pp < 1 || tp * dp * pp != g->world_size) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "layout tp=%d dp=%d pp=%d needs %d ranks, the job has %d", tp, dp, pp,
+                 tp * dp * pp, g->world_size);
+        COMM_DIE(msg);
+    }
+    rankmap_coord rc = rankmap_coord_of(g->rank, tp, dp);
+    g->tp_size = tp; g->dp_size = dp; g->pp_size = pp;
+    g->tp_rank = rc.tp_rank; g->dp_rank = rc.dp_rank; g->pp_rank = rc.pp_rank;
+
+    g->world = comm_group_split(0, g->rank, mem);
+    g->tp = comm_group_split(rc.dp_rank + dp * rc.pp_rank, rc.tp_rank, mem);
+    g->dp = comm_group_split(rc.tp_rank + tp * rc.pp_rank, rc.dp_rank, mem);
+    g->pp = comm_group_split(rc.tp_rank + tp * rc.dp_rank, rc.pp_rank, mem);
+    if (pp > 1) {
+        int ends = rc.pp_rank == 0 || rc.pp_rank == pp - 1;
+        g->embed = comm_group_split(ends ? rc.tp_rank + tp * rc.dp_rank : MPI_UNDEFINED, rc.pp_rank, mem);
+    } else {
+        g->embed = NULL;
+    }
+}
+
+static void comm_group_free(comm_group *c)
+{
+    if (!c)
+        return;
+    MPI_Comm_free(&c->comm);
+    free(c);
+}
+
+void comm_groups_free(comm_groups *g)
+{
+    if (!g)
+        return;
+    comm_group_free(g->world);
+    comm_group_free(g->tp);
+    comm_group_free(g->dp);
+    comm_group_free(g->pp);
+    comm_group_free(g->embed);
+    memset(g, 0, sizeof *g);
+}
+
+int comm_group_size(const comm_group *c) { return c->size; }
+int comm_group_rank(const comm_group *c) { return c->rank; }
+
+/* ---- collectives ------------------------------------------------------------ */
+
+static void comm_allreduce_op(comm_group *c, void *buf, size_t count, comm_dtype t, MPI_Op op)
+{
+    if (count == 0)
+        return;
+    void *h = comm_stage_in(c, buf, count, t, 1);
+    if (t == COMM_BF16) {
+        size_t chunk = count < COMM_BF16_CHUNK_ELEMS ? count : COMM_BF16_CHUNK_ELEMS;
+        float *f = comm_xmalloc(chunk * sizeof(float));
+        for (size_t off = 0; off < count; off += chunk) {
+            size_t n = count - off < chunk ? count - off : chunk;
+            comm_widen((uint16_t *)h + off, f, n);
+            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, f, (int)n, MPI_FLOAT, op, c->comm));
+            comm_narrow(f, (uint16_t *)h + off, n);
+        }
+        free(f);
+    } else {
+        /* counts beyond INT_MAX go in pieces */
+        size_t es = comm_dtype_size(t), step = (size_t)1 << 30;
+        for (size_t off = 0; off < count; off += step) {
+            size_t n = count - off < step ? count - off : step;
+            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, (char *)h + off * es, (int)n, comm_mpi_type(t), op, c->comm));
+        }
+    }
+    comm_stage_out(c, buf, h, count, t, 1);
+}
+
+void comm_allreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t)
+{
+    comm_allreduce_op(c, buf, count, t, MPI_SUM);
+}
+
+void comm_allreduce_max(comm_group *c, void *buf, size_t count, comm_dtype t)
+{
+    comm_allreduce_op(c, buf, count, t, MPI_MAX);
+}
+
+static void comm_check_count(size_t count, int size)
+{
+    if (count * (size_t)size > (size_t)2147483647)
+        COMM_DIE("collective of more than 2^31-1 elements");
+}
+
+void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
+{
+    comm_check_count(count, c->size);
+    size_t total = count * (size_t)c->size;
+    void *hs = comm_stage_in(c, send, count, t, 1);
+    void *hr = comm_stage_in(c, recv, total, t, 0);
+    /* bf16 moves as uint16: no arithmetic, no conversion */
+    mpiCheck(MPI_Allgather(hs, (int)count, comm_mpi_type(t), hr, (int)count, comm_mpi_type(t), c->comm));
+    comm_stage_out(c, (void *)send, hs, count, t, 0);
+    comm_stage_out(c, recv, hr, total, t, 1);
+}
+
+void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
+{
+    comm_check_count(count, c->size);
+    size_t total = count * (size_t)c->size;
+    void *hs = comm_stage_in(c, send, total, t, 1);
+    void *hr = comm_stage_in(c, recv, count, t, 0);
+    if (t == COMM_BF16) {
+        float *fs = comm_xmalloc(total * sizeof(float));
+        float *fr = comm_xmalloc((count ? count : 1) * sizeof(float));
+        comm_widen(hs, fs, total);
+        mpiCheck(MPI_Reduce_scatter_block(fs, fr, (int)count, MPI_FLOAT, MPI_SUM, c->comm));
+        comm_narrow(fr, hr, count);
+        free(fs);
+        free(fr);
+    } else {
+        mpiCheck(MPI_Reduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm));
+    }
+    comm_stage_out(c, (void *)send, hs, total, t, 0);
+    comm_stage_out(c, recv, hr, count, t, 1);
+}
+
+void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root)
+{
+    comm_check_count(count, 1);
+    void *h = comm_stage_in(c, buf, count, t, c->rank == root);
+    mpiCheck(MPI_Bcast(h, (int)count, comm_mpi_type(t), root, c->comm));
+    comm_stage_out(c, buf, h, count, t, c->rank != root);
+}
+
+void comm_barrier(comm_group *c)
+{
+    mpiCheck(MPI_Barrier(c->comm));
+}
+
+/* ---- point to point --------------------------------------------------------- */
+
+void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
+{
+    comm_check_count(count, 1);
+    void *h = comm_stage_in(c, buf, count, t, 1);
+    mpiCheck(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm));
+    comm_stage_out(c, (void *)buf, h, count, t, 0);
+}
+
+void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, int tag)
+{
+    comm_check_count(count, 1);
+    void *h = comm_stage_in(c, buf, count, t, 0);
+    mpiCheck(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE));
+    comm_stage_out(c, buf, h, count, t, 1);
+}
+
+void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int dest,
+                   void *recvbuf, size_t recv_count, int src, comm_dtype t, int tag)
+{
+    comm_check_count(send_count, 1);
+    comm_check_count(recv_count, 1);
+    if (dest < 0 && src < 0)
+        return;
+    void *hs = dest >= 0 ? comm_stage_in(c, sendbuf, send_count, t, 1) : NULL;
+    void *hr = src >= 0 ? comm_stage_in(c, recvbuf, recv_count, t, 0) : NULL;
+    mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t), dest >= 0 ? dest : MPI_PROC_NULL,
+                          tag, hr, src >= 0 ? (int)recv_count : 0, comm_mpi_type(t),
+                          src >= 0 ? src : MPI_PROC_NULL, tag, c->comm, MPI_STATUS_IGNORE));
+    if (dest >= 0)
+        comm_stage_out(c, (void *)sendbuf, hs, send_count, t, 0);
+    if (src >= 0)
+        comm_stage_out(c, recvbuf, hr, recv_count, t, 1);
+}
+
+/* ---- non-blocking all-reduce ---------------------------------------------- */
+
+comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t)
+{
+    comm_check_count(count, 1);
+    comm_req *r = comm_xmalloc(sizeof *r);
+    r->c = c;
+    r->user = buf;
+    r->count = count;
+    r->t = t;
+    r->host = comm_stage_in(c, buf, count, t, 1);
+    if (t == COMM_BF16) {
+        /* reduce an fp32 copy; narrowed back in comm_wait */
+        float *f = comm_xmalloc((count ? count : 1) * sizeof(float));
+        comm_widen(r->host, f, count);
+        mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, f, (int)count, MPI_FLOAT, MPI_SUM, c->comm, &r->req));
+        if (r->host != buf)
+            free(r->host);
+        r->host = f;
+    } else {
+        mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, r->host, (int)count, comm_mpi_type(t), MPI_SUM, c->comm, &r->req));
+    }
+    return r;
+}
+
+void comm_wait(comm_req *r)
+{
+    if (!r)
+        return;
+    mpiCheck(MPI_Wait(&r->req, MPI_STATUS_IGNORE));
+    if (r->t == COMM_BF16) {
+        if (r->c->mem == COMM_MEM_HOST) {
+            comm_narrow(r->host, r->user, r->count);
+        } else {
+            uint16_t *h = comm_xmalloc((r->count ? r->count : 1) * 2);
+            comm_narrow(r->host, h, r->count);
+            comm_stage_out(r->c, r->user, h, r->count, COMM_BF16, 1);
+        }
+        free(r->host);
+    } else {
+        comm_stage_out(r->c, r->user, r->host, r->count, r->t, 1);
+    }
+    free(r);
+}
