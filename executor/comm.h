@@ -80,6 +80,11 @@ typedef struct comm_req comm_req;
 comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t);
 void comm_wait(comm_req *r); /* frees r */
 
+/* Non-blocking send (added for the pipeline executor): buf must stay
+ * untouched until comm_wait. Receives stay blocking, so a schedule whose
+ * data dependencies are acyclic cannot deadlock whatever its op order. */
+comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag);
+
 size_t comm_dtype_size(comm_dtype t);
 
 #endif /* TRIAD_COMM_H */

@@ -16,8 +16,8 @@
  * to a host buffer (cudaMemcpy), MPI on the host, copy back. Without CUDA a
  * device group is refused at comm_groups_init.
  *
- * Left out: non-blocking p2p (the schedules pair blocking sends and receives
- * with comm_sendrecv); communicators other than the five of comm_groups.
+ * Left out: non-blocking receives (sends may be non-blocking, comm_isend;
+ * receives block); communicators other than the five of comm_groups.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -47,6 +47,7 @@ struct comm_req {
     void *host;      /* what MPI reduces: user itself, or a staging / fp32 buffer */
     size_t count;    /* elements */
     comm_dtype t;
+    int is_send;     /* comm_isend: nothing comes back */
 };
 
 static void comm_fail(int err, const char *call, const char *file, int line)
@@ -422,6 +423,7 @@ comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype
     r->user = buf;
     r->count = count;
     r->t = t;
+    r->is_send = 0;
     r->host = comm_stage_in(c, buf, count, t, 1);
     if (t == COMM_BF16) {
         /* reduce an fp32 copy; narrowed back in comm_wait */
@@ -442,7 +444,9 @@ void comm_wait(comm_req *r)
     if (!r)
         return;
     mpiCheck(MPI_Wait(&r->req, MPI_STATUS_IGNORE));
-    if (r->t == COMM_BF16) {
+    if (r->is_send) {
+        comm_stage_out(r->c, r->user, r->host, r->count, r->t, 0);
+    } else if (r->t == COMM_BF16) {
         if (r->c->mem == COMM_MEM_HOST) {
             comm_narrow(r->host, r->user, r->count);
         } else {
@@ -455,4 +459,18 @@ void comm_wait(comm_req *r)
         comm_stage_out(r->c, r->user, r->host, r->count, r->t, 1);
     }
     free(r);
+}
+
+comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
+{
+    comm_check_count(count, 1);
+    comm_req *r = comm_xmalloc(sizeof *r);
+    r->c = c;
+    r->user = (void *)buf;
+    r->count = count;
+    r->t = t;
+    r->is_send = 1;
+    r->host = comm_stage_in(c, buf, count, t, 1);
+    mpiCheck(MPI_Isend(r->host, (int)count, comm_mpi_type(t), peer, tag, c->comm, &r->req));
+    return r;
 }

@@ -1,0 +1,96 @@
+/* pipeline.c — the pipeline executor (contract in pipeline.h). */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems,
+              char err[SPEC_ERR_LEN])
+{
+    memset(pe, 0, sizeof *pe);
+    pe->pp = pp;
+    pe->kind = kind;
+    pe->p = comm_group_size(pp);
+    pe->stage = comm_group_rank(pp);
+    pe->m = m;
+    pe->v = v;
+    pe->act_elems = act_elems;
+    int cap = sched_n_ops(m, v);
+    pe->ops = malloc(sizeof *pe->ops * (size_t)cap);
+    pe->reqs = malloc(sizeof *pe->reqs * (size_t)cap);
+    pe->in_buf = malloc(sizeof(float) * act_elems);
+    pe->grad_buf = malloc(sizeof(float) * act_elems);
+    pe->send_act = malloc(sizeof(float) * act_elems * (size_t)m * (size_t)v);
+    pe->send_grad = malloc(sizeof(float) * act_elems * (size_t)m * (size_t)v);
+    if (!pe->ops || !pe->reqs || !pe->in_buf || !pe->grad_buf || !pe->send_act || !pe->send_grad) {
+        snprintf(err, SPEC_ERR_LEN, "pipeline: out of memory for %d micro-batches x %d chunks of %zu elements", m,
+                 v, act_elems);
+        pipe_free(pe);
+        return -1;
+    }
+    pe->n_ops = sched_build(kind, pe->p, pe->stage, m, v, pe->ops, cap);
+    if (pe->n_ops < 0) {
+        snprintf(err, SPEC_ERR_LEN, "pipeline: schedule %s is invalid for pp=%d, micro-batches=%d, v=%d%s",
+                 spec_schedule_name(kind), pe->p, m, v,
+                 kind == SPEC_SCHED_INTERLEAVED ? " (interleaved needs micro-batches % pp == 0)" : "");
+        pipe_free(pe);
+        return -1;
+    }
+    return 0;
+}
+
+void pipe_free(pipe_exec *pe)
+{
+    if (!pe)
+        return;
+    free(pe->ops);
+    free(pe->reqs);
+    free(pe->in_buf);
+    free(pe->grad_buf);
+    free(pe->send_act);
+    free(pe->send_grad);
+    memset(pe, 0, sizeof *pe);
+}
+
+double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
+{
+    double loss_sum = 0;
+    int inflight = 0;
+    int *bwd_left = calloc((size_t)pe->v, sizeof(int)); /* backwards left per chunk */
+    for (int c = 0; c < pe->v; c++)
+        bwd_left[c] = pe->m;
+    pe->n_reqs = 0;
+    pe->peak_inflight = 0;
+    size_t ae = pe->act_elems;
+    for (int i = 0; i < pe->n_ops; i++) {
+        const sched_op *o = &pe->ops[i];
+        size_t slot = ((size_t)o->mb * (size_t)pe->v + (size_t)o->chunk) * ae;
+        if (o->dir == SCHED_FWD) {
+            if (o->recv_peer >= 0)
+                comm_recv(pe->pp, pe->in_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
+            float *out = o->send_peer >= 0 ? pe->send_act + slot : NULL;
+            float loss = fns->forward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->in_buf : NULL, out);
+            if (o->send_peer >= 0)
+                pe->reqs[pe->n_reqs++] = comm_isend(pe->pp, out, ae, COMM_F32, o->send_peer, o->send_tag);
+            else
+                loss_sum += loss;
+            if (++inflight > pe->peak_inflight)
+                pe->peak_inflight = inflight;
+        } else {
+            if (o->recv_peer >= 0)
+                comm_recv(pe->pp, pe->grad_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
+            float *din = o->send_peer >= 0 ? pe->send_grad + slot : NULL;
+            int last = --bwd_left[o->chunk] == 0;
+            fns->backward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->grad_buf : NULL, din, last);
+            if (o->send_peer >= 0)
+                pe->reqs[pe->n_reqs++] = comm_isend(pe->pp, din, ae, COMM_F32, o->send_peer, o->send_tag);
+            inflight--;
+        }
+    }
+    for (int i = 0; i < pe->n_reqs; i++)
+        comm_wait(pe->reqs[i]);
+    pe->n_reqs = 0;
+    free(bwd_left);
+    return loss_sum;
+}

@@ -1,0 +1,76 @@
+/* pipeline.h — one training step's micro-batches on this pipeline rank.
+ *
+ * Runs the op order of executor/schedule.h (GPipe, 1F1B, interleaved) and
+ * moves the (mbs, T, C) activations forward and their gradients backward
+ * between neighbouring stages over comm_groups.pp. The model plugs in
+ * through two callbacks and a void * context, so this module knows nothing
+ * of model.h:
+ *
+ *   forward(ctx, mb, chunk, in, out) -> loss
+ *       in:  (mbs, T, C) input activation of chunk, or NULL on the first
+ *            virtual stage (the model embeds micro-batch mb's tokens itself);
+ *       out: (mbs, T, C) output to fill, or NULL on the last virtual stage,
+ *            which returns micro-batch mb's mean loss (ignored elsewhere).
+ *       The model keeps what its backward needs for (mb, chunk) itself.
+ *   backward(ctx, mb, chunk, dout, din, last)
+ *       dout: (mbs, T, C) gradient of the output, NULL on the last virtual
+ *             stage (the loss is the start);
+ *       din:  gradient of the input to fill, NULL on the first virtual stage;
+ *       last: 1 when this is chunk's final backward of the step, so the
+ *             caller may mark its gradients final (dpgrad_mark_ready).
+ *
+ * Communication: every forward receives its input (blocking comm_recv) just
+ * before it runs and sends its output with comm_isend right after; the same
+ * for gradients in backward. Receives block, sends never do, and every
+ * message is tagged by (direction, micro-batch, chunk), so no op order of the
+ * schedules can deadlock (each blocked receive waits on a send that an
+ * earlier op of the peer has already posted or will post without waiting).
+ * Send buffers are held until the end of the step (one per micro-batch and
+ * chunk and direction, act_elems floats each) and waited there.
+ *
+ * Deliberately left out: Megatron's fused send_forward_recv_backward pairs
+ * (comm_sendrecv) — the non-blocking sends make them unnecessary for
+ * correctness; overlap of p2p with compute beyond what isend gives.
+ */
+#ifndef TRIAD_PIPELINE_H
+#define TRIAD_PIPELINE_H
+
+#include <stddef.h>
+
+#include "../common/spec.h"
+#include "comm.h"
+#include "schedule.h"
+
+typedef struct {
+    void *ctx;
+    float (*forward)(void *ctx, int mb, int chunk, const float *in, float *out);
+    void (*backward)(void *ctx, int mb, int chunk, const float *dout, float *din, int last);
+} pipe_stage_fns;
+
+typedef struct {
+    comm_group *pp;        /* pipeline group, ranks ordered by stage (not owned) */
+    spec_schedule kind;
+    int p, stage, m, v;    /* stages, this stage, micro-batches per step, chunks per rank */
+    size_t act_elems;      /* mbs * T * C: one activation message, elements */
+    sched_op *ops;         /* 2 m v ops */
+    int n_ops;
+    float *in_buf, *grad_buf;   /* (act_elems) receive buffers */
+    float *send_act, *send_grad; /* (m * v, act_elems) send buffers held until the step ends */
+    comm_req **reqs;       /* (2 m v) outstanding sends */
+    int n_reqs;
+    int peak_inflight;     /* largest number of chunk-forwards without their backward, last step */
+} pipe_exec;
+
+/* Build the executor for this rank (stage = comm_group_rank(pp)). Returns 0,
+ * or -1 when the schedule is invalid for (kind, p, m, v) with a message in
+ * err. */
+int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems,
+              char err[SPEC_ERR_LEN]);
+void pipe_free(pipe_exec *pe);
+
+/* Run one step: every op of the schedule through fns. Returns the sum of
+ * the micro-batch losses computed on this rank (non-zero only on the rank
+ * holding the last virtual stage). */
+double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns);
+
+#endif /* TRIAD_PIPELINE_H */
