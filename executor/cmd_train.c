@@ -16,7 +16,7 @@ static void usage(FILE *f)
             "usage: triad train --model M --layout L --global-batch N --data D --steps K\n"
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
-            "                   [--device cpu] [--dump DIR] [--quiet]\n"
+            "                   [--device cpu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
             "\n"
             "Trains a GPT-2 style model. D is markov:vocab=V,order=K,seed=S (a source of known\n"
             "entropy rate) or a token shard (.bin, see triad data). --plan takes model, layout\n"
@@ -61,6 +61,7 @@ int exec_cmd_train(int argc, char **argv)
         {"seed", required_argument, 0, 'S'},      {"metrics", required_argument, 0, 'M'},
         {"plan", required_argument, 0, 'p'},      {"device", required_argument, 0, 'D'},
         {"dump", required_argument, 0, 'u'},      {"quiet", no_argument, 0, 'q'},
+        {"dump-final", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
@@ -112,6 +113,7 @@ int exec_cmd_train(int argc, char **argv)
         case 'p': plan_s = optarg; break;
         case 'D': device = optarg; break;
         case 'u': o.dump_dir = optarg; break;
+        case 'F': o.final_dir = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return TRIAD_EXIT_OK;
         default:
@@ -161,6 +163,10 @@ int exec_cmd_train(int argc, char **argv)
     o.warmup = (int)warmup;
     if (seed >= 0)
         o.seed = (uint64_t)seed;
+    if (o.dump_dir && o.layout.dp * o.layout.tp * o.layout.pp > 1) {
+        log_msg("train: --dump works on one rank (the reference it feeds is single-rank)");
+        return TRIAD_EXIT_INPUT;
+    }
     /* the world this process runs in, as mpirun tells it */
     const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
     int world = ws ? atoi(ws) : 1;

@@ -117,9 +117,10 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->l = *l;
     md->tp_rank = tp_rank;
     md->pp_rank = pp_rank;
-    if (l->tp != 1 || l->pp != 1 || l->dp != 1 || l->sp) {
-        snprintf(err, SPEC_ERR_LEN, "train: this build trains one rank (tp=pp=dp=1); layout has tp=%d pp=%d dp=%d",
-                 l->tp, l->pp, l->dp);
+    if (l->tp != 1 || l->pp != 1 || l->sp) {
+        snprintf(err, SPEC_ERR_LEN,
+                 "train: this build trains data-parallel layouts only (tp=1, pp=1, sp=0); layout has tp=%d pp=%d sp=%d",
+                 l->tp, l->pp, l->sp);
         return -1;
     }
     md->first_layer = spec_layout_stage_first(l, m, pp_rank);
@@ -304,7 +305,8 @@ float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale)
+void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale,
+                         const exec_grad_hook *hook)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
     float *mx = md->xent_stats, *se = mx + N;
@@ -339,8 +341,16 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
                                  3 * NH * HS, 0.0f);
         kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], md->d_ln1, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
                                     a[A_LN1_RSTD], N, C);
+        if (hook) { /* this block's 12 tensors are contiguous in the slab */
+            const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
+            hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
+        }
     }
     kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, 0, V, 1);
+    if (hook) {
+        int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;
+        hook->ready(hook->ctx, off, md->n_params - off);
+    }
 }
 
 /* ---- dumps for the independent reference ------------------------------------------------ */

@@ -8,8 +8,9 @@
  * layer, global element index), so every layout computes the same numbers.
  *
  * This version runs one tensor-parallel shard (tp = 1) and one pipeline
- * stage holding every block; the sharded index arithmetic (global element
- * of a local one) is already per tensor, for the parallel executor.
+ * stage holding every block, replicated over any number of data-parallel
+ * ranks; the sharded index arithmetic (global element of a local one) is
+ * already per tensor, for tensor and pipeline parallelism.
  */
 #ifndef TRIAD_MODEL_H
 #define TRIAD_MODEL_H
@@ -72,9 +73,21 @@ void exec_model_free(exec_model *md);
 /* Forward of one micro-batch: tokens, targets (B*T each). Returns the mean
  * loss over the micro-batch's B*T positions (last stage). */
 float exec_model_forward(exec_model *md, const int *tokens, const int *targets);
+/* Called during backward when the gradients of a contiguous range of the
+ * gradient slab are final for this micro-batch: after each block (in
+ * reverse order), then once for the non-block parameters. The trainer uses
+ * it on the last micro-batch of a step to start data-parallel buckets while
+ * backward goes on. */
+typedef struct {
+    void (*ready)(void *ctx, int64_t offset, int64_t count);
+    void *ctx;
+} exec_grad_hook;
+
 /* Backward of the same micro-batch; parameter gradients accumulate, scaled
- * by grad_scale (1 / micro-batches per step for a mean over the step). */
-void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale);
+ * by grad_scale (1 / micro-batches per step for a mean over the step).
+ * hook may be NULL. */
+void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale,
+                         const exec_grad_hook *hook);
 
 void exec_model_zero_grad(exec_model *md);
 

@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "../costmodel/cost.h"
 #include "../kernels/kernels.h"
+#include "comm.h"
 #include "data.h"
 #include "model.h"
 
@@ -48,6 +49,21 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Data-parallel buckets: each block's gradients start their all-reduce as
+ * soon as the last micro-batch's backward has finished that block. */
+typedef struct {
+    comm_group *dp;
+    float *grads;
+    comm_req *req[EXEC_MAX_LAYERS + 1];
+    int n;
+} dp_buckets;
+
+static void dp_bucket_ready(void *ctx, int64_t offset, int64_t count)
+{
+    dp_buckets *b = ctx;
+    b->req[b->n++] = comm_iallreduce_sum(b->dp, b->grads + offset, (size_t)count, COMM_F32);
+}
+
 static int write_ints(const char *dir, const char *name, const int *x, int64_t n)
 {
     char path[4096];
@@ -68,7 +84,7 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
         l.precision = SPEC_PREC_FP32;
     }
-    if (spec_layout_check(&l, m, o->global_batch, 1, err)) {
+    if (spec_layout_check(&l, m, o->global_batch, -1, err)) {
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
@@ -87,14 +103,25 @@ int exec_train_run(const exec_train_opts *o)
     float *am = exec_mem_alloc(sizeof(float) * (size_t)n), *av = exec_mem_alloc(sizeof(float) * (size_t)n);
     int B = l.mbs, T = (int)m->seq;
     int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
-    int64_t n_micro = spec_layout_n_micro(&l, o->global_batch);
+    int64_t n_micro = spec_layout_n_micro(&l, o->global_batch); /* per data-parallel rank */
+    /* data parallelism over MPI: each rank takes its slice of the batch */
+    comm_groups g;
+    memset(&g, 0, sizeof g);
+    int rank = 0, world = 1;
+    if (l.dp > 1) {
+        comm_init(NULL, NULL, &rank, &world);
+        comm_groups_init(&g, 1, l.dp, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    }
+    int lead = rank == 0; /* writes metrics and progress */
+    dp_buckets buckets = {g.dp, md.grads, {0}, 0};
+    exec_grad_hook hook = {dp_bucket_ready, &buckets};
 
     /* the prediction this run will be compared with */
     cost_mem pred;
     cost_memory_rank(m, &l, o->global_batch, 0, &pred);
 
     FILE *mf = NULL;
-    if (o->metrics_path) {
+    if (o->metrics_path && lead) {
         mf = fopen(o->metrics_path, "w");
         if (!mf) {
             log_msg("train: cannot write metrics '%s'", o->metrics_path);
@@ -134,7 +161,8 @@ int exec_train_run(const exec_train_opts *o)
         double loss = 0.0;
         for (int64_t mb = 0; mb < n_micro; mb++) {
             for (int b = 0; b < B; b++) {
-                int64_t sample = (int64_t)(step - 1) * o->global_batch + mb * B + b;
+                int64_t sample = (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B +
+                                 mb * B + b;
                 exec_data_sample(data, sample, tok + (int64_t)b * T, tgt + (int64_t)b * T);
             }
             if (o->dump_dir && step <= 5) {
@@ -145,9 +173,17 @@ int exec_train_run(const exec_train_opts *o)
                 write_ints(o->dump_dir, name, tgt, (int64_t)B * T);
             }
             loss += exec_model_forward(&md, tok, tgt);
-            exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro);
+            int last = mb == n_micro - 1 && l.dp > 1;
+            exec_model_backward(&md, tok, tgt, 1.0f / (float)(n_micro * l.dp), last ? &hook : NULL);
         }
         loss /= (double)n_micro;
+        if (l.dp > 1) {
+            for (int i = 0; i < buckets.n; i++)
+                comm_wait(buckets.req[i]);
+            buckets.n = 0;
+            comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
+            loss /= l.dp;
+        }
         double norm = sqrt(kern_cpu_sum_squares(md.grads, n));
         if (!isfinite(loss) || !isfinite(norm)) {
             log_msg("train: step %d: loss %g, gradient norm %g is not finite; stopping", step, loss, norm);
@@ -182,13 +218,17 @@ int exec_train_run(const exec_train_opts *o)
                     (long long)exec_mem_peak_bytes(), (long long)pred.total_bytes);
             fflush(mf);
         }
-        if (!o->quiet && (step == 1 || step == o->steps || step % 10 == 0)) {
+        if (lead && !o->quiet && (step == 1 || step == o->steps || step % 10 == 0)) {
             double eta = (now_s() - t_start) / step * (o->steps - step);
             fprintf(stderr, "step %5d/%d  loss %.4f  lr %.2e  norm %.3f  %.0f tok/s  ETA %.0f s\n", step,
                     o->steps, loss, lr, norm, tps, eta);
         }
     }
-    if (!o->quiet)
+    if (lead && o->final_dir && status == TRIAD_EXIT_OK && exec_model_dump(&md, o->final_dir, "final_", 0)) {
+        log_msg("train: cannot write the final weights into '%s'", o->final_dir);
+        status = TRIAD_EXIT_FAIL;
+    }
+    if (lead && !o->quiet)
         fprintf(stderr, "triad: memory peak %.3f MB measured, %.3f MB predicted (%+.2f%%)\n",
                 exec_mem_peak_bytes() / 1e6, pred.total_bytes / 1e6,
                 100.0 * (double)(exec_mem_peak_bytes() - pred.total_bytes) / (double)pred.total_bytes);
@@ -200,5 +240,9 @@ int exec_train_run(const exec_train_opts *o)
     exec_mem_free(av, sizeof(float) * (size_t)n);
     exec_model_free(&md);
     exec_data_close(data);
+    if (l.dp > 1) {
+        comm_groups_free(&g);
+        comm_finalize();
+    }
     return status;
 }

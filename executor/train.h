@@ -22,6 +22,7 @@ typedef struct {
     uint64_t seed;            /* initialisation */
     const char *metrics_path; /* CSV, or NULL */
     const char *dump_dir;     /* reference dumps, or NULL */
+    const char *final_dir;    /* final weights (one rank writes), or NULL */
     int quiet;                /* no progress lines */
 } exec_train_opts;
 
