@@ -1,0 +1,202 @@
+/* test_pipe_dp.c — executor/pipeline.c and executor/dpgrad.c under mpirun.
+ *
+ * A toy model whose every number is a small integer, so results are exact:
+ * virtual stage s (of pp * v) multiplies its (K) input element-wise by
+ * weights w_s[k] = 2 if (s + k) % 3 == 0 else 1; the loss of micro-batch j is the sum of the
+ * last output; the input of micro-batch j on dp rank d is x[k] = (d*m + j) % 5
+ * + k % 4 + 1. The reference (computed serially on every rank) is
+ *   loss_j = sum_k x_j[k] prod_s w_s[k],  dL/dw_s[k] = sum_j x_j[k] prod_{t!=s} w_t[k],
+ * averaged over dp (dp is a power of two, so the mean is exact too).
+ * For every (tp, dp, pp) factorisation of the world, every schedule (GPipe,
+ * 1F1B, interleaved v=2) and ZeRO-1 off/on, checks with ==: the step's loss
+ * sum, every gradient, the in-flight peak of 1F1B (min(p - i, m)) and GPipe
+ * (m), and after ZeRO-1 AdamW the parameters against a full local AdamW.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../executor/comm.h"
+#include "../../executor/dpgrad.h"
+#include "../../executor/pipeline.h"
+#include "../../kernels/kernels.h"
+
+enum { K = 24, M = 8, VMAX = 2 };
+
+static int n_fail, n_check, g_rank;
+#define CHECK(cond, ...)                                                                  \
+    do {                                                                                  \
+        n_check++;                                                                        \
+        if (!(cond)) {                                                                    \
+            if (++n_fail < 20) {                                                          \
+                fprintf(stderr, "FAIL rank %d %s:%d: ", g_rank, __FILE__, __LINE__);      \
+                fprintf(stderr, __VA_ARGS__);                                             \
+                fprintf(stderr, "\n");                                                    \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+typedef struct {
+    int p, stage, v, dp_rank, m;
+    float *w;                 /* (v, K) weights of my chunks */
+    float *g;                 /* (v, K) gradients */
+    float saved[M][VMAX][K];  /* input of (mb, chunk) */
+    dpgrad *dg;
+} toy;
+
+static float toy_x(int dp_rank, int m, int j, int k) { return (float)((dp_rank * m + j) % 5 + k % 4 + 1); }
+static float toy_w(int s, int k) { return (s + k) % 3 == 0 ? 2.0f : 1.0f; } /* powers of two: exact products */
+
+static float toy_forward(void *ctx, int mb, int chunk, const float *in, float *out)
+{
+    toy *t = ctx;
+    float *x = t->saved[mb][chunk];
+    for (int k = 0; k < K; k++)
+        x[k] = in ? in[k] : toy_x(t->dp_rank, t->m, mb, k);
+    double loss = 0;
+    for (int k = 0; k < K; k++) {
+        float y = t->w[chunk * K + k] * x[k];
+        if (out)
+            out[k] = y;
+        loss += y;
+    }
+    return out ? 0.0f : (float)loss;
+}
+
+static void toy_backward(void *ctx, int mb, int chunk, const float *dout, float *din, int last)
+{
+    toy *t = ctx;
+    const float *x = t->saved[mb][chunk];
+    for (int k = 0; k < K; k++) {
+        float d = dout ? dout[k] : 1.0f;
+        t->g[chunk * K + k] += d * x[k];
+        if (din)
+            din[k] = t->w[chunk * K + k] * d;
+    }
+    if (last && t->dg)
+        dpgrad_mark_ready(t->dg, chunk);
+}
+
+static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero1)
+{
+    int p = g->pp_size, stage = g->pp_rank, dp = g->dp_size, S = p * v;
+    toy t = {p, stage, v, g->dp_rank, M, NULL, NULL, {{{0}}}, NULL};
+    t.w = malloc(sizeof(float) * v * K);
+    t.g = calloc((size_t)v * K, sizeof(float));
+    for (int c = 0; c < v; c++)
+        for (int k = 0; k < K; k++)
+            t.w[c * K + k] = toy_w(c * p + stage, k);
+    dpgrad dg;
+    size_t seg[VMAX + 1];
+    for (int c = 0; c <= v; c++)
+        seg[c] = (size_t)c * K;
+    CHECK(dpgrad_init(&dg, g->dp, t.g, (size_t)v * K, seg, v, K, zero1) == 0, "dpgrad_init");
+    t.dg = &dg;
+    pipe_exec pe;
+    char err[SPEC_ERR_LEN];
+    CHECK(pipe_init(&pe, g->pp, kind, M, v, K, err) == 0, "pipe_init: %s", err);
+    pipe_stage_fns fns = {&t, toy_forward, toy_backward};
+    double loss = pipe_run_step(&pe, &fns);
+    dpgrad_finish(&dg);
+
+    /* reference */
+    double ref_loss = 0;
+    for (int j = 0; j < M; j++)
+        for (int k = 0; k < K; k++) {
+            double prod = toy_x(g->dp_rank, M, j, k);
+            for (int s = 0; s < S; s++)
+                prod *= toy_w(s, k);
+            ref_loss += prod;
+        }
+    int holds_last = stage == (S - 1) % p;
+    CHECK(loss == (holds_last ? ref_loss : 0.0), "%s v=%d loss %g, want %g", spec_schedule_name(kind), v, loss,
+          holds_last ? ref_loss : 0.0);
+    int bad = 0;
+    double sumsq_ref = 0;
+    float ref_g[VMAX * K];
+    for (int c = 0; c < v; c++)
+        for (int k = 0; k < K; k++) {
+            int s = c * p + stage;
+            double tot = 0;
+            for (int d = 0; d < dp; d++)
+                for (int j = 0; j < M; j++) {
+                    double prod = toy_x(d, M, j, k);
+                    for (int u = 0; u < S; u++)
+                        if (u != s)
+                            prod *= toy_w(u, k);
+                    tot += prod;
+                }
+            ref_g[c * K + k] = (float)(tot / dp);
+            sumsq_ref += (double)ref_g[c * K + k] * ref_g[c * K + k];
+            if (!zero1)
+                bad += !(t.g[c * K + k] == ref_g[c * K + k]);
+        }
+    if (zero1) {
+        int r = comm_group_rank(g->dp);
+        for (size_t i = 0; i < dg.shard_elems; i++) {
+            size_t e = (size_t)r * dg.shard_elems + i;
+            bad += !(dg.shard_grad[i] == (e < (size_t)v * K ? ref_g[e] : 0.0f));
+        }
+    }
+    CHECK(bad == 0, "%s v=%d zero1=%d: %d gradients wrong", spec_schedule_name(kind), v, zero1, bad);
+    double sumsq = dpgrad_grad_sumsq(&dg);
+    CHECK(fabs(sumsq - sumsq_ref) <= 1e-12 * sumsq_ref, "sumsq %.17g want %.17g", sumsq, sumsq_ref);
+    if (kind == SPEC_SCHED_1F1B)
+        CHECK(pe.peak_inflight == (p - stage < M ? p - stage : M), "1f1b peak %d stage %d", pe.peak_inflight, stage);
+    if (kind == SPEC_SCHED_GPIPE)
+        CHECK(pe.peak_inflight == M, "gpipe peak %d", pe.peak_inflight);
+    if (zero1) {
+        /* ZeRO-1 AdamW vs a full local AdamW on the reference gradients */
+        float ref_p[VMAX * K], m0[VMAX * K] = {0}, v0[VMAX * K] = {0};
+        unsigned char decay[VMAX * K];
+        for (int i = 0; i < v * K; i++)
+            decay[i] = i % 5 != 0;
+        memcpy(ref_p, t.w, sizeof(float) * v * K);
+        for (int i = 0; i < v * K; i++)
+            kern_cpu_adamw(ref_p + i, ref_g + i, m0 + i, v0 + i, 1, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                           decay[i] ? 0.1f : 0.0f, 1);
+        dpgrad_zero1_adamw(&dg, t.w, decay, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+        int badp = 0;
+        for (int i = 0; i < v * K; i++)
+            badp += !(t.w[i] == ref_p[i]);
+        CHECK(badp == 0, "zero1 adamw: %d params differ", badp);
+    }
+    pipe_free(&pe);
+    dpgrad_free(&dg);
+    free(t.w);
+    free(t.g);
+}
+
+int main(int argc, char **argv)
+{
+    int rank, world;
+    comm_init(&argc, &argv, &rank, &world);
+    g_rank = rank;
+    int n_cases = 0;
+    for (int tp = 1; tp <= world; tp *= 2)
+        for (int dp = 1; tp * dp <= world; dp *= 2) {
+            int pp = world / (tp * dp);
+            if (tp * dp * pp != world)
+                continue;
+            comm_groups g;
+            comm_groups_init(&g, tp, dp, pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
+            for (int zero1 = 0; zero1 <= 1; zero1++) {
+                run_case(&g, SPEC_SCHED_GPIPE, 1, zero1);
+                run_case(&g, SPEC_SCHED_1F1B, 1, zero1);
+                run_case(&g, SPEC_SCHED_INTERLEAVED, 2, zero1);
+                n_cases += 3;
+            }
+            comm_groups_free(&g);
+        }
+    int64_t tot[2] = {n_fail, n_check};
+    comm_groups g;
+    comm_groups_init(&g, 1, world, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    comm_allreduce_sum(g.world, tot, 2, COMM_I64);
+    comm_groups_free(&g);
+    if (rank == 0)
+        printf("test_pipe_dp: np=%d, %d cases, %lld checks over all ranks, %lld failed\n", world, n_cases,
+               (long long)tot[1], (long long)tot[0]);
+    comm_finalize();
+    return tot[0] == 0 ? 0 : 1;
+}
