@@ -33,6 +33,13 @@ void exec_mem_free(void *p, size_t bytes)
 }
 
 int64_t exec_mem_peak_bytes(void) { return g_mem_peak; }
+
+void exec_mem_account(int64_t bytes)
+{
+    g_mem_now += bytes;
+    if (g_mem_now > g_mem_peak)
+        g_mem_peak = g_mem_now;
+}
 int64_t exec_mem_now_bytes(void) { return g_mem_now; }
 
 /* ---- initialisation: a pure function of (seed, tensor, layer, global index) --- */

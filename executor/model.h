@@ -96,6 +96,8 @@ void *exec_mem_alloc(size_t bytes);
 void exec_mem_free(void *p, size_t bytes);
 int64_t exec_mem_peak_bytes(void);
 int64_t exec_mem_now_bytes(void);
+/* Count memory allocated elsewhere (e.g. by dpgrad) in the run's total. */
+void exec_mem_account(int64_t bytes);
 
 /* Write every parameter (or gradient) tensor as raw little-endian float32
  * files DIR/<prefix><name>[.<layer>].bin plus DIR/<prefix>manifest.txt. */

@@ -13,6 +13,7 @@
 #include "../kernels/kernels.h"
 #include "comm.h"
 #include "data.h"
+#include "dpgrad.h"
 #include "model.h"
 
 void exec_train_opts_default(exec_train_opts *o)
@@ -49,19 +50,24 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Data-parallel buckets: each block's gradients start their all-reduce as
- * soon as the last micro-batch's backward has finished that block. */
+/* The model reports a contiguous range of final gradients per block, in
+ * reverse order, then the non-block parameters: segment = block index, the
+ * last segment the extras. */
 typedef struct {
-    comm_group *dp;
-    float *grads;
-    comm_req *req[EXEC_MAX_LAYERS + 1];
-    int n;
-} dp_buckets;
+    dpgrad *dg;
+    const exec_model *md;
+} dp_hook_ctx;
 
-static void dp_bucket_ready(void *ctx, int64_t offset, int64_t count)
+static void dp_ready(void *ctx, int64_t offset, int64_t count)
 {
-    dp_buckets *b = ctx;
-    b->req[b->n++] = comm_iallreduce_sum(b->dp, b->grads + offset, (size_t)count, COMM_F32);
+    dp_hook_ctx *c = ctx;
+    (void)count;
+    int n = c->md->n_layers;
+    int seg = n; /* the extras, unless the range starts a block */
+    for (int L = 0; L < n; L++)
+        if (c->md->p[L * EXEC_LAYER_PARAMS].offset == offset)
+            seg = L;
+    dpgrad_mark_ready(c->dg, seg);
 }
 
 static int write_ints(const char *dir, const char *name, const int *x, int64_t n)
@@ -100,7 +106,9 @@ int exec_train_run(const exec_train_opts *o)
         return TRIAD_EXIT_INPUT;
     }
     int64_t n = md.n_params;
-    float *am = exec_mem_alloc(sizeof(float) * (size_t)n), *av = exec_mem_alloc(sizeof(float) * (size_t)n);
+    /* AdamW state: full here, or 1/dp of it inside dpgrad with ZeRO-1 */
+    size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 1 : sizeof(float) * (size_t)n;
+    float *am = exec_mem_alloc(adam_bytes), *av = exec_mem_alloc(adam_bytes);
     int B = l.mbs, T = (int)m->seq;
     int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
     int64_t n_micro = spec_layout_n_micro(&l, o->global_batch); /* per data-parallel rank */
@@ -113,9 +121,37 @@ int exec_train_run(const exec_train_opts *o)
         comm_groups_init(&g, 1, l.dp, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     }
     int lead = rank == 0; /* writes metrics and progress */
-    dp_buckets buckets = {g.dp, md.grads, {0}, 0};
-    exec_grad_hook hook = {dp_bucket_ready, &buckets};
-
+    dpgrad dg;
+    memset(&dg, 0, sizeof dg);
+    dp_hook_ctx hctx = {&dg, &md};
+    exec_grad_hook hook = {dp_ready, &hctx};
+    unsigned char *decay_mask = NULL;
+    if (l.dp > 1) {
+        size_t *seg = malloc(sizeof(size_t) * (size_t)(md.n_layers + 2));
+        for (int L = 0; L <= md.n_layers; L++)
+            seg[L] = (size_t)md.p[L * EXEC_LAYER_PARAMS].offset;
+        seg[md.n_layers + 1] = (size_t)n;
+        /* 25 MB buckets (10M fp32 elements ~ PyTorch DDP's default) */
+        if (dpgrad_init(&dg, g.dp, md.grads, (size_t)n, seg, md.n_layers + 1, (size_t)6553600, l.zero >= 1)) {
+            log_msg("train: cannot set up data-parallel gradient buckets");
+            free(seg);
+            return TRIAD_EXIT_FAIL;
+        }
+        free(seg);
+        if (l.zero >= 1) {
+            /* the shard's optimizer state and the staging buffers are memory this run holds */
+            int64_t extra = (int64_t)sizeof(float) * (int64_t)(3 * dg.shard_elems + dg.shard_elems * l.dp);
+            exec_mem_account(extra);
+            decay_mask = calloc((size_t)n, 1);
+            for (int i = 0; i < md.n_p; i++)
+                if (md.p[i].decay)
+                    memset(decay_mask + md.p[i].offset, 1, (size_t)md.p[i].shape.elems);
+        }
+    }
+    if (l.zero > 1) {
+        log_msg("train: zero=%d is not implemented by the trainer (zero 0 or 1)", l.zero);
+        return TRIAD_EXIT_INPUT;
+    }
     /* the prediction this run will be compared with */
     cost_mem pred;
     cost_memory_rank(m, &l, o->global_batch, 0, &pred);
@@ -174,17 +210,18 @@ int exec_train_run(const exec_train_opts *o)
             }
             loss += exec_model_forward(&md, tok, tgt);
             int last = mb == n_micro - 1 && l.dp > 1;
-            exec_model_backward(&md, tok, tgt, 1.0f / (float)(n_micro * l.dp), last ? &hook : NULL);
+            exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, last ? &hook : NULL);
         }
         loss /= (double)n_micro;
+        double norm;
         if (l.dp > 1) {
-            for (int i = 0; i < buckets.n; i++)
-                comm_wait(buckets.req[i]);
-            buckets.n = 0;
+            dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
+            norm = sqrt(dpgrad_grad_sumsq(&dg));
+        } else {
+            norm = sqrt(kern_cpu_sum_squares(md.grads, n));
         }
-        double norm = sqrt(kern_cpu_sum_squares(md.grads, n));
         if (!isfinite(loss) || !isfinite(norm)) {
             log_msg("train: step %d: loss %g, gradient norm %g is not finite; stopping", step, loss, norm);
             status = TRIAD_EXIT_FAIL;
@@ -200,9 +237,17 @@ int exec_train_run(const exec_train_opts *o)
                 fclose(f);
             }
         }
-        if (o->clip > 0 && norm > o->clip)
-            kern_cpu_scale(md.grads, (float)(o->clip / norm), n);
+        if (o->clip > 0 && norm > o->clip) {
+            if (l.dp > 1)
+                dpgrad_scale(&dg, (float)(o->clip / norm));
+            else
+                kern_cpu_scale(md.grads, (float)(o->clip / norm), n);
+        }
         double lr = exec_train_lr(o, step);
+        if (l.dp > 1 && l.zero >= 1)
+            dpgrad_zero1_adamw(&dg, md.params, decay_mask, (float)lr, (float)o->beta1, (float)o->beta2,
+                               (float)o->eps, (float)o->weight_decay, step);
+        else
         for (int i = 0; i < md.n_p; i++) {
             exec_param *p = &md.p[i];
             kern_cpu_adamw(md.params + p->offset, md.grads + p->offset, am + p->offset, av + p->offset,
@@ -236,11 +281,13 @@ int exec_train_run(const exec_train_opts *o)
         fclose(mf);
     free(tok);
     free(tgt);
-    exec_mem_free(am, sizeof(float) * (size_t)n);
-    exec_mem_free(av, sizeof(float) * (size_t)n);
+    exec_mem_free(am, adam_bytes);
+    exec_mem_free(av, adam_bytes);
+    free(decay_mask);
     exec_model_free(&md);
     exec_data_close(data);
     if (l.dp > 1) {
+        dpgrad_free(&dg);
         comm_groups_free(&g);
         comm_finalize();
     }

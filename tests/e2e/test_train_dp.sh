@@ -12,7 +12,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0
 D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps 20 --lr 3e-4 --warmup 5 --quiet"
 $T train $D --layout mbs=1,precision=fp32 --metrics "$tmp/ref.csv" --dump-final "$tmp/ref" 2>/dev/null || exit 1
-for spec in "2 dp=2,mbs=2" "4 dp=4,mbs=1" "8 dp=8,mbs=1" "2 dp=2,mbs=1,recompute=full"; do
+for spec in "2 dp=2,mbs=2" "4 dp=4,mbs=1" "8 dp=8,mbs=1" "2 dp=2,mbs=1,recompute=full" "2 dp=2,mbs=2,zero=1" "4 dp=4,mbs=1,zero=1"; do
   set -- $spec
   mpirun --oversubscribe -np $1 $T train $D --layout $2,precision=fp32 --metrics "$tmp/m$1.csv" \
      --dump-final "$tmp/f$1" 2>/dev/null
