@@ -162,6 +162,12 @@ int cost_cmd_simulate(int argc, char **argv)
         status = TRIAD_EXIT_FAIL;
     }
     simulate_out_print(stdout, format, &m, &c, &l, batch, p, &cf, &sr, sim);
+    if (!cf.fits) {
+        log_msg("simulate: the layout does not fit: stage %d needs %.1f GB, device has %.1f GB "
+                "(try recompute, zero, more pp or tp; triad plan searches them)",
+                cf.mem_peak_stage, cf.mem_peak_bytes / 1e9, c.mem_gb);
+        status = TRIAD_EXIT_INPUT;
+    }
     cost_sim_free(sim);
     cost_profile_free(prof);
     return status;

@@ -85,6 +85,7 @@ bad "batch not divisible" "not divisible by dp\*mbs" $T simulate --model tiny --
 bad "dp*tp*pp != gpus" "dp\*tp\*pp = 4 but --gpus is 8" $T plan --model tiny --cluster cpu --gpus 8 --global-batch 8 --layout dp=4
 bad "negative gpus" "--gpus '-8'" $T plan --model tiny --cluster cpu --gpus -8 --global-batch 8
 bad "nothing fits" "no layout fits" $T plan --model gpt3-175b --cluster dgx-a100-80gb --gpus 8 --global-batch 8
+bad "layout that cannot fit" "stage 0 needs" $T simulate --model gpt3-175b --cluster dgx-a100-80gb --global-batch 8 --layout tp=8
 bad "bad format" "--format 'xml'" $T simulate --model tiny --cluster cpu --global-batch 8 --layout tp=1 --format xml
 bad "missing plan file" "cannot open" $T simulate --plan /nonexistent/plan.ini
 exit $fail
