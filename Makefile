@@ -6,6 +6,7 @@
 #   make bench      speed figures (planner, simulator, trainer)
 #   make validate   predictions against published runs
 #   make asan       the test suite under AddressSanitizer + UBSan
+#   make fuzz       every parser under libFuzzer (FUZZ_RUNS=1000000)
 #   make check-gpu LOG=dir   every GPU check, on a machine with a GPU
 #
 # Missing Debian packages are installed with apt-get (root) on first use.
@@ -69,6 +70,7 @@ MAIN_OBJ := $(BUILD)/triad.o
 all: probe $(BUILD)/triad
 
 # ---- Debian packages ---------------------------------------------------------
+FUZZ_RUNS ?= 1000000
 DEB_PKGS := libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev libcsv-dev \
             libopenblas-dev gnuplot-nox python3 bc
 deps: $(BUILD)/.deps
@@ -149,6 +151,9 @@ asan:
 
 check-gpu: all
 	@bash tests/check_gpu.sh "$(LOG)"
+
+fuzz:
+	@bash tests/fuzz/run.sh $(FUZZ_RUNS)
 
 clean:
 	rm -rf $(BUILD) build-asan
