@@ -19,9 +19,9 @@ if nm "$BUILD/libtriad_exec.a" 2>/dev/null | grep -q ' U cudaMemcpy'; then
   CUDA_LINK="-L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lnccl -lstdc++"
 fi
 mpicc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fopenmp -o "$BIN" tests/mpi/test_comm_mpi.c \
-  "$BUILD/libtriad_exec.a" "$BUILD/libtriad_plan.a" -lopenblas $CUDA_LINK -lglpk -linih -lcsv -lm || exit 1
+  "$BUILD/libtriad_exec.a" "$BUILD/libtriad_plan.a" -lopenblas $CUDA_LINK -lglpk -linih -lcsv -lm ${EXTRA_LDFLAGS:-} || exit 1
 mpicc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fopenmp -o "$PBIN" tests/mpi/test_pipe_dp.c \
-  "$BUILD/libtriad_exec.a" "$BUILD/libtriad_plan.a" -lopenblas $CUDA_LINK -lglpk -linih -lcsv -lm || exit 1
+  "$BUILD/libtriad_exec.a" "$BUILD/libtriad_plan.a" -lopenblas $CUDA_LINK -lglpk -linih -lcsv -lm ${EXTRA_LDFLAGS:-} || exit 1
 
 fail=0
 for np in 2 4 8; do

@@ -12,7 +12,7 @@
 # mismatch or NaN fails the test.
 set -u
 cd "$(dirname "$0")/../.."
-T=${TRIAD:-build/triad}
+T=${TRIAD:-${BUILD:-build}/triad}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps 20 --lr 3e-4 --warmup 5 --quiet"

@@ -4,7 +4,7 @@
 # and bad input refused with one line and status 2.
 set -u
 cd "$(dirname "$0")/../.."
-T=build/triad
+T=${BUILD:-build}/triad
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }

@@ -4,7 +4,7 @@
 # input refused with one line and status 2.
 set -u
 cd "$(dirname "$0")/../.."
-T=build/triad
+T=${BUILD:-build}/triad
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0

@@ -6,7 +6,7 @@
 # does not depend on, is left out — see the comment below).
 set -u
 cd "$(dirname "$0")/../.."
-T=build/triad
+T=${BUILD:-build}/triad
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0

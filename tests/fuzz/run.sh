@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
+command -v clang >/dev/null && dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
 mkdir -p build/fuzz build/fuzz/corpus
 clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I/usr/include -o build/fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c common/spec.c common/planfile.c \
