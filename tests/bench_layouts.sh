@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Step time per parallel layout on this machine: gpt2-124m-sized blocks
+# (hidden 768, 12 heads, vocab 50257) with 4 layers, sequence 64, global
+# batch 4, fp32, one OpenMP/BLAS thread per rank, ranks under mpirun
+# --oversubscribe. Median step time over the steps after two warm-up steps.
+# A benchmark, never asserted; layouts the trainer refuses are listed as such.
+set -u
+cd "$(dirname "$0")/.."
+T=build/triad
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+M="gpt2-124m,seq=64,layers=4"
+echo "# model $M, global batch 4, fp32, 1 thread per rank, $(nproc --all) cores, $(mpirun --version | head -1)"
+printf '%-36s %6s %12s %12s\n' "layout" "ranks" "step s" "tokens/s"
+printf '%-36s %6s %12s %12s\n' "" "" "(median)" "(median)"
+for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
+            "2 pp=2,mbs=1,schedule=gpipe"; do
+  set -- $spec
+  if mpirun --oversubscribe -np $1 $T train --model $M --layout $2,precision=fp32 --global-batch 4 \
+       --data markov:vocab=4096,order=1,seed=1 --steps 5 --metrics "$tmp/m.csv" --quiet >/dev/null 2>"$tmp/err"; then
+    python3 - "$tmp/m.csv" "$2" "$1" <<'PY'
+import csv, sys, statistics
+r = [x for x in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith('#'))][2:]
+print('%-36s %6s %12.3f %12.0f' % (sys.argv[2], sys.argv[3], statistics.median(float(x['step_time_s']) for x in r),
+      statistics.median(float(x['tokens_per_s']) for x in r)))
+PY
+  else
+    printf '%-36s %6s %12s   %s\n' "$2" "$1" "-" "$(grep -m1 'triad:' "$tmp/err" | cut -c1-80)"
+  fi
+done
