@@ -17,13 +17,17 @@ static void usage(FILE *f)
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
             "                   [--device cpu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
+            "                   [--checkpoint-dir DIR --checkpoint-every K [--checkpoint-keep 3]] [--resume]\n"
             "\n"
             "Trains a GPT-2 style model. D is markov:vocab=V,order=K,seed=S (a source of known\n"
             "entropy rate) or a token shard (.bin, see triad data). --plan takes model, layout\n"
             "and batch from a plan file written by triad plan --out. The metrics CSV has\n"
             "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes (measured).\n"
             "--dump DIR writes initial weights, the first batches, step-1 gradients and the\n"
-            "weights after step 5 for the independent reference (tests/ref/gpt_ref.py).\n");
+            "weights after step 5 for the independent reference (tests/ref/gpt_ref.py).\n"
+            "--steps is the whole job: --resume continues from the newest complete\n"
+            "checkpoint to the same last step, with the same learning-rate schedule.\n"
+            "--exit-after K stops after step K as if the job were killed (for testing resume).\n");
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)
@@ -62,6 +66,9 @@ int exec_cmd_train(int argc, char **argv)
         {"plan", required_argument, 0, 'p'},      {"device", required_argument, 0, 'D'},
         {"dump", required_argument, 0, 'u'},      {"quiet", no_argument, 0, 'q'},
         {"dump-final", required_argument, 0, 'F'},
+        {"checkpoint-dir", required_argument, 0, 'C'}, {"checkpoint-every", required_argument, 0, 'E'},
+        {"checkpoint-keep", required_argument, 0, 'K'}, {"resume", no_argument, 0, 'R'},
+        {"exit-after", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
@@ -114,6 +121,18 @@ int exec_cmd_train(int argc, char **argv)
         case 'D': device = optarg; break;
         case 'u': o.dump_dir = optarg; break;
         case 'F': o.final_dir = optarg; break;
+        case 'C': o.ckpt_dir = optarg; break;
+        case 'R': o.resume = 1; break;
+        case 'E':
+        case 'K':
+        case 'X': {
+            long long v;
+            if (parse_long(ch == 'E' ? "--checkpoint-every" : ch == 'K' ? "--checkpoint-keep" : "--exit-after",
+                           optarg, 1, &v))
+                return TRIAD_EXIT_INPUT;
+            *(ch == 'E' ? &o.ckpt_every : ch == 'K' ? &o.ckpt_keep : &o.exit_after) = (int)v;
+            break;
+        }
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return TRIAD_EXIT_OK;
         default:
@@ -163,6 +182,14 @@ int exec_cmd_train(int argc, char **argv)
     o.warmup = (int)warmup;
     if (seed >= 0)
         o.seed = (uint64_t)seed;
+    if ((o.resume || o.ckpt_every) && !o.ckpt_dir) {
+        log_msg("train: --resume and --checkpoint-every need --checkpoint-dir");
+        return TRIAD_EXIT_INPUT;
+    }
+    if (o.ckpt_dir && o.layout.zero >= 1) {
+        log_msg("train: checkpoints of zero=%d layouts (sharded optimizer state) are not supported yet", o.layout.zero);
+        return TRIAD_EXIT_INPUT;
+    }
     if (o.dump_dir && o.layout.dp * o.layout.tp * o.layout.pp > 1) {
         log_msg("train: --dump works on one rank (the reference it feeds is single-rank)");
         return TRIAD_EXIT_INPUT;

@@ -7,10 +7,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 #include "../costmodel/cost.h"
 #include "../kernels/kernels.h"
+#include "checkpoint.h"
 #include "comm.h"
 #include "data.h"
 #include "dpgrad.h"
@@ -29,6 +31,7 @@ void exec_train_opts_default(exec_train_opts *o)
     o->eps = 1e-8;
     o->clip = 1.0;
     o->seed = 1337;
+    o->ckpt_keep = 3;
 }
 
 double exec_train_lr(const exec_train_opts *o, int step)
@@ -158,20 +161,25 @@ int exec_train_run(const exec_train_opts *o)
 
     FILE *mf = NULL;
     if (o->metrics_path && lead) {
-        mf = fopen(o->metrics_path, "w");
+        /* a resumed run appends to the metrics it continues */
+        int append = o->resume && access(o->metrics_path, F_OK) == 0;
+        mf = fopen(o->metrics_path, append ? "a" : "w");
         if (!mf) {
             log_msg("train: cannot write metrics '%s'", o->metrics_path);
             exec_model_free(&md);
             exec_data_close(data);
             return TRIAD_EXIT_INPUT;
         }
+        if (!append)
         fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
                     "global batch %lld, data %s, seed %llu\n",
                 m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs,
                 (long long)o->global_batch, o->data, (unsigned long long)o->seed);
+        if (!append)
         fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
                 (long long)pred.total_bytes);
-        fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes\n");
+        if (!append)
+            fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes\n");
     }
     if (o->dump_dir) {
         mkdir(o->dump_dir, 0755);
@@ -189,9 +197,25 @@ int exec_train_run(const exec_train_opts *o)
             fclose(f);
         }
     }
+    int first_step = 1;
+    if (o->resume) {
+        int got = 0;
+        int rc = exec_ckpt_load_latest(o->ckpt_dir, &md, am, av, &got, err);
+        if (rc < 0) {
+            log_msg("%s", err);
+            return TRIAD_EXIT_INPUT;
+        }
+        if (rc == 0) {
+            first_step = got + 1;
+            if (lead) /* said even when quiet: where a run starts matters */
+                fprintf(stderr, "triad: resuming from %s/step_%d\n", o->ckpt_dir, got);
+        } else if (lead) {
+            fprintf(stderr, "triad: no checkpoint in %s; starting from step 1\n", o->ckpt_dir);
+        }
+    }
     double t_start = now_s();
     int status = TRIAD_EXIT_OK;
-    for (int step = 1; step <= o->steps; step++) {
+    for (int step = first_step; step <= o->steps; step++) {
         double t0 = now_s();
         exec_model_zero_grad(&md);
         double loss = 0.0;
@@ -256,12 +280,25 @@ int exec_train_run(const exec_train_opts *o)
         }
         if (o->dump_dir && step == 5)
             exec_model_dump(&md, o->dump_dir, "step5_", 0);
+        if (lead && o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps) &&
+            exec_ckpt_save(o->ckpt_dir, step, &md, am, av, o->ckpt_keep, err)) {
+            log_msg("%s", err);
+            status = TRIAD_EXIT_FAIL;
+            break;
+        }
+        if (l.dp > 1 && o->ckpt_dir)
+            comm_barrier(g.world); /* no rank runs ahead of a checkpoint being written */
         double dt = now_s() - t0;
         double tps = (double)o->global_batch * T / dt;
         if (mf) {
             fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld\n", step, loss, lr, norm, dt, tps,
                     (long long)exec_mem_peak_bytes(), (long long)pred.total_bytes);
             fflush(mf);
+        }
+        if (o->exit_after > 0 && step == o->exit_after) {
+            if (mf)
+                fclose(mf);
+            _exit(0); /* as if the job were killed here: no cleanup, no final checkpoint */
         }
         if (lead && !o->quiet && (step == 1 || step == o->steps || step % 10 == 0)) {
             double eta = (now_s() - t_start) / step * (o->steps - step);

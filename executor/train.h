@@ -23,6 +23,11 @@ typedef struct {
     const char *metrics_path; /* CSV, or NULL */
     const char *dump_dir;     /* reference dumps, or NULL */
     const char *final_dir;    /* final weights (one rank writes), or NULL */
+    const char *ckpt_dir;     /* checkpoints (checkpoint.h), or NULL */
+    int ckpt_every;           /* steps between checkpoints (0: none) */
+    int ckpt_keep;            /* complete checkpoints kept */
+    int resume;               /* continue from the newest complete checkpoint */
+    int exit_after;           /* stop after this step as if interrupted (0: no) */
     int quiet;                /* no progress lines */
 } exec_train_opts;
 
