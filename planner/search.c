@@ -260,7 +260,8 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
         if (cv.n > 0 || o->allow_cross_node_tp)
             break; /* a second pass (wide tp) only when nothing fits inside a node */
     }
-    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
+    if (cv.n > 1) /* qsort on a NULL array, even of 0 items, is undefined */
+        qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
     /* MILP stage boundaries for the best pipelined candidates, then
      * re-sort, then the simulator decides the order of the top. */
     int k_milp = cv.n < 4 * o->top ? cv.n : 4 * o->top;
@@ -270,7 +271,8 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                 free(cv.v);
                 return SPEC_ERR;
             }
-    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
+    if (cv.n > 1)
+        qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_closed_form);
     int k_sim = cv.n < o->sim_top ? cv.n : o->sim_top;
     for (int i = 0; i < k_sim; i++) {
         cost_sim_opts so;
@@ -282,7 +284,8 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
         }
         cv.v[i].has_sim = 1;
     }
-    qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_final);
+    if (cv.n > 1)
+        qsort(cv.v, (size_t)cv.n, sizeof *cv.v, by_final);
     res->cand = cv.v;
     res->n = cv.n;
     res->seconds = now_s() - t0;
