@@ -4,6 +4,7 @@
 # batch 4, fp32, one OpenMP/BLAS thread per rank, ranks under mpirun
 # --oversubscribe. Median step time over the steps after two warm-up steps.
 # A benchmark, never asserted; layouts the trainer refuses are listed as such.
+# Then the comm layer's all-reduce / all-gather / reduce-scatter bandwidth (tests/mpi/bench_comm.c).
 set -u
 cd "$(dirname "$0")/.."
 T=build/triad
@@ -28,3 +29,13 @@ PY
     printf '%-36s %6s %12s   %s\n' "$2" "$1" "-" "$(grep -m1 'triad:' "$tmp/err" | cut -c1-80)"
   fi
 done
+
+# comm layer bandwidth over 2 ranks (nccl-tests style algbw / busbw)
+CUDA_LINK=""
+if nm build/libtriad_exec.a 2>/dev/null | grep -q ' U cudaMemcpy'; then
+  CUDA_LINK="-L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lnccl -lstdc++"
+fi
+mkdir -p build/tests/mpi
+mpicc -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -o build/tests/mpi/bench_comm tests/mpi/bench_comm.c \
+  build/libtriad_exec.a build/libtriad_plan.a -lopenblas $CUDA_LINK -lglpk -linih -lcsv -lm && \
+  echo && mpirun --oversubscribe -np 2 build/tests/mpi/bench_comm $((16 << 20))
