@@ -12,6 +12,9 @@
  * bf16 (round to nearest even). The result is the fp32 sum rounded once, which
  * is at least as accurate as a bf16 ring.
  *
+ * COMM_BACKEND_NCCL (CUDA build): each group also gets an NCCL communicator
+ * and every call on it is handed to comm_nccl.c (see comm_nccl.h).
+ *
  * Device buffers (comm_mem COMM_MEM_DEVICE, CUDA build only) are staged: copy
  * to a host buffer (cudaMemcpy), MPI on the host, copy back. Without CUDA a
  * device group is refused at comm_groups_init.
@@ -26,7 +29,11 @@
 #include <unistd.h>
 
 #if TRIAD_HAVE_CUDA
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wundef"
 #include <cuda_runtime.h>
+#pragma GCC diagnostic pop
+#include "comm_nccl.h"
 #endif
 
 #include "../common/rankmap.h"
@@ -38,7 +45,22 @@ struct comm_group {
     MPI_Comm comm;
     int size, rank;
     comm_mem mem;
+    void *nccl;      /* comm_nccl * when the group runs on NCCL (CUDA build), else NULL */
 };
+
+/* NCCL dispatch: a group with an NCCL communicator hands every call to
+ * comm_nccl.c (CUDA build only). */
+#if TRIAD_HAVE_CUDA
+#define COMM_NCCL(c, stmt)      \
+    do {                        \
+        if ((c)->nccl) {        \
+            stmt;               \
+            return;             \
+        }                       \
+    } while (0)
+#else
+#define COMM_NCCL(c, stmt) ((void)0)
+#endif
 
 struct comm_req {
     MPI_Request req;
@@ -48,6 +70,7 @@ struct comm_req {
     size_t count;    /* elements */
     comm_dtype t;
     int is_send;     /* comm_isend: nothing comes back */
+    void *nccl_event;/* NCCL: the event to synchronise, else NULL */
 };
 
 static void comm_fail(int err, const char *call, const char *file, int line)
@@ -216,7 +239,7 @@ void comm_finalize(void)
         MPI_Finalize();
 }
 
-static comm_group *comm_group_split(int color, int key, comm_mem mem)
+static comm_group *comm_group_split(int color, int key, comm_mem mem, comm_backend backend)
 {
     MPI_Comm comm;
     mpiCheck(MPI_Comm_split(MPI_COMM_WORLD, color, key, &comm));
@@ -228,18 +251,27 @@ static comm_group *comm_group_split(int color, int key, comm_mem mem)
     c->mem = mem;
     mpiCheck(MPI_Comm_size(comm, &c->size));
     mpiCheck(MPI_Comm_rank(comm, &c->rank));
+    c->nccl = NULL;
+#if TRIAD_HAVE_CUDA
+    if (backend == COMM_BACKEND_NCCL)
+        c->nccl = comm_nccl_create(comm, c->rank, c->size);
+#else
+    (void)backend;
+#endif
     return c;
 }
 
 void comm_groups_init(comm_groups *g, int tp, int dp, int pp, comm_backend backend, comm_mem mem)
 {
     memset(g, 0, sizeof *g);
-    if (backend != COMM_BACKEND_MPI)
-        COMM_DIE("comm_mpi.c serves COMM_BACKEND_MPI only (NCCL is comm_nccl.c)");
 #if !TRIAD_HAVE_CUDA
     if (mem == COMM_MEM_DEVICE)
         COMM_DIE("COMM_MEM_DEVICE needs a CUDA build");
+    if (backend == COMM_BACKEND_NCCL)
+        COMM_DIE("COMM_BACKEND_NCCL needs a CUDA build");
 #endif
+    if (backend == COMM_BACKEND_NCCL && mem != COMM_MEM_DEVICE)
+        COMM_DIE("COMM_BACKEND_NCCL works on device buffers (COMM_MEM_DEVICE)");
     mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &g->rank));
     mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, &g->world_size));
     if (tp < 1 || dp < 1 || pp < 1 || tp * dp * pp != g->world_size) {
@@ -252,13 +284,13 @@ void comm_groups_init(comm_groups *g, int tp, int dp, int pp, comm_backend backe
     g->tp_size = tp; g->dp_size = dp; g->pp_size = pp;
     g->tp_rank = rc.tp_rank; g->dp_rank = rc.dp_rank; g->pp_rank = rc.pp_rank;
 
-    g->world = comm_group_split(0, g->rank, mem);
-    g->tp = comm_group_split(rc.dp_rank + dp * rc.pp_rank, rc.tp_rank, mem);
-    g->dp = comm_group_split(rc.tp_rank + tp * rc.pp_rank, rc.dp_rank, mem);
-    g->pp = comm_group_split(rc.tp_rank + tp * rc.dp_rank, rc.pp_rank, mem);
+    g->world = comm_group_split(0, g->rank, mem, backend);
+    g->tp = comm_group_split(rc.dp_rank + dp * rc.pp_rank, rc.tp_rank, mem, backend);
+    g->dp = comm_group_split(rc.tp_rank + tp * rc.pp_rank, rc.dp_rank, mem, backend);
+    g->pp = comm_group_split(rc.tp_rank + tp * rc.dp_rank, rc.pp_rank, mem, backend);
     if (pp > 1) {
         int ends = rc.pp_rank == 0 || rc.pp_rank == pp - 1;
-        g->embed = comm_group_split(ends ? rc.tp_rank + tp * rc.dp_rank : MPI_UNDEFINED, rc.pp_rank, mem);
+        g->embed = comm_group_split(ends ? rc.tp_rank + tp * rc.dp_rank : MPI_UNDEFINED, rc.pp_rank, mem, backend);
     } else {
         g->embed = NULL;
     }
@@ -268,6 +300,9 @@ static void comm_group_free(comm_group *c)
 {
     if (!c)
         return;
+#if TRIAD_HAVE_CUDA
+    comm_nccl_destroy(c->nccl);
+#endif
     MPI_Comm_free(&c->comm);
     free(c);
 }
@@ -293,6 +328,7 @@ static void comm_allreduce_op(comm_group *c, void *buf, size_t count, comm_dtype
 {
     if (count == 0)
         return;
+    COMM_NCCL(c, comm_nccl_allreduce(c->nccl, buf, count, t, op == MPI_MAX));
     void *h = comm_stage_in(c, buf, count, t, 1);
     if (t == COMM_BF16) {
         size_t chunk = count < COMM_BF16_CHUNK_ELEMS ? count : COMM_BF16_CHUNK_ELEMS;
@@ -334,6 +370,7 @@ static void comm_check_count(size_t count, int size)
 void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
 {
     comm_check_count(count, c->size);
+    COMM_NCCL(c, comm_nccl_allgather(c->nccl, send, recv, count, t));
     size_t total = count * (size_t)c->size;
     void *hs = comm_stage_in(c, send, count, t, 1);
     void *hr = comm_stage_in(c, recv, total, t, 0);
@@ -346,6 +383,7 @@ void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, c
 void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
 {
     comm_check_count(count, c->size);
+    COMM_NCCL(c, comm_nccl_reducescatter(c->nccl, send, recv, count, t));
     size_t total = count * (size_t)c->size;
     void *hs = comm_stage_in(c, send, total, t, 1);
     void *hr = comm_stage_in(c, recv, count, t, 0);
@@ -367,6 +405,7 @@ void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t 
 void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root)
 {
     comm_check_count(count, 1);
+    COMM_NCCL(c, comm_nccl_broadcast(c->nccl, buf, count, t, root));
     void *h = comm_stage_in(c, buf, count, t, c->rank == root);
     mpiCheck(MPI_Bcast(h, (int)count, comm_mpi_type(t), root, c->comm));
     comm_stage_out(c, buf, h, count, t, c->rank != root);
@@ -382,6 +421,7 @@ void comm_barrier(comm_group *c)
 void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
+    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, buf, count, peer, NULL, 0, -1, t));
     void *h = comm_stage_in(c, buf, count, t, 1);
     mpiCheck(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm));
     comm_stage_out(c, (void *)buf, h, count, t, 0);
@@ -390,6 +430,7 @@ void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int p
 void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
+    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, NULL, 0, -1, buf, count, peer, t));
     void *h = comm_stage_in(c, buf, count, t, 0);
     mpiCheck(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE));
     comm_stage_out(c, buf, h, count, t, 1);
@@ -402,6 +443,7 @@ void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int de
     comm_check_count(recv_count, 1);
     if (dest < 0 && src < 0)
         return;
+    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, sendbuf, send_count, dest, recvbuf, recv_count, src, t));
     void *hs = dest >= 0 ? comm_stage_in(c, sendbuf, send_count, t, 1) : NULL;
     void *hr = src >= 0 ? comm_stage_in(c, recvbuf, recv_count, t, 0) : NULL;
     mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t), dest >= 0 ? dest : MPI_PROC_NULL,
@@ -424,6 +466,13 @@ comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype
     r->count = count;
     r->t = t;
     r->is_send = 0;
+    r->nccl_event = NULL;
+#if TRIAD_HAVE_CUDA
+    if (c->nccl) {
+        r->nccl_event = comm_nccl_iallreduce(c->nccl, buf, count, t);
+        return r;
+    }
+#endif
     r->host = comm_stage_in(c, buf, count, t, 1);
     if (t == COMM_BF16) {
         /* reduce an fp32 copy; narrowed back in comm_wait */
@@ -443,6 +492,13 @@ void comm_wait(comm_req *r)
 {
     if (!r)
         return;
+#if TRIAD_HAVE_CUDA
+    if (r->nccl_event) {
+        comm_nccl_wait(r->nccl_event);
+        free(r);
+        return;
+    }
+#endif
     mpiCheck(MPI_Wait(&r->req, MPI_STATUS_IGNORE));
     if (r->is_send) {
         comm_stage_out(r->c, r->user, r->host, r->count, r->t, 0);
@@ -470,6 +526,13 @@ comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t,
     r->count = count;
     r->t = t;
     r->is_send = 1;
+    r->nccl_event = NULL;
+#if TRIAD_HAVE_CUDA
+    if (c->nccl) {
+        r->nccl_event = comm_nccl_isend(c->nccl, buf, count, t, peer);
+        return r;
+    }
+#endif
     r->host = comm_stage_in(c, buf, count, t, 1);
     mpiCheck(MPI_Isend(r->host, (int)count, comm_mpi_type(t), peer, tag, c->comm, &r->req));
     return r;

@@ -1,0 +1,162 @@
+/* comm_nccl.c — NCCL under the comm layer (contract in comm_nccl.h).
+ * Built only with CUDA (the Makefile lists it among the CUDA-only files).
+ * Tags of comm.h's p2p calls are not needed: NCCL matches sends and
+ * receives in issue order per peer, which the schedules respect.
+ */
+#include "comm_nccl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* the CUDA and NCCL headers test __cplusplus with #if: -Wundef off for them */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wundef"
+#include <cuda_runtime.h>
+#include <nccl.h>
+#pragma GCC diagnostic pop
+
+struct comm_nccl {
+    ncclComm_t comm;
+    cudaStream_t stream, send_stream;
+};
+
+static void comm_nccl_die(const char *call, const char *msg, const char *file, int line)
+{
+    int rank = -1;
+    char host[256] = "?";
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    gethostname(host, sizeof host);
+    fprintf(stderr, "triad: [rank %d on %s] %s:%d: %s failed: %s\n", rank, host, file, line, call, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+#define ncclCheck(call)                                                              \
+    do {                                                                             \
+        ncclResult_t nc_err_ = (call);                                               \
+        if (nc_err_ != ncclSuccess)                                                  \
+            comm_nccl_die(#call, ncclGetErrorString(nc_err_), __FILE__, __LINE__);   \
+    } while (0)
+#define cudaCheck(call)                                                              \
+    do {                                                                             \
+        cudaError_t cu_err_ = (call);                                                \
+        if (cu_err_ != cudaSuccess)                                                  \
+            comm_nccl_die(#call, cudaGetErrorString(cu_err_), __FILE__, __LINE__);   \
+    } while (0)
+#define mpiCheckN(call)                                                              \
+    do {                                                                             \
+        int mp_err_ = (call);                                                        \
+        if (mp_err_ != MPI_SUCCESS) {                                                \
+            char m_[MPI_MAX_ERROR_STRING];                                           \
+            int l_ = 0;                                                              \
+            MPI_Error_string(mp_err_, m_, &l_);                                      \
+            comm_nccl_die(#call, m_, __FILE__, __LINE__);                            \
+        }                                                                            \
+    } while (0)
+
+static ncclDataType_t comm_nccl_type(comm_dtype t)
+{
+    switch (t) {
+    case COMM_F32: return ncclFloat32;
+    case COMM_BF16: return ncclBfloat16;
+    case COMM_F64: return ncclFloat64;
+    case COMM_I64: return ncclInt64;
+    }
+    comm_nccl_die("comm_nccl_type", "unknown comm_dtype", __FILE__, __LINE__);
+    return ncclFloat32;
+}
+
+comm_nccl *comm_nccl_create(MPI_Comm comm, int rank, int size)
+{
+    comm_nccl *n = calloc(1, sizeof *n);
+    if (!n)
+        comm_nccl_die("calloc", "out of host memory", __FILE__, __LINE__);
+    ncclUniqueId id;
+    if (rank == 0)
+        ncclCheck(ncclGetUniqueId(&id));
+    mpiCheckN(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
+    ncclCheck(ncclCommInitRank(&n->comm, size, id, rank));
+    cudaCheck(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    cudaCheck(cudaStreamCreateWithFlags(&n->send_stream, cudaStreamNonBlocking));
+    return n;
+}
+
+void comm_nccl_destroy(comm_nccl *n)
+{
+    if (!n)
+        return;
+    cudaStreamSynchronize(n->stream);
+    cudaStreamSynchronize(n->send_stream);
+    ncclCommDestroy(n->comm);
+    cudaStreamDestroy(n->stream);
+    cudaStreamDestroy(n->send_stream);
+    free(n);
+}
+
+void comm_nccl_allreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t, int is_max)
+{
+    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), is_max ? ncclMax : ncclSum, n->comm, n->stream));
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
+void comm_nccl_allgather(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t)
+{
+    ncclCheck(ncclAllGather(send, recv, count, comm_nccl_type(t), n->comm, n->stream));
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
+void comm_nccl_reducescatter(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t)
+{
+    ncclCheck(ncclReduceScatter(send, recv, count, comm_nccl_type(t), ncclSum, n->comm, n->stream));
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
+void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, int root)
+{
+    ncclCheck(ncclBroadcast(buf, buf, count, comm_nccl_type(t), root, n->comm, n->stream));
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
+void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
+                        size_t recv_count, int src, comm_dtype t)
+{
+    ncclCheck(ncclGroupStart());
+    if (dest >= 0)
+        ncclCheck(ncclSend(sendbuf, send_count, comm_nccl_type(t), dest, n->comm, n->stream));
+    if (src >= 0)
+        ncclCheck(ncclRecv(recvbuf, recv_count, comm_nccl_type(t), src, n->comm, n->stream));
+    ncclCheck(ncclGroupEnd());
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
+static void *comm_nccl_event(cudaStream_t s)
+{
+    cudaEvent_t *e = malloc(sizeof *e);
+    if (!e)
+        comm_nccl_die("malloc", "out of host memory", __FILE__, __LINE__);
+    cudaCheck(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+    cudaCheck(cudaEventRecord(*e, s));
+    return e;
+}
+
+void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t)
+{
+    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), ncclSum, n->comm, n->stream));
+    return comm_nccl_event(n->stream);
+}
+
+void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer)
+{
+    ncclCheck(ncclSend(buf, count, comm_nccl_type(t), peer, n->comm, n->send_stream));
+    return comm_nccl_event(n->send_stream);
+}
+
+void comm_nccl_wait(void *handle)
+{
+    cudaEvent_t *e = handle;
+    cudaCheck(cudaEventSynchronize(*e));
+    cudaCheck(cudaEventDestroy(*e));
+    free(e);
+}

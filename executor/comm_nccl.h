@@ -1,0 +1,38 @@
+/* comm_nccl.h — NCCL under the comm layer (internal to executor/comm_mpi.c,
+ * CUDA build only). comm_mpi.c owns the groups and their MPI communicators;
+ * a group built with COMM_BACKEND_NCCL also carries one NCCL communicator
+ * (ncclGetUniqueId on group rank 0, broadcast over the group's MPI
+ * communicator, ncclCommInitRank) and every call of comm.h on that group
+ * goes here. Buffers are device buffers; each call is enqueued on the
+ * communicator's stream and synchronised before returning, except
+ * comm_nccl_iallreduce / comm_nccl_isend, which record an event that
+ * comm_nccl_wait synchronises. Sends go on a second stream so a pending send
+ * never sits in front of a receive. Failures end the job (ncclCheck +
+ * MPI_Abort). The caller selects the device (cudaSetDevice) before init.
+ */
+#ifndef TRIAD_COMM_NCCL_H
+#define TRIAD_COMM_NCCL_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "comm.h"
+
+typedef struct comm_nccl comm_nccl;
+
+comm_nccl *comm_nccl_create(MPI_Comm comm, int rank, int size);
+void comm_nccl_destroy(comm_nccl *n);
+
+void comm_nccl_allreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t, int is_max);
+void comm_nccl_allgather(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t);
+void comm_nccl_reducescatter(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t);
+void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, int root);
+/* send to dest and / or receive from src (either -1) as one NCCL group */
+void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
+                        size_t recv_count, int src, comm_dtype t);
+/* asynchronous: returns a handle for comm_nccl_wait */
+void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t);
+void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer);
+void comm_nccl_wait(void *handle);
+
+#endif /* TRIAD_COMM_NCCL_H */
