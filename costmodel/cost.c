@@ -216,6 +216,10 @@ static double attention_core_s(const spec_model *m, const spec_cluster *c, const
     double gemm = (g1 + g2 - 2 * profile_params_of(prof_or_builtin(p, c))->launch_s) * B * heads +
                   2 * profile_params_of(prof_or_builtin(p, c))->launch_s;
     double sm_bytes = B * heads * s * s * eb * 2.0; /* read + write */
+    /* dropout on the probabilities (Megatron-LM): read them, write the
+     * kept values and a 1-byte mask; backward reads mask and gradient and
+     * writes the gradient (Korthikanti et al. 2022 Sec 4.1 list the mask) */
+    sm_bytes += profile_params_of(prof_or_builtin(p, c))->dropout * B * heads * s * s * (2.0 * eb + 1.0);
     double t = gemm + cost_elementwise_s(sm_bytes, c, p);
     return backward ? 2.0 * t : t;
 }
@@ -242,6 +246,9 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     double ew_bytes = eb * (2.0 * 2.0 * B * ss * h * 2.0 /* LN in+out, 2 LNs, x2 stats/reads */
                             + 2.0 * 3.0 * B * ss * h     /* bias + residual: 2 reads 1 write, x2 */
                             + 2.0 * (double)bs * (double)(f / t) /* GELU in + out */);
+    /* dropout on both residual branches: a 1-byte mask written forward and
+     * read backward, fused with bias + residual in Megatron-LM */
+    ew_bytes += pp->dropout * 2.0 * B * ss * h;
     double ew = cost_elementwise_s(ew_bytes, c, p);
     double launches = pp->kernels_per_layer * pp->launch_s;
     out->fwd_s = g + core_f + ew + launches;

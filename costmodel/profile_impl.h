@@ -14,6 +14,7 @@ typedef struct {
     double ib_eff;            /* achievable fraction of inter-node bandwidth (busbw) */
     double launch_s;          /* per-kernel launch overhead, seconds */
     double kernels_per_layer; /* forward kernels per block */
+    double dropout;           /* 1: the modelled framework applies dropout (Megatron-LM runs), 0: none */
 } profile_params;
 
 typedef struct { double m, n, k, time_s; } profile_gemm;

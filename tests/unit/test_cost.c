@@ -227,6 +227,7 @@ static void test_profile_file_matches_builtin(void **state)
     assert_close(a->ib_eff, b->ib_eff, 0, 0);
     assert_close(a->launch_s, b->launch_s, 0, 0);
     assert_close(a->kernels_per_layer, b->kernels_per_layer, 0, 0);
+    assert_close(a->dropout, b->dropout, 0, 0);
     cost_profile_free(p);
     cost_profile_free(NULL);
 }
