@@ -5,6 +5,8 @@
  * small-integer inputs, results copied back and compared with ==, for every
  * (tp, dp, pp) factorisation of the world. Exit 0 only when all pass;
  * without CUDA it prints that it has nothing to test and exits 77.
+ * With --nccl the groups use COMM_BACKEND_NCCL (comm_nccl.c) instead of
+ * MPI staging; NCCL needs one GPU per rank.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -131,6 +133,7 @@ int main(int argc, char **argv)
 {
     int rank, world;
     comm_init(&argc, &argv, &rank, &world);
+    comm_backend be = argc > 1 && !strcmp(argv[1], "--nccl") ? COMM_BACKEND_NCCL : COMM_BACKEND_MPI;
     int ndev = 0;
     CU(cudaGetDeviceCount(&ndev));
     CU(cudaSetDevice(rank % ndev));
@@ -140,7 +143,7 @@ int main(int argc, char **argv)
             if (world % (tp * dp))
                 continue;
             comm_groups g;
-            comm_groups_init(&g, tp, dp, world / (tp * dp), COMM_BACKEND_MPI, COMM_MEM_DEVICE);
+            comm_groups_init(&g, tp, dp, world / (tp * dp), be, COMM_MEM_DEVICE);
             test_group(g.world, rank);
             test_group(g.tp, rank);
             test_group(g.dp, rank);
@@ -156,8 +159,8 @@ int main(int argc, char **argv)
     comm_allreduce_sum(g.world, tot, 2, COMM_I64);
     comm_groups_free(&g);
     if (rank == 0)
-        printf("test_comm_device: np=%d on %d GPU(s), %d layouts, %lld checks, %lld failed\n", world, ndev,
-               n_layouts, (long long)tot[1], (long long)tot[0]);
+        printf("test_comm_device: %s, np=%d on %d GPU(s), %d layouts, %lld checks, %lld failed\n",
+               be == COMM_BACKEND_NCCL ? "NCCL" : "MPI staging", world, ndev, n_layouts, (long long)tot[1], (long long)tot[0]);
     comm_finalize();
     return tot[0] == 0 ? 0 : 1;
 }
