@@ -81,4 +81,60 @@ void kern_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, flo
 double kern_cpu_sum_squares(const float *x, int64_t n);
 void kern_cpu_scale(float *x, float s, int64_t n);
 
+/* ---- backend-neutral dispatch ------------------------------------------------
+ * The same ops as a table of function pointers, so model code runs on either
+ * backend. Buffers passed to a table's ops live where that table says: host
+ * memory for kern_ops_cpu(), device memory (cudaMalloc, never managed) for
+ * kern_ops_cuda(). Allocate, copy and free through the table. Every op has the
+ * contract of the kern_cpu_ function of the same name above. The CUDA table
+ * is fp32 throughout (cuBLAS with fp32 accumulation). */
+typedef struct kern_ops {
+    const char *name; /* "cpu" or "cuda" */
+    void *(*alloc)(int64_t bytes);                         /* zero-filled; NULL on failure */
+    void (*free)(void *p);
+    void (*to_device)(void *dst, const void *src_host, int64_t bytes);
+    void (*to_host)(void *dst_host, const void *src, int64_t bytes);
+    void (*memset0)(void *p, int64_t bytes);
+    void (*sync)(void);
+
+    void (*encoder_forward)(float *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C,
+                            int v0, int V, int add_pos);
+    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T, int C,
+                             int v0, int V, int add_pos);
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, int N, int C);
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, int N, int C);
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                           int OC);
+    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC, float dinp_beta);
+    void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int NH, int HS);
+    void (*attention_backward)(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int NH, int HS);
+    void (*gelu_forward)(float *out, const float *inp, int64_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, int64_t n);
+    void (*residual_forward)(float *out, const float *a, const float *b, int64_t n);
+    void (*add_inplace)(float *y, const float *x, int64_t n);
+    void (*xent_rowmax)(float *rowmax, const float *logits, int N, int V);
+    void (*xent_sumexp)(float *sumexp, const float *logits, const float *gmax, int N, int V);
+    void (*xent_target)(float *tlogit, const float *logits, const int *targets, int N, int V, int v0);
+    void (*xent_backward_inplace)(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
+                                  int V, int v0, float scale);
+    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
+                  float eps, float wd, int t);
+    double (*sum_squares)(const float *x, int64_t n);
+    void (*scale)(float *x, float s, int64_t n);
+} kern_ops;
+
+/* The CPU table (host buffers); never NULL. */
+const kern_ops *kern_ops_cpu(void);
+
+#if defined(TRIAD_HAVE_CUDA) && TRIAD_HAVE_CUDA
+/* The CUDA table (device buffers, current device, default stream); ops are
+ * asynchronous except to_host and sum_squares. Errors in CUDA or cuBLAS
+ * print file:line and the error string on stderr and exit(1). */
+const kern_ops *kern_ops_cuda(void);
+#endif
+
 #endif /* TRIAD_KERNELS_H */

@@ -1,0 +1,51 @@
+/* kern_ops_cpu.c — the CPU backend as a kern_ops table: host memory,
+ * plain memcpy, and the kern_cpu_ ops of kern_cpu.c. */
+#include "../kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(int64_t bytes) { return calloc(1, bytes > 0 ? (size_t)bytes : 1); }
+static void cpu_free(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, int64_t bytes)
+{
+    if (bytes > 0)
+        memcpy(dst, src, (size_t)bytes);
+}
+static void cpu_memset0(void *p, int64_t bytes)
+{
+    if (bytes > 0)
+        memset(p, 0, (size_t)bytes);
+}
+static void cpu_sync(void) {}
+
+static const kern_ops cpu_ops = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .memset0 = cpu_memset0,
+    .sync = cpu_sync,
+    .encoder_forward = kern_cpu_encoder_forward,
+    .encoder_backward = kern_cpu_encoder_backward,
+    .layernorm_forward = kern_cpu_layernorm_forward,
+    .layernorm_backward = kern_cpu_layernorm_backward,
+    .matmul_forward = kern_cpu_matmul_forward,
+    .matmul_backward = kern_cpu_matmul_backward,
+    .attention_forward = kern_cpu_attention_forward,
+    .attention_backward = kern_cpu_attention_backward,
+    .gelu_forward = kern_cpu_gelu_forward,
+    .gelu_backward = kern_cpu_gelu_backward,
+    .residual_forward = kern_cpu_residual_forward,
+    .add_inplace = kern_cpu_add_inplace,
+    .xent_rowmax = kern_cpu_xent_rowmax,
+    .xent_sumexp = kern_cpu_xent_sumexp,
+    .xent_target = kern_cpu_xent_target,
+    .xent_backward_inplace = kern_cpu_xent_backward_inplace,
+    .adamw = kern_cpu_adamw,
+    .sum_squares = kern_cpu_sum_squares,
+    .scale = kern_cpu_scale,
+};
+
+const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }
