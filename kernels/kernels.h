@@ -17,6 +17,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* out (B,T,C) = wte[tok - v0] (when v0 <= tok < v0 + V, else 0) + wpe[t]
  * (added only when add_pos). wte (V,C) holds vocabulary rows [v0, v0+V). */
 void kern_cpu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
@@ -135,6 +139,10 @@ const kern_ops *kern_ops_cpu(void);
  * asynchronous except to_host and sum_squares. Errors in CUDA or cuBLAS
  * print file:line and the error string on stderr and exit(1). */
 const kern_ops *kern_ops_cuda(void);
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif /* TRIAD_KERNELS_H */

@@ -1,0 +1,587 @@
+/* kern_cuda.cu — the CUDA backend of kernels.h as a kern_ops table, fp32.
+ *
+ * Matrix products go through cuBLAS (cublasSgemm, fp32 accumulation, no
+ * TF32), attention as strided-batched GEMMs over the heads of one sequence
+ * with the T x T probabilities kept (the contract of kern_cpu_attention_*),
+ * the rest as plain kernels: one warp per row for row reductions, one
+ * thread per element otherwise. Written as C-style CUDA C++; the entry
+ * point is extern "C". Every call is on the default stream.
+ *
+ * Every CUDA or cuBLAS error prints file:line and the error string and
+ * exits with status 1 (cudaCheck / cublasCheck). */
+#ifndef TRIAD_HAVE_CUDA
+#define TRIAD_HAVE_CUDA 1
+#endif
+#include "../kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define cudaCheck(call)                                                                                        \
+    do {                                                                                                       \
+        cudaError_t err_ = (call);                                                                             \
+        if (err_ != cudaSuccess) {                                                                             \
+            fprintf(stderr, "triad: CUDA error at %s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_)); \
+            exit(1);                                                                                           \
+        }                                                                                                      \
+    } while (0)
+
+#define cublasCheck(call)                                                                                      \
+    do {                                                                                                       \
+        cublasStatus_t st_ = (call);                                                                           \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                                    \
+            fprintf(stderr, "triad: cuBLAS error at %s:%d: %s\n", __FILE__, __LINE__,                          \
+                    cublasGetStatusString(st_));                                                               \
+            exit(1);                                                                                           \
+        }                                                                                                      \
+    } while (0)
+
+#define launchCheck() cudaCheck(cudaGetLastError())
+
+static cublasHandle_t g_handle;
+static cublasHandle_t handle(void)
+{
+    if (!g_handle) {
+        cublasCheck(cublasCreate(&g_handle));
+        cublasCheck(cublasSetMathMode(g_handle, CUBLAS_PEDANTIC_MATH)); /* fp32, no TF32 */
+    }
+    return g_handle;
+}
+
+static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+
+__device__ inline float warp_sum(float x)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ inline float warp_max(float x)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+/* ---- memory ------------------------------------------------------------- */
+static void *cu_alloc(int64_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes > 0 ? (size_t)bytes : 1) != cudaSuccess)
+        return NULL;
+    cudaCheck(cudaMemset(p, 0, bytes > 0 ? (size_t)bytes : 1));
+    return p;
+}
+static void cu_free(void *p)
+{
+    if (p)
+        cudaCheck(cudaFree(p));
+}
+static void cu_to_device(void *dst, const void *src, int64_t bytes)
+{
+    if (bytes > 0)
+        cudaCheck(cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyHostToDevice));
+}
+static void cu_to_host(void *dst, const void *src, int64_t bytes)
+{
+    if (bytes > 0)
+        cudaCheck(cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyDeviceToHost));
+}
+static void cu_memset0(void *p, int64_t bytes)
+{
+    if (bytes > 0)
+        cudaCheck(cudaMemset(p, 0, (size_t)bytes));
+}
+static void cu_sync(void) { cudaCheck(cudaDeviceSynchronize()); }
+
+/* ---- encoder (vocabulary-parallel embedding) ---------------------------- */
+__global__ void encoder_forward_k(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
+                                  int C, int v0, int V, int add_pos)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)B * T * C)
+        return;
+    int64_t bt = i / C;
+    int c = (int)(i % C), t = (int)(bt % T), id = tok[bt] - v0;
+    float x = (id >= 0 && id < V) ? wte[(int64_t)id * C + c] : 0.0f;
+    if (add_pos)
+        x += wpe[(int64_t)t * C + c];
+    out[i] = x;
+}
+static void cu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
+                               int C, int v0, int V, int add_pos)
+{
+    int64_t n = (int64_t)B * T * C;
+    encoder_forward_k<<<blocks_for(n, 256), 256>>>(out, tok, wte, wpe, B, T, C, v0, V, add_pos);
+    launchCheck();
+}
+
+__global__ void encoder_backward_k(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T,
+                                   int C, int v0, int V, int add_pos)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)B * T * C)
+        return;
+    int64_t bt = i / C;
+    int c = (int)(i % C), t = (int)(bt % T), id = tok[bt] - v0;
+    float d = dout[i];
+    if (id >= 0 && id < V)
+        atomicAdd(&dwte[(int64_t)id * C + c], d);
+    if (add_pos)
+        atomicAdd(&dwpe[(int64_t)t * C + c], d);
+}
+static void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T,
+                                int C, int v0, int V, int add_pos)
+{
+    int64_t n = (int64_t)B * T * C;
+    encoder_backward_k<<<blocks_for(n, 256), 256>>>(dwte, dwpe, dout, tok, B, T, C, v0, V, add_pos);
+    launchCheck();
+}
+
+/* ---- layernorm: one warp per row ---------------------------------------- */
+__global__ void layernorm_forward_k(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                    const float *b, int N, int C)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    const float *x = inp + (int64_t)row * C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32)
+        s += x[c];
+    float m = warp_sum(s) / C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32)
+        v += (x[c] - m) * (x[c] - m);
+    float r = rsqrtf(warp_sum(v) / C + 1e-5f);
+    float *o = out + (int64_t)row * C;
+    for (int c = lane; c < C; c += 32)
+        o[c] = (x[c] - m) * r * w[c] + b[c];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+static void cu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                 const float *b, int N, int C)
+{
+    layernorm_forward_k<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, w, b, N, C);
+    launchCheck();
+}
+
+__global__ void layernorm_backward_dinp_k(float *dinp, const float *dout, const float *inp, const float *w,
+                                          const float *mean, const float *rstd, int N, int C)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    const float *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;
+    float *di = dinp + (int64_t)row * C;
+    float m = mean[row], s = rstd[row], a = 0.0f, bb = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (x[c] - m) * s, dn = w[c] * d[c];
+        a += dn;
+        bb += dn * norm;
+    }
+    a = warp_sum(a) / C;
+    bb = warp_sum(bb) / C;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (x[c] - m) * s, dn = w[c] * d[c];
+        di[c] += (dn - a - norm * bb) * s;
+    }
+}
+/* parameter gradients: one thread per channel, a column walk (deterministic) */
+__global__ void layernorm_backward_dw_k(float *dw, float *db, const float *dout, const float *inp,
+                                        const float *mean, const float *rstd, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    float sw = 0.0f, sb = 0.0f;
+    for (int i = 0; i < N; i++) {
+        float d = dout[(int64_t)i * C + c];
+        sb += d;
+        sw += (inp[(int64_t)i * C + c] - mean[i]) * rstd[i] * d;
+    }
+    dw[c] += sw;
+    db[c] += sb;
+}
+static void cu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    layernorm_backward_dw_k<<<blocks_for(C, 128), 128>>>(dw, db, dout, inp, mean, rstd, N, C);
+    launchCheck();
+    layernorm_backward_dinp_k<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    launchCheck();
+}
+
+/* ---- matmul (row-major, weight (OC,C) as llm.c) ------------------------- */
+__global__ void fill_bias_k(float *out, const float *bias, int N, int OC)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (int64_t)N * OC)
+        out[i] = bias[i % OC];
+}
+static void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                              int OC)
+{
+    float one = 1.0f, beta = 0.0f;
+    if (bias) {
+        fill_bias_k<<<blocks_for((int64_t)N * OC, 256), 256>>>(out, bias, N, OC);
+        launchCheck();
+        beta = 1.0f;
+    }
+    /* column-major: out^T (OC,N) = weight^T... i.e. W (C,OC)^T x inp^T (C,N) */
+    cublasCheck(cublasSgemm(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, C, inp, C, &beta, out, OC));
+}
+
+__global__ void column_sum_add_k(float *dbias, const float *dout, int N, int OC)
+{
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC)
+        return;
+    float s = 0.0f;
+    for (int i = 0; i < N; i++)
+        s += dout[(int64_t)i * OC + o];
+    dbias[o] += s;
+}
+static void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, int N, int C, int OC, float dinp_beta)
+{
+    float one = 1.0f;
+    if (dinp) /* dinp^T (C,N) = W^T (C,OC) dout^T (OC,N) */
+        cublasCheck(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, weight, C, dout, OC, &dinp_beta,
+                                dinp, C));
+    /* dweight^T (C,OC) += inp^T (C,N) dout (N,OC) */
+    cublasCheck(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dweight, C));
+    if (dbias) {
+        column_sum_add_k<<<blocks_for(OC, 128), 128>>>(dbias, dout, N, OC);
+        launchCheck();
+    }
+}
+
+/* ---- attention: probabilities kept, (B,NH,T,T) -------------------------- */
+/* one warp per row (b,h,t): causal softmax in place, zeros above the diagonal */
+__global__ void causal_softmax_k(float *att, int rows, int T)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows)
+        return;
+    int t = row % T;
+    float *a = att + (int64_t)row * T;
+    float mx = -INFINITY;
+    for (int j = lane; j <= t; j += 32)
+        mx = fmaxf(mx, a[j]);
+    mx = warp_max(mx);
+    float s = 0.0f;
+    for (int j = lane; j <= t; j += 32) {
+        float e = expf(a[j] - mx);
+        a[j] = e;
+        s += e;
+    }
+    float inv = 1.0f / warp_sum(s);
+    for (int j = lane; j < T; j += 32)
+        a[j] = j <= t ? a[j] * inv : 0.0f;
+}
+static void cu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int HS)
+{
+    int C = NH * HS, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
+    int64_t TT = (int64_t)T * T;
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (int64_t)b * T * C3, *k = q + C;
+        float *a = att + (int64_t)b * NH * TT;
+        /* att^T (t2,t) = k q^T: column-major (T,T) per head */
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, k, C3, HS, q, C3,
+                                              HS, &zero, a, T, TT, NH));
+    }
+    causal_softmax_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(att, B * NH * T, T);
+    launchCheck();
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (int64_t)b * T * C3 + 2 * C;
+        const float *a = att + (int64_t)b * NH * TT;
+        /* out^T (HS,T) = v^T (HS,T) att^T (T,T) */
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, C3, HS, a, T, TT,
+                                              &zero, out + (int64_t)b * T * C, C, HS, NH));
+    }
+}
+
+/* dpre = att (datt - sum att datt) * scale, masked; one warp per row */
+__global__ void softmax_backward_k(float *datt, const float *att, int rows, int T, float scale)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows)
+        return;
+    int t = row % T;
+    const float *a = att + (int64_t)row * T;
+    float *d = datt + (int64_t)row * T;
+    float dot = 0.0f;
+    for (int j = lane; j <= t; j += 32)
+        dot += a[j] * d[j];
+    dot = warp_sum(dot);
+    for (int j = lane; j < T; j += 32)
+        d[j] = j <= t ? a[j] * (d[j] - dot) * scale : 0.0f;
+}
+static void cu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+                                  int B, int T, int NH, int HS)
+{
+    int C = NH * HS, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
+    int64_t TT = (int64_t)T * T;
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (int64_t)b * T * C3 + 2 * C;
+        const float *dO = dout + (int64_t)b * T * C;
+        const float *a = att + (int64_t)b * NH * TT;
+        float *da = datt + (int64_t)b * NH * TT;
+        float *dv = dqkv + (int64_t)b * T * C3 + 2 * C;
+        /* datt^T = v dO^T */
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, C3, HS, dO, C, HS,
+                                              &zero, da, T, TT, NH));
+        /* dv^T (HS,T) = dO^T (HS,T) att (T,T) */
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dO, C, HS, a, T, TT,
+                                              &zero, dv, C3, HS, NH));
+    }
+    softmax_backward_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(datt, att, B * NH * T, T, scale);
+    launchCheck();
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (int64_t)b * T * C3, *k = q + C;
+        const float *da = datt + (int64_t)b * NH * TT;
+        float *dq = dqkv + (int64_t)b * T * C3, *dk = dq + C;
+        /* dq^T (HS,T) = k^T dpre^T ; dk^T (HS,T) = q^T dpre */
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, k, C3, HS, da, T, TT,
+                                              &zero, dq, C3, HS, NH));
+        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, q, C3, HS, da, T, TT,
+                                              &zero, dk, C3, HS, NH));
+    }
+}
+
+/* ---- elementwise --------------------------------------------------------- */
+#define GELU_SCALE 0.7978845608028654f
+
+__global__ void gelu_forward_k(float *out, const float *inp, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+__global__ void gelu_backward_k(float *dinp, const float *inp, const float *dout, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float x = inp[i];
+        float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)), sech2 = 1.0f - th * th;
+        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = g * dout[i];
+    }
+}
+__global__ void residual_k(float *out, const float *a, const float *b, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        out[i] = a[i] + b[i];
+}
+__global__ void add_inplace_k(float *y, const float *x, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        y[i] += x[i];
+}
+__global__ void scale_k(float *x, float s, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[i] *= s;
+}
+static void cu_gelu_forward(float *out, const float *inp, int64_t n)
+{
+    if (n <= 0)
+        return;
+    gelu_forward_k<<<blocks_for(n, 256), 256>>>(out, inp, n);
+    launchCheck();
+}
+static void cu_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n)
+{
+    if (n <= 0)
+        return;
+    gelu_backward_k<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
+    launchCheck();
+}
+static void cu_residual_forward(float *out, const float *a, const float *b, int64_t n)
+{
+    if (n <= 0)
+        return;
+    residual_k<<<blocks_for(n, 256), 256>>>(out, a, b, n);
+    launchCheck();
+}
+static void cu_add_inplace(float *y, const float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    add_inplace_k<<<blocks_for(n, 256), 256>>>(y, x, n);
+    launchCheck();
+}
+static void cu_scale(float *x, float s, int64_t n)
+{
+    if (n <= 0)
+        return;
+    scale_k<<<blocks_for(n, 256), 256>>>(x, s, n);
+    launchCheck();
+}
+
+/* ---- vocabulary-parallel cross-entropy pieces: one warp per row ----------- */
+__global__ void xent_rowmax_k(float *rowmax, const float *logits, int N, int V)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    const float *l = logits + (int64_t)row * V;
+    float m = -INFINITY;
+    for (int j = lane; j < V; j += 32)
+        m = fmaxf(m, l[j]);
+    m = warp_max(m);
+    if (lane == 0)
+        rowmax[row] = m;
+}
+__global__ void xent_sumexp_k(float *sumexp, const float *logits, const float *gmax, int N, int V)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    const float *l = logits + (int64_t)row * V;
+    float g = gmax[row], s = 0.0f;
+    for (int j = lane; j < V; j += 32)
+        s += expf(l[j] - g);
+    s = warp_sum(s);
+    if (lane == 0)
+        sumexp[row] = s;
+}
+__global__ void xent_target_k(float *tlogit, const float *logits, const int *targets, int N, int V, int v0)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N)
+        return;
+    int id = targets[i] - v0;
+    tlogit[i] = (id >= 0 && id < V) ? logits[(int64_t)i * V + id] : 0.0f;
+}
+__global__ void xent_backward_k(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
+                                int V, int v0, float scale)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    float *l = logits + (int64_t)row * V;
+    float g = gmax[row], inv = 1.0f / gsum[row];
+    int id = targets[row] - v0;
+    for (int j = lane; j < V; j += 32)
+        l[j] = expf(l[j] - g) * inv * scale - (j == id ? scale : 0.0f);
+}
+static void cu_xent_rowmax(float *rowmax, const float *logits, int N, int V)
+{
+    xent_rowmax_k<<<blocks_for(N, 8), 256>>>(rowmax, logits, N, V);
+    launchCheck();
+}
+static void cu_xent_sumexp(float *sumexp, const float *logits, const float *gmax, int N, int V)
+{
+    xent_sumexp_k<<<blocks_for(N, 8), 256>>>(sumexp, logits, gmax, N, V);
+    launchCheck();
+}
+static void cu_xent_target(float *tlogit, const float *logits, const int *targets, int N, int V, int v0)
+{
+    xent_target_k<<<blocks_for(N, 256), 256>>>(tlogit, logits, targets, N, V, v0);
+    launchCheck();
+}
+static void cu_xent_backward_inplace(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
+                                     int V, int v0, float scale)
+{
+    xent_backward_k<<<blocks_for(N, 8), 256>>>(logits, gmax, gsum, targets, N, V, v0, scale);
+    launchCheck();
+}
+
+/* ---- optimizer and norms --------------------------------------------------- */
+__global__ void adamw_k(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
+                        float eps, float wd, float c1, float c2)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.0f - b1) * gi;
+    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * p[i]);
+}
+static void cu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
+                     float eps, float wd, int t)
+{
+    if (n <= 0)
+        return;
+    float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    adamw_k<<<blocks_for(n, 256), 256>>>(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
+    launchCheck();
+}
+
+/* grid-stride partial sums in double, one atomicAdd per warp */
+__global__ void sum_squares_k(double *acc, const float *x, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * (double)x[i];
+    for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x % 32 == 0)
+        atomicAdd(acc, s);
+}
+static double cu_sum_squares(const float *x, int64_t n)
+{
+    static double *acc;
+    if (!acc)
+        cudaCheck(cudaMalloc((void **)&acc, sizeof(double)));
+    cudaCheck(cudaMemset(acc, 0, sizeof(double)));
+    if (n > 0) {
+        int blocks = blocks_for(n, 256);
+        if (blocks > 1024)
+            blocks = 1024;
+        sum_squares_k<<<blocks, 256>>>(acc, x, n);
+        launchCheck();
+    }
+    double h = 0.0;
+    cudaCheck(cudaMemcpy(&h, acc, sizeof(double), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+static const kern_ops cuda_ops = {
+    "cuda",
+    cu_alloc,
+    cu_free,
+    cu_to_device,
+    cu_to_host,
+    cu_memset0,
+    cu_sync,
+    cu_encoder_forward,
+    cu_encoder_backward,
+    cu_layernorm_forward,
+    cu_layernorm_backward,
+    cu_matmul_forward,
+    cu_matmul_backward,
+    cu_attention_forward,
+    cu_attention_backward,
+    cu_gelu_forward,
+    cu_gelu_backward,
+    cu_residual_forward,
+    cu_add_inplace,
+    cu_xent_rowmax,
+    cu_xent_sumexp,
+    cu_xent_target,
+    cu_xent_backward_inplace,
+    cu_adamw,
+    cu_sum_squares,
+    cu_scale,
+};
+
+extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }
