@@ -74,7 +74,8 @@ static int cb(void *user, const char *section, const char *name, const char *val
         rc = SPEC_ERR;
     }
     if (rc != SPEC_OK) {
-        snprintf(c->err, SPEC_ERR_LEN, "%s", e);
+        if (!c->failed) /* inih reports the first bad line; keep its message */
+            snprintf(c->err, SPEC_ERR_LEN, "%s", e);
         c->failed = 1;
         return 0;
     }

@@ -1,4 +1,5 @@
-/* test_spec.c — specs, presets, the rank map and plan files. */
+/* test_spec.c — specs and presets (the rank map and plan files have their
+ * own tests: test_rankmap.c, test_planfile.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,6 @@
 #include <unistd.h>
 
 #include "assert_close.h"
-#include "../../common/planfile.h"
-#include "../../common/rankmap.h"
 #include "../../common/spec.h"
 
 static void test_presets_parse(void **state)
@@ -166,81 +165,12 @@ static void test_stage_layers(void **state)
     assert_int_equal(spec_layout_stage_first(&l, &m, 1), 7);
 }
 
-/* Megatron order: rank = tp_rank + tp (dp_rank + dp pp_rank), a bijection. */
-static void test_rankmap(void **state)
-{
-    (void)state;
-    for (int tp = 1; tp <= 8; tp++)
-        for (int dp = 1; dp <= 8; dp++)
-            for (int pp = 1; pp <= 8; pp++) {
-                int n = tp * dp * pp;
-                for (int r = 0; r < n; r++) {
-                    rankmap_coord c = rankmap_coord_of(r, tp, dp);
-                    assert_true(c.tp_rank < tp && c.dp_rank < dp && c.pp_rank < pp);
-                    assert_int_equal(rankmap_rank(tp, dp, c.tp_rank, c.dp_rank, c.pp_rank), r);
-                }
-            }
-    rankmap_coord c = rankmap_coord_of(5, 2, 2); /* tp2 dp2 pp2: rank 5 = 1 + 2 (0 + 2 * 1) */
-    assert_int_equal(c.tp_rank, 1);
-    assert_int_equal(c.dp_rank, 0);
-    assert_int_equal(c.pp_rank, 1);
-    assert_false(rankmap_tp_crosses_nodes(8, 8));
-    assert_true(rankmap_tp_crosses_nodes(16, 8));
-    assert_true(rankmap_dp_crosses_nodes(8, 2, 8));   /* stride 8 */
-    assert_false(rankmap_dp_crosses_nodes(2, 4, 8));  /* ranks 0,2,4,6 */
-    assert_true(rankmap_pp_crosses_nodes(4, 2, 2, 8)); /* ranks 0 and 8 */
-}
-
-static void test_planfile_round_trip(void **state)
-{
-    (void)state;
-    char dir[] = "/tmp/triad_plan_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256];
-    snprintf(path, sizeof path, "%s/plan.ini", dir);
-    planfile p, q;
-    memset(&p, 0, sizeof p);
-    char err[SPEC_ERR_LEN];
-    assert_int_equal(spec_model_parse("gpt2-124m", &p.model, err), SPEC_OK);
-    assert_int_equal(spec_cluster_parse("dgx-h100-80gb,nodes=2", &p.cluster, err), SPEC_OK);
-    assert_int_equal(spec_layout_parse("tp=2,pp=4,dp=2,mbs=2,schedule=gpipe,recompute=selective,zero=1,stages=4:3:3:2",
-                                       &p.layout, err), SPEC_OK);
-    p.global_batch = 32;
-    p.pred_step_time_s = 1.25;
-    assert_int_equal(planfile_write(path, &p, "test plan", 0, err), SPEC_OK);
-    assert_int_equal(planfile_read(path, &q, err), SPEC_OK);
-    assert_int_equal(q.model.layers, 12);
-    assert_int_equal(q.model.vocab, 50304);
-    assert_int_equal(q.cluster.gpu, SPEC_GPU_H100_80GB);
-    assert_int_equal(q.cluster.nodes, 2);
-    assert_int_equal(q.layout.pp, 4);
-    assert_int_equal(q.layout.n_stage_layers, 4);
-    assert_int_equal(q.layout.stage_layers[0], 4);
-    assert_int_equal(q.layout.zero, 1);
-    assert_int_equal(q.layout.recompute, SPEC_RECOMPUTE_SELECTIVE);
-    assert_int_equal(q.global_batch, 32);
-    assert_close(q.pred_step_time_s, 1.25, 0, 0);
-    /* never overwrites without being asked */
-    assert_int_equal(planfile_write(path, &p, NULL, 0, err), SPEC_ERR);
-    assert_non_null(strstr(err, "exists"));
-    assert_int_equal(planfile_write(path, &p, NULL, 1, err), SPEC_OK);
-    /* a bad key is refused with its line */
-    FILE *f = fopen(path, "a");
-    fprintf(f, "[layout]\ntpp = 2\n");
-    fclose(f);
-    assert_int_equal(planfile_read(path, &q, err), SPEC_ERR);
-    assert_non_null(strstr(err, "tpp"));
-    unlink(path);
-    rmdir(dir);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_parse),      cmocka_unit_test(test_overrides_and_inline),
         cmocka_unit_test(test_ini_file),           cmocka_unit_test(test_errors_name_the_field),
-        cmocka_unit_test(test_stage_layers),       cmocka_unit_test(test_rankmap),
-        cmocka_unit_test(test_planfile_round_trip),
+        cmocka_unit_test(test_stage_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
