@@ -8,7 +8,9 @@
 
 /* Parameters of a GPT: 12 l h^2 (1 + 13/(12h) + (V + s)/(12 l h))
  * (Narayanan et al. 2021, Sec 5.1), generalised to ffn != 4h: per block
- * 4h^2 + 2h*ffn weights plus 9h + ffn biases and LayerNorms. */
+ * 4h^2 + 2h*ffn weights plus 9h + ffn biases and LayerNorms, and 2h for the
+ * final LayerNorm, which the paper's formula leaves out (so the column is the
+ * exact count: 124.48M for gpt2-124m with the padded vocabulary). */
 static double params(const spec_model *m)
 {
     double h = (double)m->hidden, f = (double)m->ffn, l = (double)m->layers;
