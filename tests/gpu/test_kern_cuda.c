@@ -1,0 +1,250 @@
+/* test_kern_cuda.c — every op of the CUDA kern_ops table against the CPU
+ * table (itself tested against double references in tests/unit/
+ * test_kern_cpu.c), on the same random inputs, odd sizes included so the
+ * row and warp tails are exercised. Passes when |gpu - cpu| <= atol + rtol
+ * |cpu| element by element (NaN fails). Prints one line per op and exits
+ * 1 on any failure, 2 when no CUDA device is present.
+ *
+ *   build/tests/gpu/test_kern_cuda            (built by tests/check_gpu.sh) */
+#include "../../kernels/kernels.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const kern_ops *H, *D;
+static int n_fail, n_pass;
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *hrand(int64_t n, float amp)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        p[i] = amp * frand();
+    return p;
+}
+static float *hcopy(const float *x, int64_t n)
+{
+    float *p = malloc(sizeof(float) * (size_t)n);
+    memcpy(p, x, sizeof(float) * (size_t)n);
+    return p;
+}
+static void *dcopy(const void *h, int64_t bytes)
+{
+    void *d = D->alloc(bytes);
+    if (!d) {
+        fprintf(stderr, "test_kern_cuda: device allocation of %lld bytes failed\n", (long long)bytes);
+        exit(1);
+    }
+    D->to_device(d, h, bytes);
+    return d;
+}
+#define DF(h, n) ((float *)dcopy((h), (int64_t)(n) * (int64_t)sizeof(float)))
+
+/* compares host reference `ref` with device `dev`, prints a row */
+static void check(const char *op, const char *what, const float *ref, const float *dev, int64_t n, double atol,
+                  double rtol)
+{
+    float *got = malloc(sizeof(float) * (size_t)n);
+    D->to_host(got, dev, n * (int64_t)sizeof(float));
+    double max_abs = 0.0;
+    int64_t bad = 0, first_bad = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)ref[i]);
+        int ok = e <= atol + rtol * fabs((double)ref[i]); /* false for NaN */
+        if (!ok) {
+            bad++;
+            if (first_bad < 0)
+                first_bad = i;
+        }
+        if (e > max_abs || e != e)
+            max_abs = e;
+    }
+    printf("%-22s %-8s %9lld  max|err| %.3e  %s", op, what, (long long)n, max_abs, bad ? "FAIL" : "ok");
+    if (bad)
+        printf("  (%lld bad; first [%lld] gpu %.7g cpu %.7g)", (long long)bad, (long long)first_bad,
+               (double)got[first_bad], (double)ref[first_bad]);
+    printf("\n");
+    bad ? n_fail++ : n_pass++;
+    free(got);
+}
+
+int main(void)
+{
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        fprintf(stderr, "test_kern_cuda: no CUDA device\n");
+        return 2;
+    }
+    H = kern_ops_cpu();
+    D = kern_ops_cuda();
+    const int B = 2, T = 37, NH = 4, HS = 24, C = NH * HS, OC = 3 * C, V = 101, v0 = 50, N = B * T;
+    const double AT = 1e-5, RT = 1e-4;
+    printf("%-22s %-8s %9s  %-18s %s\n", "op", "output", "elements", "", "result");
+
+    /* encoder: vocabulary shard [v0, v0+V); tokens inside and outside it */
+    {
+        int tok[B * T];
+        for (int i = 0; i < N; i++)
+            tok[i] = (int)((frand() + 1.0f) * 100.0f) % 200;
+        float *wte = hrand((int64_t)V * C, 1), *wpe = hrand((int64_t)T * C, 1), *out = hrand((int64_t)N * C, 1);
+        int *dtok = dcopy(tok, sizeof tok);
+        float *dwte = DF(wte, V * C), *dwpe = DF(wpe, T * C), *dout = DF(out, N * C);
+        for (int add_pos = 0; add_pos <= 1; add_pos++) {
+            H->encoder_forward(out, tok, wte, wpe, B, T, C, v0, V, add_pos);
+            D->encoder_forward(dout, dtok, dwte, dwpe, B, T, C, v0, V, add_pos);
+            check(add_pos ? "encoder_forward+pos" : "encoder_forward", "out", out, dout, (int64_t)N * C, AT, RT);
+        }
+        float *g = hrand((int64_t)N * C, 1), *gw = hrand((int64_t)V * C, 1), *gp = hrand((int64_t)T * C, 1);
+        float *dg = DF(g, N * C), *dgw = DF(gw, V * C), *dgp = DF(gp, T * C);
+        H->encoder_backward(gw, gp, g, tok, B, T, C, v0, V, 1);
+        D->encoder_backward(dgw, dgp, dg, dtok, B, T, C, v0, V, 1);
+        check("encoder_backward", "dwte", gw, dgw, (int64_t)V * C, AT, RT);
+        check("encoder_backward", "dwpe", gp, dgp, (int64_t)T * C, AT, RT);
+    }
+
+    /* layernorm */
+    {
+        float *x = hrand((int64_t)N * C, 2), *w = hrand(C, 1), *b = hrand(C, 1);
+        float *out = hrand((int64_t)N * C, 1), *mean = hrand(N, 1), *rstd = hrand(N, 1);
+        float *dx = DF(x, N * C), *dw_ = DF(w, C), *db_ = DF(b, C), *dout = DF(out, N * C), *dmean = DF(mean, N),
+              *drstd = DF(rstd, N);
+        H->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+        D->layernorm_forward(dout, dmean, drstd, dx, dw_, db_, N, C);
+        check("layernorm_forward", "out", out, dout, (int64_t)N * C, 1e-4, 1e-4);
+        check("layernorm_forward", "mean", mean, dmean, N, AT, RT);
+        check("layernorm_forward", "rstd", rstd, drstd, N, AT, RT);
+        float *g = hrand((int64_t)N * C, 1), *gi = hrand((int64_t)N * C, 1), *gw = hrand(C, 1), *gb = hrand(C, 1);
+        float *dg = DF(g, N * C), *dgi = DF(gi, N * C), *dgw = DF(gw, C), *dgb = DF(gb, C);
+        H->layernorm_backward(gi, gw, gb, g, x, w, mean, rstd, N, C);
+        D->layernorm_backward(dgi, dgw, dgb, dg, dx, dw_, dmean, drstd, N, C);
+        check("layernorm_backward", "dinp", gi, dgi, (int64_t)N * C, 1e-4, 1e-4);
+        check("layernorm_backward", "dw", gw, dgw, C, 1e-4, 1e-4);
+        check("layernorm_backward", "db", gb, dgb, C, 1e-4, 1e-4);
+    }
+
+    /* matmul, with and without bias; backward overwrite and accumulate */
+    {
+        float *x = hrand((int64_t)N * C, 1), *w = hrand((int64_t)OC * C, 0.2f), *b = hrand(OC, 1);
+        float *out = hrand((int64_t)N * OC, 1);
+        float *dx = DF(x, N * C), *dw_ = DF(w, OC * C), *db_ = DF(b, OC), *dout = DF(out, N * OC);
+        for (int bias = 0; bias <= 1; bias++) {
+            H->matmul_forward(out, x, w, bias ? b : NULL, N, C, OC);
+            D->matmul_forward(dout, dx, dw_, bias ? db_ : NULL, N, C, OC);
+            check(bias ? "matmul_forward+bias" : "matmul_forward", "out", out, dout, (int64_t)N * OC, 1e-4, 1e-4);
+        }
+        float *g = hrand((int64_t)N * OC, 1), *gi = hrand((int64_t)N * C, 1), *gw = hrand((int64_t)OC * C, 1),
+              *gb = hrand(OC, 1);
+        float *dg = DF(g, N * OC), *dgi = DF(gi, N * C), *dgw = DF(gw, OC * C), *dgb = DF(gb, OC);
+        for (int beta = 0; beta <= 1; beta++) {
+            H->matmul_backward(gi, gw, gb, g, x, w, N, C, OC, (float)beta);
+            D->matmul_backward(dgi, dgw, dgb, dg, dx, dw_, N, C, OC, (float)beta);
+            check(beta ? "matmul_backward(+=)" : "matmul_backward", "dinp", gi, dgi, (int64_t)N * C, 1e-4, 1e-4);
+            check(beta ? "matmul_backward(+=)" : "matmul_backward", "dweight", gw, dgw, (int64_t)OC * C, 1e-4,
+                  1e-4);
+            check(beta ? "matmul_backward(+=)" : "matmul_backward", "dbias", gb, dgb, OC, 1e-4, 1e-4);
+        }
+    }
+
+    /* attention */
+    {
+        int64_t nq = (int64_t)N * 3 * C, na = (int64_t)B * NH * T * T;
+        float *qkv = hrand(nq, 1), *out = hrand((int64_t)N * C, 1), *att = hrand(na, 1);
+        float *dqkv_ = DF(qkv, nq), *dout = DF(out, N * C), *datt_ = DF(att, na);
+        H->attention_forward(out, att, qkv, B, T, NH, HS);
+        D->attention_forward(dout, datt_, dqkv_, B, T, NH, HS);
+        check("attention_forward", "out", out, dout, (int64_t)N * C, 1e-5, 1e-4);
+        check("attention_forward", "att", att, datt_, na, 1e-6, 1e-4);
+        float *g = hrand((int64_t)N * C, 1), *gq = hrand(nq, 1), *scratch = hrand(na, 1);
+        float *dg = DF(g, N * C), *dgq = DF(gq, nq), *dscratch = DF(scratch, na);
+        H->attention_backward(gq, scratch, g, qkv, att, B, T, NH, HS);
+        D->attention_backward(dgq, dscratch, dg, dqkv_, datt_, B, T, NH, HS);
+        check("attention_backward", "dqkv", gq, dgq, nq, 1e-5, 1e-4);
+    }
+
+    /* elementwise */
+    {
+        int64_t n = 1000003;
+        float *x = hrand(n, 4), *y = hrand(n, 1), *o = hrand(n, 1);
+        float *dx = DF(x, n), *dy = DF(y, n), *dO = DF(o, n);
+        H->gelu_forward(o, x, n);
+        D->gelu_forward(dO, dx, n);
+        check("gelu_forward", "out", o, dO, n, 1e-6, 1e-5);
+        H->gelu_backward(o, x, y, n);
+        D->gelu_backward(dO, dx, dy, n);
+        check("gelu_backward", "dinp", o, dO, n, 1e-6, 1e-5);
+        H->residual_forward(o, x, y, n);
+        D->residual_forward(dO, dx, dy, n);
+        check("residual_forward", "out", o, dO, n, 0, 0);
+        H->add_inplace(o, x, n);
+        D->add_inplace(dO, dx, n);
+        check("add_inplace", "y", o, dO, n, 0, 0);
+        H->scale(o, 0.37f, n);
+        D->scale(dO, 0.37f, n);
+        check("scale", "x", o, dO, n, 0, 0);
+        double hs = H->sum_squares(x, n), ds = D->sum_squares(dx, n);
+        int ok = fabs(hs - ds) <= 1e-9 * hs;
+        printf("%-22s %-8s %9lld  cpu %.10g gpu %.10g  %s\n", "sum_squares", "double", (long long)n, hs, ds,
+               ok ? "ok" : "FAIL");
+        ok ? n_pass++ : n_fail++;
+    }
+
+    /* vocabulary-parallel cross-entropy pieces, shard [v0, v0+V) */
+    {
+        int tg[B * T];
+        for (int i = 0; i < N; i++)
+            tg[i] = (int)((frand() + 1.0f) * 100.0f) % 200;
+        float *l = hrand((int64_t)N * V, 8), *rm = hrand(N, 1), *se = hrand(N, 1), *tl = hrand(N, 1);
+        int *dtg = dcopy(tg, sizeof tg);
+        float *dl = DF(l, N * V), *drm = DF(rm, N), *dse = DF(se, N), *dtl = DF(tl, N);
+        H->xent_rowmax(rm, l, N, V);
+        D->xent_rowmax(drm, dl, N, V);
+        check("xent_rowmax", "rowmax", rm, drm, N, 0, 0);
+        float *gmax = hcopy(rm, N);
+        for (int i = 0; i < N; i++)
+            gmax[i] += 0.5f; /* a "global" max larger than the local one */
+        float *dgmax = DF(gmax, N);
+        H->xent_sumexp(se, l, gmax, N, V);
+        D->xent_sumexp(dse, dl, dgmax, N, V);
+        check("xent_sumexp", "sumexp", se, dse, N, 1e-6, 1e-5);
+        H->xent_target(tl, l, tg, N, V, v0);
+        D->xent_target(dtl, dl, dtg, N, V, v0);
+        check("xent_target", "tlogit", tl, dtl, N, 0, 0);
+        float *gsum = hcopy(se, N);
+        for (int i = 0; i < N; i++)
+            gsum[i] *= 1.7f;
+        float *dgsum = DF(gsum, N);
+        H->xent_backward_inplace(l, gmax, gsum, tg, N, V, v0, 1.0f / N);
+        D->xent_backward_inplace(dl, dgmax, dgsum, dtg, N, V, v0, 1.0f / N);
+        check("xent_backward_inplace", "dlogits", l, dl, (int64_t)N * V, 1e-7, 1e-5);
+    }
+
+    /* AdamW, two steps with weight decay */
+    {
+        int64_t n = 100003;
+        float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
+        for (int64_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i]);
+        float *dp = DF(p, n), *dg = DF(g, n), *dm = DF(m, n), *dv = DF(v, n);
+        for (int t = 1; t <= 2; t++) {
+            H->adamw(p, g, m, v, n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+            D->adamw(dp, dg, dm, dv, n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        }
+        check("adamw", "param", p, dp, n, 1e-6, 1e-5);
+        check("adamw", "m", m, dm, n, 1e-7, 1e-5);
+        check("adamw", "v", v, dv, n, 1e-7, 1e-5);
+    }
+
+    D->sync();
+    printf("test_kern_cuda: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
