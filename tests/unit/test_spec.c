@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,12 +166,168 @@ static void test_stage_layers(void **state)
     assert_int_equal(spec_layout_stage_first(&l, &m, 1), 7);
 }
 
+/* The value column of row `id` of tests/data/hardware.csv (fields may be
+ * quoted and hold commas): its number `which_number` (0 = first); NaN when
+ * the table is not found. */
+static double hardware_value(const char *id, int which_number)
+{
+    const char *paths[] = {"tests/data/hardware.csv", "../tests/data/hardware.csv",
+                           "../../tests/data/hardware.csv"};
+    FILE *f = NULL;
+    for (size_t i = 0; i < 3 && !f; i++)
+        f = fopen(paths[i], "r");
+    if (!f)
+        return NAN;
+    char line[2048];
+    double out = NAN;
+    while (fgets(line, sizeof line, f)) {
+        char fields[4][256];
+        int nf = 0, q = 0;
+        size_t k = 0;
+        for (char *c = line; *c && nf < 4; c++) {
+            if (*c == '"')
+                q = !q;
+            else if (*c == ',' && !q) {
+                fields[nf][k] = 0;
+                nf++;
+                k = 0;
+            } else if (k < 255)
+                fields[nf][k++] = *c;
+        }
+        if (nf < 4 || strcmp(fields[0], id))
+            continue;
+        /* "312" -> 312; "8 x 200" -> which_number 1 gives 200 */
+        char *c = fields[3];
+        for (int n = 0; n <= which_number; n++) {
+            while (*c && !(*c >= '0' && *c <= '9'))
+                c++;
+            out = strtod(c, &c);
+        }
+        break;
+    }
+    fclose(f);
+    return out;
+}
+
+/* Cluster presets carry the numbers of the sourced hardware table. */
+static void test_clusters_match_hardware_table(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    spec_cluster a40, a80, h100;
+    assert_int_equal(spec_cluster_parse("dgx-a100-40gb", &a40, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("dgx-a100-80gb", &a80, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("dgx-h100-80gb", &h100, err), SPEC_OK);
+    double v = hardware_value("a100_bf16_dense", 0);
+    if (isnan(v))
+        skip(); /* run from outside the repository */
+    assert_close(a40.peak_tflops, v, 0, 0);
+    assert_close(a80.peak_tflops, v, 0, 0);
+    assert_close(a40.hbm_gbps, hardware_value("a100_40gb_hbm_bw", 0), 0, 0);
+    assert_close(a80.hbm_gbps, hardware_value("a100_80gb_hbm_bw", 0), 0, 0);
+    assert_close(a80.intra_gbps, hardware_value("a100_nvlink", 0) / 2, 0, 0); /* bidirectional */
+    assert_close(a80.inter_gbps, hardware_value("dgx_a100_ib", 1) / 8, 0, 0);  /* Gb/s -> GB/s */
+    assert_close(h100.peak_tflops, hardware_value("h100_bf16_dense", 0), 0, 0);
+    assert_close(h100.hbm_gbps, hardware_value("h100_hbm_bw", 0), 0, 0);
+    assert_close(h100.intra_gbps, hardware_value("h100_nvlink", 0) / 2, 0, 0);
+    assert_close(h100.inter_gbps, hardware_value("dgx_h100_ib", 1) / 8, 0, 0);
+    assert_close(a40.mem_gb, 40, 0, 0);
+    assert_close(h100.mem_gb, 80, 0, 0);
+    assert_int_equal(h100.gpus_per_node, 8);
+    assert_int_equal(h100.nodes, 1);
+    /* gpu= without numbers takes the datasheet defaults */
+    spec_cluster c;
+    assert_int_equal(spec_cluster_parse("dgx-h100-80gb,gpu=h200-141gb", &c, err), SPEC_OK);
+    assert_int_equal(c.gpu, SPEC_GPU_H200_141GB);
+    assert_close(c.mem_gb, 141, 0, 0);
+    assert_close(c.hbm_gbps, 4800, 0, 0);
+    assert_close(c.peak_tflops, 989, 0, 0);
+    /* the cpu preset: one rank per online core, memory shared among them */
+    assert_int_equal(spec_cluster_parse("cpu", &c, err), SPEC_OK);
+    assert_int_equal(c.gpu, SPEC_GPU_CPU);
+    assert_int_equal(c.gpus_per_node, (int)sysconf(_SC_NPROCESSORS_ONLN));
+    double phys_gb = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / 1e9;
+    assert_close(c.mem_gb * c.gpus_per_node, phys_gb, 1e-9, 0);
+}
+
+static void test_names_and_format(void **state)
+{
+    (void)state;
+    for (int g = 0; g < SPEC_GPU_COUNT; g++)
+        assert_int_equal(spec_gpu_from_name(spec_gpu_name((spec_gpu_kind)g)), g);
+    for (int s = 0; s <= SPEC_SCHED_INTERLEAVED; s++)
+        assert_int_equal(spec_schedule_from_name(spec_schedule_name((spec_schedule)s)), s);
+    for (int r = 0; r <= SPEC_RECOMPUTE_FULL; r++)
+        assert_int_equal(spec_recompute_from_name(spec_recompute_name((spec_recompute)r)), r);
+    for (int p = 0; p <= SPEC_PREC_FP32; p++)
+        assert_int_equal(spec_precision_from_name(spec_precision_name((spec_precision)p)), p);
+    assert_int_equal(spec_schedule_from_name("1F1B"), -1); /* names are lowercase */
+    assert_int_equal(spec_gpu_from_name(""), -1);
+    assert_string_equal(spec_schedule_name(SPEC_SCHED_1F1B), "1f1b");
+
+    spec_layout l;
+    char err[SPEC_ERR_LEN], buf[128];
+    spec_layout_default(&l);
+    spec_layout_format(&l, buf, sizeof buf);
+    assert_string_equal(buf, "dp1 tp1 pp1 mbs1 1f1b rc=none z0 sp0");
+    assert_int_equal(spec_layout_parse("dp=4,tp=8,pp=2,mbs=1,schedule=interleaved,v=3,recompute=selective,zero=1,sp=1",
+                                       &l, err), SPEC_OK);
+    spec_layout_format(&l, buf, sizeof buf);
+    assert_string_equal(buf, "dp4 tp8 pp2 mbs1 interleaved v3 rc=selective z1 sp1");
+    assert_int_equal(spec_layout_n_micro(&l, 64), 16);
+}
+
+/* A key given twice: the last one wins; presets then overrides apply in order. */
+static void test_last_wins_and_interleaved(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    spec_model m;
+    assert_int_equal(spec_model_parse("tiny,seq=16,seq=48", &m, err), SPEC_OK);
+    assert_int_equal(m.seq, 48);
+    spec_layout l;
+    assert_int_equal(spec_layout_parse("tp=2,tp=4", &l, err), SPEC_OK);
+    assert_int_equal(l.tp, 4);
+    /* interleaved: 8 layers over pp=2 v=2 -> 4 virtual stages of 2 */
+    assert_int_equal(spec_model_parse("tiny,layers=8", &m, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("pp=2,v=2,schedule=interleaved", &l, err), SPEC_OK);
+    assert_int_equal(spec_layout_check(&l, &m, 4, 2, err), SPEC_OK);
+    for (int s = 0; s < 4; s++) {
+        assert_int_equal(spec_layout_stage_layers(&l, &m, s), 2);
+        assert_int_equal(spec_layout_stage_first(&l, &m, s), 2 * s);
+    }
+    /* 9 virtual stages for 8 layers: refused */
+    assert_int_equal(spec_layout_parse("pp=3,v=3,schedule=interleaved", &l, err), SPEC_OK);
+    assert_int_equal(spec_layout_check(&l, &m, 4, -1, err), SPEC_ERR);
+    assert_non_null(strstr(err, "8 layers"));
+    /* vocab must divide by tp: 50257 does not divide by 2 */
+    assert_int_equal(spec_model_parse("gpt2-124m,vocab=50257", &m, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("tp=2", &l, err), SPEC_OK);
+    assert_int_equal(spec_layout_check(&l, &m, 8, -1, err), SPEC_ERR);
+    assert_non_null(strstr(err, "vocab"));
+    /* inline INI-like keys outside any section are read too */
+    char path[] = "/tmp/triad_layout_XXXXXX.ini";
+    int fd = mkstemps(path, 4);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "tp = 2\n[anything]\npp = 2\nstages = 3:5\n");
+    fclose(f);
+    assert_int_equal(spec_layout_parse(path, &l, err), SPEC_OK);
+    assert_int_equal(l.tp, 2);
+    assert_int_equal(l.pp, 2);
+    assert_int_equal(l.n_stage_layers, 2);
+    assert_int_equal(spec_layout_stage_layers(&l, &m, 1), 5);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_parse),      cmocka_unit_test(test_overrides_and_inline),
         cmocka_unit_test(test_ini_file),           cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_stage_layers),
+        cmocka_unit_test(test_clusters_match_hardware_table), cmocka_unit_test(test_names_and_format),
+        cmocka_unit_test(test_last_wins_and_interleaved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
