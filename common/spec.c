@@ -479,7 +479,7 @@ static int first_item(const char *text, char *name, size_t len)
     return 1;
 }
 
-int spec_model_parse(const char *text, spec_model *out, char err[SPEC_ERR_LEN])
+static int model_parse(const char *text, spec_model *out, char err[SPEC_ERR_LEN])
 {
     memset(out, 0, sizeof *out);
     if (!text || !*text) {
@@ -516,7 +516,7 @@ int spec_model_parse(const char *text, spec_model *out, char err[SPEC_ERR_LEN])
     return spec_model_check(out, err);
 }
 
-int spec_cluster_parse(const char *text, spec_cluster *out, char err[SPEC_ERR_LEN])
+static int cluster_parse(const char *text, spec_cluster *out, char err[SPEC_ERR_LEN])
 {
     memset(out, 0, sizeof *out);
     if (!text || !*text) {
@@ -552,7 +552,7 @@ int spec_cluster_parse(const char *text, spec_cluster *out, char err[SPEC_ERR_LE
     return spec_cluster_check(out, err);
 }
 
-int spec_layout_parse(const char *text, spec_layout *out, char err[SPEC_ERR_LEN])
+static int layout_parse(const char *text, spec_layout *out, char err[SPEC_ERR_LEN])
 {
     spec_layout_default(out);
     if (!text) {
@@ -564,6 +564,30 @@ int spec_layout_parse(const char *text, spec_layout *out, char err[SPEC_ERR_LEN]
     if (is_file(text) || ends_with(text, ".ini"))
         return parse_ini_file(text, out, layout_set_cb, "layout", err);
     return parse_pairs(text, out, layout_set_cb, "layout", 0, err);
+}
+
+/* Error lines echo the user's text; control characters (a newline inside a
+ * value) become '?' so the message stays one line. */
+static int one_line(int rc, char err[SPEC_ERR_LEN])
+{
+    if (rc != SPEC_OK)
+        for (char *c = err; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return rc;
+}
+
+int spec_model_parse(const char *text, spec_model *out, char err[SPEC_ERR_LEN])
+{
+    return one_line(model_parse(text, out, err), err);
+}
+int spec_cluster_parse(const char *text, spec_cluster *out, char err[SPEC_ERR_LEN])
+{
+    return one_line(cluster_parse(text, out, err), err);
+}
+int spec_layout_parse(const char *text, spec_layout *out, char err[SPEC_ERR_LEN])
+{
+    return one_line(layout_parse(text, out, err), err);
 }
 
 /* ---- checks ------------------------------------------------------------------- */

@@ -104,6 +104,7 @@ static void test_errors_name_the_field(void **state)
         {"", "empty"},
         {"layers=2", "hidden is missing"},
         {"tiny,=4", "not key=value"},
+        {"tiny,seq=1\n2", "seq='1?2'"}, /* the error stays one line */
     };
     char err[SPEC_ERR_LEN];
     spec_model m;
