@@ -181,7 +181,9 @@ int main(void)
         check("gelu_forward", "out", o, dO, n, 1e-6, 1e-5);
         H->gelu_backward(o, x, y, n);
         D->gelu_backward(dO, dx, dy, n);
-        check("gelu_backward", "dinp", o, dO, n, 1e-6, 1e-5);
+        /* gelu' is a sum of O(1) terms that cancel near x = -0.75; the CPU's
+         * tanh (one expf) and CUDA's tanhf differ by a few ulp of those terms */
+        check("gelu_backward", "dinp", o, dO, n, 1e-5, 1e-5);
         H->residual_forward(o, x, y, n);
         D->residual_forward(dO, dx, dy, n);
         check("residual_forward", "out", o, dO, n, 0, 0);
