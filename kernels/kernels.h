@@ -22,7 +22,10 @@ extern "C" {
 #endif
 
 /* out (B,T,C) = wte[tok - v0] (when v0 <= tok < v0 + V, else 0) + wpe[t]
- * (added only when add_pos). wte (V,C) holds vocabulary rows [v0, v0+V). */
+ * (added only when add_pos). wte (V,C) holds vocabulary rows [v0, v0+V).
+ * Vocabulary-parallel use: every tp rank calls it with its shard and
+ * add_pos = 1 on tp rank 0 only, so the sum over the tp all-reduce is
+ * exactly wte[tok] + wpe[t] (tokens are global ids). */
 void kern_cpu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
                               int C, int v0, int V, int add_pos);
 /* dwte += rows of dout for owned tokens; dwpe += sum over b (when add_pos). */
@@ -48,7 +51,10 @@ void kern_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const f
  * heads]; att (B,NH,T,T) keeps the softmax probabilities (zero above the
  * diagonal); out (B,T,NH*HS). */
 void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int HS);
-/* dqkv (overwritten), using att and a scratch datt (B,NH,T,T). */
+/* dqkv (overwritten), using att and a scratch datt (B,NH,T,T).
+ * Selective recompute: when att was not kept, call attention_forward again
+ * into scratch (out, att) buffers just before the backward; the result is
+ * bit-identical to the kept probabilities (same inputs, same order). */
 void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                  const float *att, int B, int T, int NH, int HS);
 
@@ -77,7 +83,11 @@ void kern_cpu_xent_backward_inplace(float *logits, const float *gmax, const floa
 
 /* AdamW (Loshchilov & Hutter 2019, PyTorch's form): m = b1 m + (1-b1) g,
  * v = b2 v + (1-b2) g^2, p -= lr (mhat / (sqrt(vhat) + eps) + wd p), with
- * bias corrections 1 - b^t. wd is applied by the caller's choice per tensor. */
+ * bias corrections 1 - b^t (t counts from 1). Decoupled weight decay: wd
+ * multiplies p itself, not the gradient. Which tensors decay is the
+ * caller's choice per call; triad follows llm.c and GPT-2 practice: the
+ * 2-D weights (matmul weights, wte, wpe) decay, biases and layernorm
+ * parameters are called with wd = 0. */
 void kern_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
                     float eps, float wd, int t);
 

@@ -360,6 +360,69 @@ static void test_sum_squares_exact(void **state)
     assert_false(triad_close(kern_cpu_sum_squares(x, n), expect, 1e-3, 1e-3)); /* NaN fails */
 }
 
+/* residual, add, scale: exact on small integers */
+static void test_elementwise_exact(void **state)
+{
+    (void)state;
+    enum { n = 37 };
+    float a[n], b[n], o[n];
+    for (int i = 0; i < n; i++)
+        a[i] = (float)(i - 18), b[i] = (float)(3 * i);
+    kern_cpu_residual_forward(o, a, b, n);
+    for (int i = 0; i < n; i++)
+        assert_close(o[i], (double)(i - 18) + 3.0 * i, 0, 0);
+    kern_cpu_add_inplace(o, a, n);
+    for (int i = 0; i < n; i++)
+        assert_close(o[i], 2.0 * (i - 18) + 3.0 * i, 0, 0);
+    kern_cpu_scale(o, 0.5f, n);
+    for (int i = 0; i < n; i++)
+        assert_close(o[i], 0.5 * (2.0 * (i - 18) + 3.0 * i), 0, 0);
+}
+
+/* the CPU dispatch table: host memory round trip, and every op with a
+ * signature shared by another op reaches the function of its name */
+static void test_ops_table(void **state)
+{
+    (void)state;
+    const kern_ops *K = kern_ops_cpu();
+    assert_string_equal(K->name, "cpu");
+    enum { n = 64 };
+    float *d = K->alloc(n * sizeof(float)), x[n], y[n], want[n], got[n];
+    assert_non_null(d);
+    for (int i = 0; i < n; i++)
+        assert_true(d[i] == 0.0f); /* zero-filled */
+    fill(x, n, 2.0), fill(y, n, 1.0);
+    K->to_device(d, x, n * sizeof(float));
+    K->to_host(got, d, n * sizeof(float));
+    assert_memory_equal(got, x, sizeof x);
+    /* (float *, const float *, int64_t): gelu_forward vs add_inplace */
+    kern_cpu_gelu_forward(want, x, n);
+    K->gelu_forward(got, x, n);
+    assert_memory_equal(got, want, sizeof want);
+    memcpy(want, y, sizeof y), memcpy(got, y, sizeof y);
+    kern_cpu_add_inplace(want, x, n);
+    K->add_inplace(got, x, n);
+    assert_memory_equal(got, want, sizeof want);
+    /* (float *, const float *, const float *, int64_t): gelu_backward vs residual */
+    kern_cpu_gelu_backward(want, x, y, n);
+    K->gelu_backward(got, x, y, n);
+    assert_memory_equal(got, want, sizeof want);
+    kern_cpu_residual_forward(want, x, y, n);
+    K->residual_forward(got, x, y, n);
+    assert_memory_equal(got, want, sizeof want);
+    /* rowmax vs sumexp are distinct signatures; rowmax through the table */
+    float rm[2], rmw[2];
+    kern_cpu_xent_rowmax(rmw, x, 2, n / 2);
+    K->xent_rowmax(rm, x, 2, n / 2);
+    assert_memory_equal(rm, rmw, sizeof rm);
+    assert_true(K->sum_squares(x, n) == kern_cpu_sum_squares(x, n));
+    K->memset0(d, n * sizeof(float));
+    K->to_host(got, d, n * sizeof(float));
+    for (int i = 0; i < n; i++)
+        assert_true(got[i] == 0.0f);
+    K->free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_attention),        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_encoder_vocab_parallel), cmocka_unit_test(test_crossentropy_sharded),
         cmocka_unit_test(test_adamw),            cmocka_unit_test(test_sum_squares_exact),
+        cmocka_unit_test(test_elementwise_exact), cmocka_unit_test(test_ops_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
