@@ -117,19 +117,21 @@ static void init_tensor(exec_model *md, float *dst, const char *name, int layer,
 /* ---- construction --------------------------------------------------------------- */
 
 int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
-                    uint64_t seed, char err[SPEC_ERR_LEN])
+                    int n_slots, uint64_t seed, char err[SPEC_ERR_LEN])
 {
     memset(md, 0, sizeof *md);
     md->m = *m;
     md->l = *l;
     md->tp_rank = tp_rank;
     md->pp_rank = pp_rank;
-    if (l->tp != 1 || l->pp != 1 || l->sp) {
+    if (l->tp != 1 || l->sp || (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED)) {
         snprintf(err, SPEC_ERR_LEN,
-                 "train: this build trains data-parallel layouts only (tp=1, pp=1, sp=0); layout has tp=%d pp=%d sp=%d",
-                 l->tp, l->pp, l->sp);
+                 "train: this build trains data and pipeline parallel layouts (tp=1, sp=0, no interleaving); "
+                 "layout has tp=%d sp=%d schedule=%s",
+                 l->tp, l->sp, spec_schedule_name(l->schedule));
         return -1;
     }
+    md->n_slots = n_slots > 0 ? n_slots : 1;
     md->first_layer = spec_layout_stage_first(l, m, pp_rank);
     md->n_layers = cost_shapes_rank_layers(m, l, pp_rank);
     if (md->n_layers > EXEC_MAX_LAYERS) {
@@ -201,7 +203,8 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->recompute_full = l->recompute == SPEC_RECOMPUTE_FULL;
     md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE;
     int64_t per_layer = cost_shapes_sum_elems(at, na);
-    md->act_elems = per_layer * md->n_layers + cost_shapes_sum_elems(xt, nx);
+    md->slot_elems = per_layer * md->n_layers + cost_shapes_sum_elems(xt, nx);
+    md->act_elems = md->slot_elems * md->n_slots;
     md->acts = exec_mem_alloc(sizeof(float) * (size_t)md->act_elems);
     int ns = cost_shapes_scratch(m, l, pp_rank, st, 32);
     md->scratch_elems = cost_shapes_sum_elems(st, ns);
@@ -245,10 +248,32 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     }
     /* blocks whose activations were dropped read them from the recompute buffers */
     for (int L = 0; L < md->n_layers; L++)
-        for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+        for (int a = 0; a < EXEC_LAYER_ACTS; a++) {
+            md->kept[L][a] = md->la[L][a] != NULL;
             if (!md->la[L][a])
                 md->la[L][a] = md->rc[a];
+            md->la0[L][a] = md->la[L][a];
+        }
+    md->lnf0[0] = md->lnf_in, md->lnf0[1] = md->lnf, md->lnf0[2] = md->lnf_mean, md->lnf0[3] = md->lnf_rstd;
+    md->logits_slot = -1;
     return 0;
+}
+
+/* Point the activation views at slot s (kept tensors move, recompute
+ * buffers are shared). */
+static void use_slot(exec_model *md, int s)
+{
+    if (md->slot == s)
+        return;
+    int64_t off = (int64_t)s * md->slot_elems;
+    for (int L = 0; L < md->n_layers; L++)
+        for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+            md->la[L][a] = md->kept[L][a] ? md->la0[L][a] + off : md->la0[L][a];
+    if (md->has_head) {
+        md->lnf_in = md->lnf0[0] + off, md->lnf = md->lnf0[1] + off;
+        md->lnf_mean = md->lnf0[2] + off, md->lnf_rstd = md->lnf0[3] + off;
+    }
+    md->slot = s;
 }
 
 void exec_model_free(exec_model *md)
@@ -288,42 +313,71 @@ static void block_forward(exec_model *md, int L, float *out)
     kern_cpu_add_inplace(out, a[A_RES2], (int64_t)N * C);
 }
 
-float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
+/* The LM head and the cross-entropy statistics of the current slot into
+ * the (shared) logits scratch. Returns the mean loss. */
+static float head_forward(exec_model *md, const int *targets)
 {
-    int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V;
-    kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, 0, V, 1);
-    for (int L = 0; L < md->n_layers; L++) {
-        /* with full recompute the block's intermediates land in the shared
-         * recompute buffers; only its output (the next input) is kept */
-        float *out = L + 1 < md->n_layers ? md->la[L + 1][A_INP] : md->lnf_in;
-        block_forward(md, L, out);
-    }
+    int N = md->B * md->T, C = md->C, V = md->V;
     kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, N, C);
     kern_cpu_matmul_forward(md->logits, md->lnf, md->wte, NULL, N, C, V);
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
     kern_cpu_xent_rowmax(mx, md->logits, N, V);
     kern_cpu_xent_sumexp(se, md->logits, mx, N, V);
     kern_cpu_xent_target(tl, md->logits, targets, N, V, 0);
+    md->logits_slot = md->slot;
     double loss = 0.0;
     for (int i = 0; i < N; i++)
         loss += log((double)se[i]) + mx[i] - tl[i];
     return (float)(loss / N);
 }
 
+float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, const int *targets, const float *in,
+                               float *out)
+{
+    int B = md->B, T = md->T, C = md->C, V = md->V;
+    use_slot(md, slot);
+    if (md->has_embed)
+        kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, 0, V, 1);
+    else
+        memcpy(md->la[0][A_INP], in, sizeof(float) * (size_t)B * T * C);
+    for (int L = 0; L < md->n_layers; L++) {
+        /* with full recompute the block's intermediates land in the shared
+         * recompute buffers; only its output (the next input) is kept */
+        float *o = L + 1 < md->n_layers ? md->la[L + 1][A_INP] : md->has_head ? md->lnf_in : out;
+        block_forward(md, L, o);
+    }
+    return md->has_head ? head_forward(md, targets) : 0.0f;
+}
+
+float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
+{
+    return exec_model_stage_forward(md, 0, tokens, targets, NULL, NULL);
+}
+
 /* ---- backward ------------------------------------------------------------------------ */
 
-void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale,
-                         const exec_grad_hook *hook)
+void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
+                               const float *dout, float *din, const exec_grad_hook *hook)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
-    float *mx = md->xent_stats, *se = mx + N;
-    /* dlogits = (softmax - onehot) / N * grad_scale, in place */
-    kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, 0, grad_scale / (float)N);
-    /* LM head (tied to wte): d lnf = dlogits @ wte, dwte += dlogits^T lnf */
-    kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, md->lnf, md->wte, N, C, V, 0.0f);
-    memset(md->dres, 0, sizeof(float) * (size_t)N * C);
-    kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, md->d_ln1, md->lnf_in, md->lnfw, md->lnf_mean,
-                                md->lnf_rstd, N, C);
+    use_slot(md, slot);
+    if (md->has_head) {
+        /* the logits scratch may hold another micro-batch's (GPipe runs
+         * every forward first): recompute this one's */
+        if (md->logits_slot != slot)
+            head_forward(md, targets);
+        float *mx = md->xent_stats, *se = mx + N;
+        /* dlogits = (softmax - onehot) / N * grad_scale, in place */
+        kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, 0, grad_scale / (float)N);
+        md->logits_slot = -1;
+        /* LM head (tied to wte): d lnf = dlogits @ wte, dwte += dlogits^T lnf */
+        kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, md->lnf, md->wte, N, C, V, 0.0f);
+        memset(md->dres, 0, sizeof(float) * (size_t)N * C);
+        kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, md->d_ln1, md->lnf_in, md->lnfw, md->lnf_mean,
+                                    md->lnf_rstd, N, C);
+    } else {
+        memcpy(md->dres, dout, sizeof(float) * (size_t)N * C);
+    }
     for (int L = md->n_layers - 1; L >= 0; L--) {
         float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
         if (md->recompute_full) {
@@ -353,11 +407,20 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
             hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
         }
     }
-    kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, 0, V, 1);
+    if (md->has_embed)
+        kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, 0, V, 1);
+    else
+        memcpy(din, md->dres, sizeof(float) * (size_t)N * C);
     if (hook) {
         int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;
         hook->ready(hook->ctx, off, md->n_params - off);
     }
+}
+
+void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale,
+                         const exec_grad_hook *hook)
+{
+    exec_model_stage_backward(md, 0, tokens, targets, grad_scale, NULL, NULL, hook);
 }
 
 /* ---- dumps for the independent reference ------------------------------------------------ */
@@ -366,7 +429,8 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
 {
     mkdir(dir, 0755);
     char path[4096];
-    snprintf(path, sizeof path, "%s/%smanifest.txt", dir, prefix);
+    /* every pipeline stage writes its tensors; the manifest names stage 0's */
+    snprintf(path, sizeof path, md->pp_rank == 0 ? "%s/%smanifest.txt" : "/dev/null", dir, prefix);
     FILE *man = fopen(path, "w");
     if (!man)
         return -1;

@@ -53,9 +53,16 @@ typedef struct {
     float *lg[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS];
     float *wte, *wpe, *lnfw, *lnfb, *dwte, *dwpe, *dlnfw, *dlnfb;
 
-    float *acts;               /* activation slab: one micro-batch of every local block + extras */
+    float *acts;               /* activation slab: n_slots micro-batches of every local block + extras */
+    int n_slots;               /* micro-batches in flight (cost_in_flight) */
+    int64_t slot_elems;        /* one slot: every local block's kept activations + extras */
+    int slot;                  /* the slot la / lnf_* point into now */
     float *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS];
+    float *la0[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* slot 0 (or the shared recompute buffer) */
+    unsigned char kept[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* 1: per slot, 0: recompute buffer */
     float *lnf_in, *lnf, *lnf_mean, *lnf_rstd;
+    float *lnf0[4];
+    int logits_slot;           /* whose logits the scratch holds (-1: none) */
     int recompute_att;         /* att is recomputed in backward (selective) */
     int recompute_full;        /* only inp kept; the block is recomputed */
 
@@ -65,9 +72,11 @@ typedef struct {
     int64_t act_elems, scratch_elems;
 } exec_model;
 
-/* Allocate and initialise. Returns 0, or -1 with a message in err. */
+/* Allocate and initialise, with n_slots activation slots (the micro-batches
+ * the schedule keeps in flight on this stage). Returns 0, or -1 with a
+ * message in err. */
 int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
-                    uint64_t seed, char err[SPEC_ERR_LEN]);
+                    int n_slots, uint64_t seed, char err[SPEC_ERR_LEN]);
 void exec_model_free(exec_model *md);
 
 /* Forward of one micro-batch: tokens, targets (B*T each). Returns the mean
@@ -90,6 +99,17 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
                          const exec_grad_hook *hook);
 
 void exec_model_zero_grad(exec_model *md);
+
+/* Pipeline stage versions: forward of micro-batch in activation slot
+ * `slot`. `in` (B,T,C) is the received activation (NULL on the first stage,
+ * which embeds tokens); `out` receives this stage's output (NULL on the
+ * last stage, which returns the loss). Backward: `dout` is the received
+ * gradient (NULL on the last stage), `din` receives the gradient of `in`
+ * (NULL on the first stage). */
+float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, const int *targets, const float *in,
+                               float *out);
+void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
+                               const float *dout, float *din, const exec_grad_hook *hook);
 
 /* Memory the run has allocated through exec_mem_alloc: now and at peak. */
 void *exec_mem_alloc(size_t bytes);

@@ -16,6 +16,7 @@
 #include "comm.h"
 #include "data.h"
 #include "dpgrad.h"
+#include "pipeline.h"
 #include "model.h"
 
 void exec_train_opts_default(exec_train_opts *o)
@@ -73,6 +74,40 @@ static void dp_ready(void *ctx, int64_t offset, int64_t count)
     dpgrad_mark_ready(c->dg, seg);
 }
 
+/* The model as a pipeline stage (pipeline.h callbacks): micro-batch mb of
+ * the current step lives in activation slot mb % n_slots. */
+typedef struct {
+    exec_model *md;
+    const exec_data *data;
+    int *tok, *tgt;
+    int64_t first_sample; /* this dp rank's first sample of the step */
+    int n_micro;
+    dpgrad *dg;           /* marked on the last backward (dp > 1), or NULL */
+} stage_ctx;
+
+static float stage_fwd(void *vc, int mb, int chunk, const float *in, float *out)
+{
+    stage_ctx *c = vc;
+    (void)chunk;
+    exec_model *md = c->md;
+    int slot = mb % md->n_slots, BT = md->B * md->T;
+    int *tk = c->tok + (int64_t)slot * BT, *tg = c->tgt + (int64_t)slot * BT;
+    for (int b = 0; b < md->B; b++)
+        exec_data_sample(c->data, c->first_sample + (int64_t)mb * md->B + b, tk + (int64_t)b * md->T,
+                         tg + (int64_t)b * md->T);
+    return exec_model_stage_forward(md, slot, tk, tg, in, out);
+}
+
+static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din, int last)
+{
+    stage_ctx *c = vc;
+    (void)chunk, (void)last;
+    exec_model *md = c->md;
+    int slot = mb % md->n_slots, BT = md->B * md->T;
+    exec_model_stage_backward(md, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
+                              1.0f / (float)c->n_micro, dout, din, NULL);
+}
+
 static int write_ints(const char *dir, const char *name, const int *x, int64_t n)
 {
     char path[4096];
@@ -97,13 +132,31 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
+    if (l.tp != 1 || l.sp || (l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || (l.pp > 1 && l.zero >= 1) ||
+        l.zero > 1) {
+        log_msg("train: this build trains data and pipeline parallel layouts (tp=1, sp=0, gpipe or 1f1b, "
+                "zero 0/1 and zero 1 only without pp); layout has tp=%d sp=%d pp=%d schedule=%s zero=%d",
+                l.tp, l.sp, l.pp, spec_schedule_name(l.schedule), l.zero);
+        return TRIAD_EXIT_INPUT;
+    }
     exec_data *data = NULL;
     if (exec_data_open(o->data, m->seq, m->vocab, &data, err)) {
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
+    int64_t n_micro = spec_layout_n_micro(&l, o->global_batch); /* per data-parallel rank */
+    /* data and pipeline parallelism over MPI: each dp rank takes its slice
+     * of the batch, each pp rank its stage's blocks */
+    comm_groups g;
+    memset(&g, 0, sizeof g);
+    int rank = 0, world = 1, multi = l.dp * l.pp > 1;
+    if (multi) {
+        comm_init(NULL, NULL, &rank, &world);
+        comm_groups_init(&g, 1, l.dp, l.pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    }
     exec_model md;
-    if (exec_model_init(&md, m, &l, 0, 0, o->seed, err)) {
+    int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
+    if (exec_model_init(&md, m, &l, 0, g.pp_rank, n_slots, o->seed, err)) {
         log_msg("%s", err);
         exec_data_close(data);
         return TRIAD_EXIT_INPUT;
@@ -113,15 +166,20 @@ int exec_train_run(const exec_train_opts *o)
     size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 1 : sizeof(float) * (size_t)n;
     float *am = exec_mem_alloc(adam_bytes), *av = exec_mem_alloc(adam_bytes);
     int B = l.mbs, T = (int)m->seq;
-    int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
-    int64_t n_micro = spec_layout_n_micro(&l, o->global_batch); /* per data-parallel rank */
-    /* data parallelism over MPI: each rank takes its slice of the batch */
-    comm_groups g;
-    memset(&g, 0, sizeof g);
-    int rank = 0, world = 1;
-    if (l.dp > 1) {
-        comm_init(NULL, NULL, &rank, &world);
-        comm_groups_init(&g, 1, l.dp, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    /* tokens and targets of every micro-batch slot (a pipeline stage holds
+     * several micro-batches between their forward and backward) */
+    int *tok = malloc(sizeof(int) * (size_t)B * T * n_slots), *tgt = malloc(sizeof(int) * (size_t)B * T * n_slots);
+    pipe_exec pe;
+    memset(&pe, 0, sizeof pe);
+    if (l.pp > 1) {
+        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, 1, (size_t)B * T * m->hidden, err)) {
+            log_msg("%s", err);
+            return TRIAD_EXIT_INPUT;
+        }
+        /* its receive buffers and the send buffers it holds until the step
+         * ends are memory this run uses (the cost model counts one transfer
+         * buffer: see the README) */
+        exec_mem_account((int64_t)sizeof(float) * (int64_t)B * T * m->hidden * (2 + 2 * n_micro));
     }
     int lead = rank == 0; /* writes metrics and progress */
     dpgrad dg;
@@ -150,10 +208,6 @@ int exec_train_run(const exec_train_opts *o)
                 if (md.p[i].decay)
                     memset(decay_mask + md.p[i].offset, 1, (size_t)md.p[i].shape.elems);
         }
-    }
-    if (l.zero > 1) {
-        log_msg("train: zero=%d is not implemented by the trainer (zero 0 or 1)", l.zero);
-        return TRIAD_EXIT_INPUT;
     }
     /* the prediction this run will be compared with */
     cost_mem pred;
@@ -219,7 +273,19 @@ int exec_train_run(const exec_train_opts *o)
         double t0 = now_s();
         exec_model_zero_grad(&md);
         double loss = 0.0;
-        for (int64_t mb = 0; mb < n_micro; mb++) {
+        if (l.pp > 1) {
+            stage_ctx sc = {&md, data, tok, tgt,
+                            (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B,
+                            (int)n_micro, NULL};
+            pipe_stage_fns fns = {&sc, stage_fwd, stage_bwd};
+            loss = pipe_run_step(&pe, &fns); /* sum of micro-batch losses, last stage only */
+            comm_allreduce_sum(g.pp, &loss, 1, COMM_F64);
+            /* the tied embedding: stage 0's wte and the last stage's copy
+             * receive the sum of both gradients, so they stay equal */
+            if (g.embed)
+                comm_allreduce_sum(g.embed, md.dwte, (size_t)md.V * md.C, COMM_F32);
+        }
+        for (int64_t mb = 0; mb < (l.pp > 1 ? 0 : n_micro); mb++) {
             for (int b = 0; b < B; b++) {
                 int64_t sample = (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B +
                                  mb * B + b;
@@ -242,9 +308,17 @@ int exec_train_run(const exec_train_opts *o)
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
+        }
+        if (l.dp > 1 && l.zero >= 1) {
             norm = sqrt(dpgrad_grad_sumsq(&dg));
         } else {
-            norm = sqrt(kern_cpu_sum_squares(md.grads, n));
+            /* every parameter once: the last stage's tied wte copy is left out */
+            double ss = kern_cpu_sum_squares(md.grads, n);
+            if (l.pp > 1 && md.has_head)
+                ss -= kern_cpu_sum_squares(md.dwte, (int64_t)md.V * md.C);
+            if (l.pp > 1)
+                comm_allreduce_sum(g.pp, &ss, 1, COMM_F64);
+            norm = sqrt(ss);
         }
         if (!isfinite(loss) || !isfinite(norm)) {
             log_msg("train: step %d: loss %g, gradient norm %g is not finite; stopping", step, loss, norm);
@@ -306,7 +380,8 @@ int exec_train_run(const exec_train_opts *o)
                     o->steps, loss, lr, norm, tps, eta);
         }
     }
-    if (lead && o->final_dir && status == TRIAD_EXIT_OK && exec_model_dump(&md, o->final_dir, "final_", 0)) {
+    /* one rank of every pipeline stage writes its part of the final weights */
+    if (g.dp_rank == 0 && o->final_dir && status == TRIAD_EXIT_OK && exec_model_dump(&md, o->final_dir, "final_", 0)) {
         log_msg("train: cannot write the final weights into '%s'", o->final_dir);
         status = TRIAD_EXIT_FAIL;
     }
@@ -323,8 +398,11 @@ int exec_train_run(const exec_train_opts *o)
     free(decay_mask);
     exec_model_free(&md);
     exec_data_close(data);
-    if (l.dp > 1) {
+    if (l.pp > 1)
+        pipe_free(&pe);
+    if (l.dp > 1)
         dpgrad_free(&dg);
+    if (multi) {
         comm_groups_free(&g);
         comm_finalize();
     }
