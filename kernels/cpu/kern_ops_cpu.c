@@ -46,6 +46,8 @@ static const kern_ops cpu_ops = {
     .adamw = kern_cpu_adamw,
     .sum_squares = kern_cpu_sum_squares,
     .scale = kern_cpu_scale,
+    .attention_forward_flash = NULL, /* CUDA only */
+    .attention_backward_flash = NULL,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

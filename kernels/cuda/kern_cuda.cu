@@ -358,6 +358,103 @@ static void cu_attention_backward(float *dqkv, float *datt, const float *dout, c
     }
 }
 
+/* ---- flash-style attention: one thread per query row, no T x T matrix ---- */
+#define FLASH_MAX_HS 128
+__global__ void flash_forward_k(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS, float scale)
+{
+    int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* (b,h,t) */
+    if (r >= (int64_t)B * NH * T)
+        return;
+    int t = (int)(r % T), h = (int)((r / T) % NH), b = (int)(r / ((int64_t)T * NH));
+    int C = NH * HS, C3 = 3 * C;
+    const float *base = qkv + (int64_t)b * T * C3 + h * HS;
+    const float *q = base + (int64_t)t * C3;
+    float acc[FLASH_MAX_HS];
+    for (int d = 0; d < HS; d++)
+        acc[d] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int j = 0; j <= t; j++) {
+        const float *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
+        float sc = 0.0f;
+        for (int d = 0; d < HS; d++)
+            sc += q[d] * k[d];
+        sc *= scale;
+        float mn = fmaxf(m, sc), corr = expf(m - mn), p = expf(sc - mn);
+        l = l * corr + p;
+        for (int d = 0; d < HS; d++)
+            acc[d] = acc[d] * corr + p * v[d];
+        m = mn;
+    }
+    float *o = out + ((int64_t)b * T + t) * C + h * HS;
+    for (int d = 0; d < HS; d++)
+        o[d] = acc[d] / l;
+    lse[r] = m + logf(l);
+}
+static void cu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
+{
+    if (HS > FLASH_MAX_HS) {
+        fprintf(stderr, "triad: attention_forward_flash: head size %d > %d\n", HS, FLASH_MAX_HS);
+        exit(1);
+    }
+    int64_t rows = (int64_t)B * NH * T;
+    flash_forward_k<<<blocks_for(rows, 128), 128>>>(out, lse, qkv, B, T, NH, HS, 1.0f / sqrtf((float)HS));
+    launchCheck();
+}
+
+/* backward per query row t: D = dO.O; for j <= t: p = exp(s - lse),
+ * ds = p (dO.v_j - D); dq += ds k_j scale; dk_j += ds q scale; dv_j += p dO
+ * (dk, dv by atomicAdd over the query rows) */
+__global__ void flash_backward_k(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                 const float *lse, int B, int T, int NH, int HS, float scale)
+{
+    int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= (int64_t)B * NH * T)
+        return;
+    int t = (int)(r % T), h = (int)((r / T) % NH), b = (int)(r / ((int64_t)T * NH));
+    int C = NH * HS, C3 = 3 * C;
+    const float *base = qkv + (int64_t)b * T * C3 + h * HS;
+    float *dbase = dqkv + (int64_t)b * T * C3 + h * HS;
+    const float *q = base + (int64_t)t * C3;
+    const float *dO = dout + ((int64_t)b * T + t) * C + h * HS, *O = out + ((int64_t)b * T + t) * C + h * HS;
+    float D = 0.0f, L = lse[r];
+    for (int d = 0; d < HS; d++)
+        D += dO[d] * O[d];
+    float dq[FLASH_MAX_HS];
+    for (int d = 0; d < HS; d++)
+        dq[d] = 0.0f;
+    for (int j = 0; j <= t; j++) {
+        const float *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
+        float sc = 0.0f, dp = 0.0f;
+        for (int d = 0; d < HS; d++) {
+            sc += q[d] * k[d];
+            dp += dO[d] * v[d];
+        }
+        float p = expf(sc * scale - L), ds = p * (dp - D) * scale;
+        float *dk = dbase + (int64_t)j * C3 + C, *dv = dbase + (int64_t)j * C3 + 2 * C;
+        for (int d = 0; d < HS; d++) {
+            dq[d] += ds * k[d];
+            atomicAdd(&dk[d], ds * q[d]);
+            atomicAdd(&dv[d], p * dO[d]);
+        }
+    }
+    float *dqo = dbase + (int64_t)t * C3;
+    for (int d = 0; d < HS; d++)
+        dqo[d] = dq[d];
+}
+static void cu_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                        const float *lse, int B, int T, int NH, int HS)
+{
+    if (HS > FLASH_MAX_HS) {
+        fprintf(stderr, "triad: attention_backward_flash: head size %d > %d\n", HS, FLASH_MAX_HS);
+        exit(1);
+    }
+    int64_t rows = (int64_t)B * NH * T;
+    cudaCheck(cudaMemset(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS));
+    flash_backward_k<<<blocks_for(rows, 128), 128>>>(dqkv, dout, qkv, out, lse, B, T, NH, HS,
+                                                      1.0f / sqrtf((float)HS));
+    launchCheck();
+}
+
 /* ---- elementwise --------------------------------------------------------- */
 #define GELU_SCALE 0.7978845608028654f
 
@@ -582,6 +679,8 @@ static const kern_ops cuda_ops = {
     cu_adamw,
     cu_sum_squares,
     cu_scale,
+    cu_attention_forward_flash,
+    cu_attention_backward_flash,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -169,6 +169,13 @@ int main(void)
         H->attention_backward(gq, scratch, g, qkv, att, B, T, NH, HS);
         D->attention_backward(dgq, dscratch, dg, dqkv_, datt_, B, T, NH, HS);
         check("attention_backward", "dqkv", gq, dgq, nq, 1e-5, 1e-4);
+        /* flash path: same out and dqkv as the kept-probability CPU path */
+        float *lse = hrand((int64_t)B * NH * T, 1), *dlse = DF(lse, B * NH * T), *dfo = DF(out, N * C);
+        float *dfq = DF(gq, nq);
+        D->attention_forward_flash(dfo, dlse, dqkv_, B, T, NH, HS);
+        check("attention_fwd_flash", "out", out, dfo, (int64_t)N * C, 1e-5, 1e-4);
+        D->attention_backward_flash(dfq, dg, dqkv_, dfo, dlse, B, T, NH, HS);
+        check("attention_bwd_flash", "dqkv", gq, dfq, nq, 1e-5, 1e-4);
     }
 
     /* elementwise */
