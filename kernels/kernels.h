@@ -152,6 +152,18 @@ typedef struct kern_ops {
     void (*attention_forward_flash)(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
     void (*attention_backward_flash)(float *dqkv, const float *dout, const float *qkv, const float *out,
                                      const float *lse, int B, int T, int NH, int HS);
+
+    /* bf16 (CUDA table only; NULL in the CPU table). bf16 tensors are
+     * uint16_t (the upper half of an fp32, round to nearest even).
+     *   to_bf16: dst = bf16(src), n elements
+     *   matmul_forward_bf16: out (N,OC) fp32 = inp (N,C) bf16 @ weight (OC,C)
+     *     bf16 ^T + bias (fp32, may be NULL), fp32 accumulation
+     *   adamw_bf16: adamw on the fp32 master p, then p_bf16 = bf16(p) */
+    void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
+    void (*matmul_forward_bf16)(float *out, const uint16_t *inp, const uint16_t *weight, const float *bias, int N,
+                                int C, int OC);
+    void (*adamw_bf16)(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
+                       float b1, float b2, float eps, float wd, int t);
 } kern_ops;
 
 /* The CPU table (host buffers); never NULL. */

@@ -48,6 +48,9 @@ static const kern_ops cpu_ops = {
     .scale = kern_cpu_scale,
     .attention_forward_flash = NULL, /* CUDA only */
     .attention_backward_flash = NULL,
+    .to_bf16 = NULL, /* CUDA only */
+    .matmul_forward_bf16 = NULL,
+    .adamw_bf16 = NULL,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

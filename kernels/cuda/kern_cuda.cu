@@ -1,4 +1,6 @@
-/* kern_cuda.cu — the CUDA backend of kernels.h as a kern_ops table, fp32.
+/* kern_cuda.cu — the CUDA backend of kernels.h as a kern_ops table: fp32
+ * throughout, plus bf16 conversion, a bf16 matmul forward (fp32
+ * accumulation) and AdamW keeping a bf16 copy of the fp32 master.
  *
  * Matrix products go through cuBLAS (cublasSgemm, fp32 accumulation, no
  * TF32), attention as strided-batched GEMMs over the heads of one sequence
@@ -15,6 +17,7 @@
 #include "../kernels.h"
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -652,6 +655,57 @@ static double cu_sum_squares(const float *x, int64_t n)
     return h;
 }
 
+/* ---- bf16 ---------------------------------------------------------------- */
+__global__ void to_bf16_k(__nv_bfloat16 *dst, const float *src, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+static void cu_to_bf16(uint16_t *dst, const float *src, int64_t n)
+{
+    if (n <= 0)
+        return;
+    to_bf16_k<<<blocks_for(n, 256), 256>>>((__nv_bfloat16 *)dst, src, n);
+    launchCheck();
+}
+static void cu_matmul_forward_bf16(float *out, const uint16_t *inp, const uint16_t *weight, const float *bias, int N,
+                                   int C, int OC)
+{
+    float one = 1.0f, beta = 0.0f;
+    if (bias) {
+        fill_bias_k<<<blocks_for((int64_t)N * OC, 256), 256>>>(out, bias, N, OC);
+        launchCheck();
+        beta = 1.0f;
+    }
+    cublasCheck(cublasGemmEx(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, CUDA_R_16BF, C, inp,
+                             CUDA_R_16BF, C, &beta, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+__global__ void adamw_bf16_k(float *p, __nv_bfloat16 *pb, const float *g, float *m, float *v, int64_t n, float lr,
+                             float b1, float b2, float eps, float wd, float c1, float c2)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.0f - b1) * gi;
+    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i] - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * p[i]);
+    p[i] = pi;
+    pb[i] = __float2bfloat16_rn(pi);
+}
+static void cu_adamw_bf16(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
+                          float b1, float b2, float eps, float wd, int t)
+{
+    if (n <= 0)
+        return;
+    float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    adamw_bf16_k<<<blocks_for(n, 256), 256>>>(p, (__nv_bfloat16 *)p_bf16, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
+    launchCheck();
+}
+
 static const kern_ops cuda_ops = {
     "cuda",
     cu_alloc,
@@ -681,6 +735,9 @@ static const kern_ops cuda_ops = {
     cu_scale,
     cu_attention_forward_flash,
     cu_attention_backward_flash,
+    cu_to_bf16,
+    cu_matmul_forward_bf16,
+    cu_adamw_bf16,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -38,6 +38,22 @@ static float *hcopy(const float *x, int64_t n)
     memcpy(p, x, sizeof(float) * (size_t)n);
     return p;
 }
+/* fp32 -> bf16 bits, round to nearest even (finite inputs), and back */
+static uint16_t bf16_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float bf16_value(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
 static void *dcopy(const void *h, int64_t bytes)
 {
     void *d = D->alloc(bytes);
@@ -251,6 +267,50 @@ int main(void)
         check("adamw", "param", p, dp, n, 1e-6, 1e-5);
         check("adamw", "m", m, dm, n, 1e-7, 1e-5);
         check("adamw", "v", v, dv, n, 1e-7, 1e-5);
+    }
+
+    /* bf16: conversion bit-exact, matmul = the fp32 CPU matmul of the rounded
+     * inputs (both accumulate in fp32), AdamW's bf16 copy = bf16(fp32 master) */
+    {
+        int64_t nx = (int64_t)N * C, nw = (int64_t)OC * C;
+        float *x = hrand(nx, 1), *w = hrand(nw, 0.2f), *b = hrand(OC, 1), *out = hrand((int64_t)N * OC, 1);
+        float *dx = DF(x, nx), *dw_ = DF(w, nw), *db_ = DF(b, OC), *dout = DF(out, N * OC);
+        uint16_t *xb = D->alloc(nx * 2), *wb = D->alloc(nw * 2), *hb = malloc((size_t)nx * 2);
+        D->to_bf16(xb, dx, nx);
+        D->to_bf16(wb, dw_, nw);
+        D->to_host(hb, xb, nx * 2);
+        int64_t badb = 0;
+        for (int64_t i = 0; i < nx; i++)
+            badb += hb[i] != bf16_bits(x[i]);
+        printf("%-22s %-8s %9lld  %lld differ from round-to-nearest-even  %s\n", "to_bf16", "bits", (long long)nx,
+               (long long)badb, badb ? "FAIL" : "ok");
+        badb ? n_fail++ : n_pass++;
+        for (int64_t i = 0; i < nx; i++)
+            x[i] = bf16_value(bf16_bits(x[i]));
+        for (int64_t i = 0; i < nw; i++)
+            w[i] = bf16_value(bf16_bits(w[i]));
+        H->matmul_forward(out, x, w, b, N, C, OC);
+        D->matmul_forward_bf16(dout, xb, wb, db_, N, C, OC);
+        check("matmul_forward_bf16", "out", out, dout, (int64_t)N * OC, 1e-4, 1e-4);
+
+        int64_t n = 4099;
+        float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
+        for (int64_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i]);
+        float *dp = DF(p, n), *dg = DF(g, n), *dm = DF(m, n), *dv = DF(v, n);
+        uint16_t *pb = D->alloc(n * 2), *hpb = malloc((size_t)n * 2);
+        H->adamw(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
+        D->adamw_bf16(dp, pb, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
+        check("adamw_bf16", "param", p, dp, n, 1e-6, 1e-5);
+        float *gp = malloc(sizeof(float) * (size_t)n);
+        D->to_host(gp, dp, n * 4);
+        D->to_host(hpb, pb, n * 2);
+        badb = 0;
+        for (int64_t i = 0; i < n; i++)
+            badb += hpb[i] != bf16_bits(gp[i]);
+        printf("%-22s %-8s %9lld  %lld differ from bf16(master)  %s\n", "adamw_bf16", "p_bf16", (long long)n,
+               (long long)badb, badb ? "FAIL" : "ok");
+        badb ? n_fail++ : n_pass++;
     }
 
     D->sync();
