@@ -71,9 +71,9 @@ static double normal_at(uint64_t key, uint64_t idx)
 /* Global flat index of local element i of a tensor sharded over tp (row
  * blocks for column-parallel weights, column blocks for row-parallel ones,
  * vocabulary rows for wte; qkv keeps q, k and v heads of this rank). */
-static uint64_t global_index(const exec_model *md, const char *name, const shapes_tensor *t, int64_t i)
+static uint64_t global_index_of(const exec_model *md, int r, const char *name, const shapes_tensor *t, int64_t i)
 {
-    int tp = md->l.tp, r = md->tp_rank;
+    int tp = md->l.tp;
     int64_t C = md->m.hidden;
     if (tp == 1)
         return (uint64_t)i;
@@ -91,6 +91,17 @@ static uint64_t global_index(const exec_model *md, const char *name, const shape
         return (uint64_t)(row * cols * tp + r * cols + col);
     }
     return (uint64_t)i; /* replicated */
+}
+
+static uint64_t global_index(const exec_model *md, const char *name, const shapes_tensor *t, int64_t i)
+{
+    return global_index_of(md, md->tp_rank, name, t, i);
+}
+
+static int is_tp_sharded(const char *nm)
+{
+    return !strcmp(nm, "qkvw") || !strcmp(nm, "qkvb") || !strcmp(nm, "fcw") || !strcmp(nm, "fcb") ||
+           !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") || !strcmp(nm, "wte") || !strcmp(nm, "wte_head");
 }
 
 static void init_tensor(exec_model *md, float *dst, const char *name, int layer, const shapes_tensor *t,
@@ -124,11 +135,9 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->l = *l;
     md->tp_rank = tp_rank;
     md->pp_rank = pp_rank;
-    if (l->tp != 1 || l->sp || (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED)) {
-        snprintf(err, SPEC_ERR_LEN,
-                 "train: this build trains data and pipeline parallel layouts (tp=1, sp=0, no interleaving); "
-                 "layout has tp=%d sp=%d schedule=%s",
-                 l->tp, l->sp, spec_schedule_name(l->schedule));
+    if (l->sp || (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED)) {
+        snprintf(err, SPEC_ERR_LEN, "train: this build trains sp=0 and gpipe / 1f1b only; layout has sp=%d schedule=%s",
+                 l->sp, spec_schedule_name(l->schedule));
         return -1;
     }
     md->n_slots = n_slots > 0 ? n_slots : 1;
@@ -295,6 +304,20 @@ void exec_model_zero_grad(exec_model *md)
 
 /* ---- forward ---------------------------------------------------------------------- */
 
+/* Sum over the tensor-parallel group (nothing when tp = 1). */
+static void tp_sum(exec_model *md, float *x, int64_t n)
+{
+    if (md->l.tp > 1)
+        comm_allreduce_sum(md->tpg, x, (size_t)n, COMM_F32);
+}
+
+static void add_bias(float *x, const float *b, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            x[(int64_t)i * C + c] += b[c];
+}
+
 /* One block forward from a[A_INP] to `out` (B,T,C). */
 static void block_forward(exec_model *md, int L, float *out)
 {
@@ -303,13 +326,17 @@ static void block_forward(exec_model *md, int L, float *out)
     kern_cpu_layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], N, C);
     kern_cpu_matmul_forward(a[A_QKV], a[A_LN1], w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
     kern_cpu_attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
-    /* attention projection (row-parallel), then the residual */
-    kern_cpu_matmul_forward(a[A_RES2], a[A_ATTY], w[P_ATTPROJW], w[P_ATTPROJB], N, NH * HS, C);
+    /* attention projection (row-parallel): partial sums, all-reduce, bias once, residual */
+    kern_cpu_matmul_forward(a[A_RES2], a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
+    tp_sum(md, a[A_RES2], (int64_t)N * C);
+    add_bias(a[A_RES2], w[P_ATTPROJB], N, C);
     kern_cpu_add_inplace(a[A_RES2], a[A_INP], (int64_t)N * C);
     kern_cpu_layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], N, C);
     kern_cpu_matmul_forward(a[A_FCH], a[A_LN2], w[P_FCW], w[P_FCB], N, C, F);
     kern_cpu_gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
-    kern_cpu_matmul_forward(out, a[A_FCH_GELU], w[P_FCPROJW], w[P_FCPROJB], N, F, C);
+    kern_cpu_matmul_forward(out, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
+    tp_sum(md, out, (int64_t)N * C);
+    add_bias(out, w[P_FCPROJB], N, C);
     kern_cpu_add_inplace(out, a[A_RES2], (int64_t)N * C);
 }
 
@@ -320,10 +347,15 @@ static float head_forward(exec_model *md, const int *targets)
     int N = md->B * md->T, C = md->C, V = md->V;
     kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, N, C);
     kern_cpu_matmul_forward(md->logits, md->lnf, md->wte, NULL, N, C, V);
+    /* vocabulary-parallel cross-entropy: this rank holds rows [v0, v0 + V) */
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
+    int v0 = md->tp_rank * V;
     kern_cpu_xent_rowmax(mx, md->logits, N, V);
+    if (md->l.tp > 1)
+        comm_allreduce_max(md->tpg, mx, (size_t)N, COMM_F32);
     kern_cpu_xent_sumexp(se, md->logits, mx, N, V);
-    kern_cpu_xent_target(tl, md->logits, targets, N, V, 0);
+    kern_cpu_xent_target(tl, md->logits, targets, N, V, v0);
+    tp_sum(md, se, 2 * (int64_t)N); /* sum of exponentials and the target logit, adjacent */
     md->logits_slot = md->slot;
     double loss = 0.0;
     for (int i = 0; i < N; i++)
@@ -336,9 +368,12 @@ float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, cons
 {
     int B = md->B, T = md->T, C = md->C, V = md->V;
     use_slot(md, slot);
-    if (md->has_embed)
-        kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, 0, V, 1);
-    else
+    if (md->has_embed) {
+        /* vocabulary-parallel: each rank adds its rows; positions once (tp rank 0) */
+        kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V,
+                                 md->tp_rank == 0);
+        tp_sum(md, md->la[0][A_INP], (int64_t)B * T * C);
+    } else
         memcpy(md->la[0][A_INP], in, sizeof(float) * (size_t)B * T * C);
     for (int L = 0; L < md->n_layers; L++) {
         /* with full recompute the block's intermediates land in the shared
@@ -368,10 +403,12 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
             head_forward(md, targets);
         float *mx = md->xent_stats, *se = mx + N;
         /* dlogits = (softmax - onehot) / N * grad_scale, in place */
-        kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, 0, grad_scale / (float)N);
+        kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, md->tp_rank * V, grad_scale / (float)N);
         md->logits_slot = -1;
-        /* LM head (tied to wte): d lnf = dlogits @ wte, dwte += dlogits^T lnf */
+        /* LM head (tied to wte): d lnf = dlogits @ wte (partial over the
+         * vocabulary shards: all-reduced), dwte += dlogits^T lnf */
         kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, md->lnf, md->wte, N, C, V, 0.0f);
+        tp_sum(md, md->d_ln1, (int64_t)N * C);
         memset(md->dres, 0, sizeof(float) * (size_t)N * C);
         kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, md->d_ln1, md->lnf_in, md->lnfw, md->lnf_mean,
                                     md->lnf_rstd, N, C);
@@ -392,6 +429,7 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
                                  N, F, C, 0.0f);
         kern_cpu_gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
         kern_cpu_matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, a[A_LN2], w[P_FCW], N, C, F, 0.0f);
+        tp_sum(md, md->d_ln2, (int64_t)N * C); /* column-parallel: input gradient summed */
         kern_cpu_layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], md->d_ln2, a[A_RES2], w[P_LN2W],
                                     a[A_LN2_MEAN], a[A_LN2_RSTD], N, C);
         /* attention: res2 = inp + attproj(attn(qkv(ln1(inp)))) */
@@ -400,6 +438,7 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
         kern_cpu_attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
         kern_cpu_matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, a[A_LN1], w[P_QKVW], N, C,
                                  3 * NH * HS, 0.0f);
+        tp_sum(md, md->d_ln1, (int64_t)N * C);
         kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], md->d_ln1, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
                                     a[A_LN1_RSTD], N, C);
         if (hook) { /* this block's 12 tensors are contiguous in the slab */
@@ -407,8 +446,8 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
             hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
         }
     }
-    if (md->has_embed)
-        kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, 0, V, 1);
+    if (md->has_embed) /* dres is the same on every tp rank: each keeps its wpe gradient whole */
+        kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, md->tp_rank * V, V, 1);
     else
         memcpy(din, md->dres, sizeof(float) * (size_t)N * C);
     if (hook) {
@@ -427,34 +466,58 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
 
 int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, int grads)
 {
-    mkdir(dir, 0755);
+    /* with tp > 1 every rank of the tp group calls this: shards are gathered
+     * and tp rank 0 writes whole tensors, in the single-rank layout */
+    int tp = md->l.tp, writer = md->tp_rank == 0;
+    if (writer)
+        mkdir(dir, 0755);
     char path[4096];
     /* every pipeline stage writes its tensors; the manifest names stage 0's */
-    snprintf(path, sizeof path, md->pp_rank == 0 ? "%s/%smanifest.txt" : "/dev/null", dir, prefix);
+    snprintf(path, sizeof path, md->pp_rank == 0 && writer ? "%s/%smanifest.txt" : "/dev/null", dir, prefix);
     FILE *man = fopen(path, "w");
     if (!man)
         return -1;
-    for (int i = 0; i < md->n_p; i++) {
+    int rc = 0;
+    for (int i = 0; i < md->n_p && rc == 0; i++) {
         const exec_param *p = &md->p[i];
         char name[96];
         if (p->layer >= 0)
             snprintf(name, sizeof name, "%s.%d", p->shape.name, p->layer);
         else
             snprintf(name, sizeof name, "%s", p->shape.name);
-        fprintf(man, "%s", name);
-        for (int d = 0; d < p->shape.ndim; d++)
-            fprintf(man, " %lld", (long long)p->shape.dims[d]);
-        fprintf(man, "\n");
-        snprintf(path, sizeof path, "%s/%s%s.bin", dir, prefix, name);
-        FILE *f = fopen(path, "wb");
-        if (!f) {
-            fclose(man);
-            return -1;
-        }
         const float *src = (grads ? md->grads : md->params) + p->offset;
-        fwrite(src, sizeof(float), (size_t)p->shape.elems, f);
-        fclose(f);
+        int64_t n = p->shape.elems;
+        float *full = NULL;
+        if (tp > 1 && is_tp_sharded(p->shape.name)) {
+            float *all = malloc(sizeof(float) * (size_t)(n * tp));
+            comm_allgather(md->tpg, src, all, (size_t)n, COMM_F32);
+            full = malloc(sizeof(float) * (size_t)(n * tp));
+            for (int r = 0; r < tp; r++)
+                for (int64_t k = 0; k < n; k++)
+                    full[global_index_of(md, r, p->shape.name, &p->shape, k)] = all[(int64_t)r * n + k];
+            free(all);
+            src = full;
+            n *= tp;
+        }
+        if (writer) {
+            fprintf(man, "%s", name);
+            int col = !strcmp(p->shape.name, "attprojw") || !strcmp(p->shape.name, "fcprojw");
+            for (int d = 0; d < p->shape.ndim; d++) {
+                int64_t dim = p->shape.dims[d];
+                if (tp > 1 && is_tp_sharded(p->shape.name) && d == (col ? 1 : 0))
+                    dim *= tp; /* the whole tensor's shape */
+                fprintf(man, " %lld", (long long)dim);
+            }
+            fprintf(man, "\n");
+            snprintf(path, sizeof path, "%s/%s%s.bin", dir, prefix, name);
+            FILE *f = fopen(path, "wb");
+            if (!f || fwrite(src, sizeof(float), (size_t)n, f) != (size_t)n)
+                rc = -1;
+            if (f)
+                fclose(f);
+        }
+        free(full);
     }
     fclose(man);
-    return 0;
+    return rc;
 }

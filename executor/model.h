@@ -7,10 +7,12 @@
  * fp32 on the CPU. Initialisation is a pure function of (seed, tensor,
  * layer, global element index), so every layout computes the same numbers.
  *
- * This version runs one tensor-parallel shard (tp = 1) and one pipeline
- * stage holding every block, replicated over any number of data-parallel
- * ranks; the sharded index arithmetic (global element of a local one) is
- * already per tensor, for tensor and pipeline parallelism.
+ * Tensor parallelism is Megatron's: qkv and fc column-parallel, attproj and
+ * fcproj row-parallel with one all-reduce each (bias added once, after it),
+ * the input gradients of the column-parallel GEMMs all-reduced in backward,
+ * a vocabulary-parallel embedding (one all-reduce) and cross-entropy (max,
+ * sum of exponentials and target logit reduced; no rank holds the full
+ * logits).
  */
 #ifndef TRIAD_MODEL_H
 #define TRIAD_MODEL_H
@@ -20,6 +22,7 @@
 
 #include "../common/spec.h"
 #include "../costmodel/shapes.h"
+#include "comm.h"
 
 #define EXEC_LAYER_PARAMS 12 /* ln1w ln1b qkvw qkvb attprojw attprojb ln2w ln2b fcw fcb fcprojw fcprojb */
 #define EXEC_LAYER_ACTS 13   /* inp ln1 ln1_mean ln1_rstd qkv att atty res2 ln2 ln2_mean ln2_rstd fch fch_gelu */
@@ -63,6 +66,7 @@ typedef struct {
     float *lnf_in, *lnf, *lnf_mean, *lnf_rstd;
     float *lnf0[4];
     int logits_slot;           /* whose logits the scratch holds (-1: none) */
+    comm_group *tpg;           /* tensor-parallel group (set by the trainer when tp > 1), not owned */
     int recompute_att;         /* att is recomputed in backward (selective) */
     int recompute_full;        /* only inp kept; the block is recomputed */
 

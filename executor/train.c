@@ -132,11 +132,9 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
-    if (l.tp != 1 || l.sp || (l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || (l.pp > 1 && l.zero >= 1) ||
-        l.zero > 1) {
-        log_msg("train: this build trains data and pipeline parallel layouts (tp=1, sp=0, gpipe or 1f1b, "
-                "zero 0/1 and zero 1 only without pp); layout has tp=%d sp=%d pp=%d schedule=%s zero=%d",
-                l.tp, l.sp, l.pp, spec_schedule_name(l.schedule), l.zero);
+    if (l.sp || (l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || l.zero > 1) {
+        log_msg("train: this build trains sp=0, gpipe or 1f1b, zero 0 or 1; layout has sp=%d schedule=%s zero=%d",
+                l.sp, spec_schedule_name(l.schedule), l.zero);
         return TRIAD_EXIT_INPUT;
     }
     exec_data *data = NULL;
@@ -149,18 +147,19 @@ int exec_train_run(const exec_train_opts *o)
      * of the batch, each pp rank its stage's blocks */
     comm_groups g;
     memset(&g, 0, sizeof g);
-    int rank = 0, world = 1, multi = l.dp * l.pp > 1;
+    int rank = 0, world = 1, multi = l.dp * l.pp * l.tp > 1;
     if (multi) {
         comm_init(NULL, NULL, &rank, &world);
-        comm_groups_init(&g, 1, l.dp, l.pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
+        comm_groups_init(&g, l.tp, l.dp, l.pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
     }
     exec_model md;
     int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
-    if (exec_model_init(&md, m, &l, 0, g.pp_rank, n_slots, o->seed, err)) {
+    if (exec_model_init(&md, m, &l, g.tp_rank, g.pp_rank, n_slots, o->seed, err)) {
         log_msg("%s", err);
         exec_data_close(data);
         return TRIAD_EXIT_INPUT;
     }
+    md.tpg = g.tp;
     int64_t n = md.n_params;
     /* AdamW state: full here, or 1/dp of it inside dpgrad with ZeRO-1 */
     size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 1 : sizeof(float) * (size_t)n;
@@ -309,13 +308,40 @@ int exec_train_run(const exec_train_opts *o)
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
         }
-        if (l.dp > 1 && l.zero >= 1) {
-            norm = sqrt(dpgrad_grad_sumsq(&dg));
-        } else {
-            /* every parameter once: the last stage's tied wte copy is left out */
-            double ss = kern_cpu_sum_squares(md.grads, n);
-            if (l.pp > 1 && md.has_head)
-                ss -= kern_cpu_sum_squares(md.dwte, (int64_t)md.V * md.C);
+        {
+            /* every parameter once: tp-sharded tensors summed over the tp
+             * group, replicated ones (LayerNorms, row-parallel biases, wpe)
+             * counted once, the last stage's tied wte copy left out. With
+             * ZeRO-1 each dp rank holds one shard of the mean gradient:
+             * each tensor's part of it, summed over dp. */
+            int zero_sharded = l.dp > 1 && l.zero >= 1;
+            int64_t lo = zero_sharded ? (int64_t)g.dp_rank * (int64_t)dg.shard_elems : 0;
+            int64_t hi = zero_sharded ? lo + (int64_t)dg.shard_elems : n;
+            const float *gsrc = zero_sharded ? dg.shard_grad - lo : md.grads;
+            double ss_sh = 0, ss_rep = 0;
+            for (int i = 0; i < md.n_p; i++) {
+                const exec_param *q = &md.p[i];
+                const char *nm = q->shape.name;
+                if (l.pp > 1 && !strcmp(nm, "wte_head"))
+                    continue;
+                int64_t a = q->offset > lo ? q->offset : lo;
+                int64_t b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
+                if (b <= a)
+                    continue;
+                double x = kern_cpu_sum_squares(gsrc + a, b - a);
+                int sharded = !strcmp(nm, "qkvw") || !strcmp(nm, "qkvb") || !strcmp(nm, "fcw") ||
+                              !strcmp(nm, "fcb") || !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") ||
+                              !strcmp(nm, "wte") || !strcmp(nm, "wte_head");
+                *(sharded ? &ss_sh : &ss_rep) += x;
+            }
+            if (zero_sharded) {
+                double two[2] = {ss_sh, ss_rep};
+                comm_allreduce_sum(g.dp, two, 2, COMM_F64);
+                ss_sh = two[0], ss_rep = two[1];
+            }
+            if (l.tp > 1)
+                comm_allreduce_sum(g.tp, &ss_sh, 1, COMM_F64);
+            double ss = ss_sh + ss_rep;
             if (l.pp > 1)
                 comm_allreduce_sum(g.pp, &ss, 1, COMM_F64);
             norm = sqrt(ss);
