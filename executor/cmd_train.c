@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "weights after step 5 for the independent reference (tests/ref/gpt_ref.py).\n"
             "--steps is the whole job: --resume continues from the newest complete\n"
             "checkpoint to the same last step, with the same learning-rate schedule.\n"
-            "--exit-after K stops after step K as if the job were killed (for testing resume).\n");
+            "--exit-after K stops after step K as if the job were killed, --inject-nan K puts\n"
+            "a NaN into one gradient at step K (both for testing failure handling).\n");
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)
@@ -68,7 +69,7 @@ int exec_cmd_train(int argc, char **argv)
         {"dump-final", required_argument, 0, 'F'},
         {"checkpoint-dir", required_argument, 0, 'C'}, {"checkpoint-every", required_argument, 0, 'E'},
         {"checkpoint-keep", required_argument, 0, 'K'}, {"resume", no_argument, 0, 'R'},
-        {"exit-after", required_argument, 0, 'X'},
+        {"exit-after", required_argument, 0, 'X'}, {"inject-nan", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
@@ -125,12 +126,14 @@ int exec_cmd_train(int argc, char **argv)
         case 'R': o.resume = 1; break;
         case 'E':
         case 'K':
-        case 'X': {
+        case 'X':
+        case 'N': {
             long long v;
-            if (parse_long(ch == 'E' ? "--checkpoint-every" : ch == 'K' ? "--checkpoint-keep" : "--exit-after",
-                           optarg, 1, &v))
+            const char *nm = ch == 'E' ? "--checkpoint-every" : ch == 'K' ? "--checkpoint-keep"
+                             : ch == 'X' ? "--exit-after" : "--inject-nan";
+            if (parse_long(nm, optarg, 1, &v))
                 return TRIAD_EXIT_INPUT;
-            *(ch == 'E' ? &o.ckpt_every : ch == 'K' ? &o.ckpt_keep : &o.exit_after) = (int)v;
+            *(ch == 'E' ? &o.ckpt_every : ch == 'K' ? &o.ckpt_keep : ch == 'X' ? &o.exit_after : &o.inject_nan) = (int)v;
             break;
         }
         case 'q': o.quiet = 1; break;

@@ -302,6 +302,8 @@ int exec_train_run(const exec_train_opts *o)
             exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, last ? &hook : NULL);
         }
         loss /= (double)n_micro;
+        if (o->inject_nan > 0 && step == o->inject_nan && md.n_layers > 0)
+            md.grads[md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset] = NAN; /* testing only */
         double norm;
         if (l.dp > 1) {
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
@@ -347,7 +349,20 @@ int exec_train_run(const exec_train_opts *o)
             norm = sqrt(ss);
         }
         if (!isfinite(loss) || !isfinite(norm)) {
-            log_msg("train: step %d: loss %g, gradient norm %g is not finite; stopping", step, loss, norm);
+            /* name the first tensor of this rank whose gradient is not finite */
+            char where[160] = "a tensor on another rank";
+            for (int i = 0; i < md.n_p; i++) {
+                const exec_param *q = &md.p[i];
+                if (!isfinite(kern_cpu_sum_squares(md.grads + q->offset, q->shape.elems))) {
+                    if (q->layer >= 0)
+                        snprintf(where, sizeof where, "gradient of %s in block %d", q->shape.name, q->layer);
+                    else
+                        snprintf(where, sizeof where, "gradient of %s", q->shape.name);
+                    break;
+                }
+            }
+            log_msg("train: step %d: loss %g, gradient norm %g is not finite (first: %s); stopping, the last "
+                    "checkpoint is left as it was", step, loss, norm, where);
             status = TRIAD_EXIT_FAIL;
             break;
         }

@@ -28,6 +28,7 @@ typedef struct {
     int ckpt_keep;            /* complete checkpoints kept */
     int resume;               /* continue from the newest complete checkpoint */
     int exit_after;           /* stop after this step as if interrupted (0: no) */
+    int inject_nan;           /* testing: put a NaN into one gradient at this step (0: no) */
     int quiet;                /* no progress lines */
 } exec_train_opts;
 

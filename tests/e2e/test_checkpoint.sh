@@ -41,6 +41,16 @@ $T train $D --steps 400 --layout mbs=1,precision=fp32 --checkpoint-dir "$tmp/kil
    --resume --exit-after $((last + 1)) 2> "$tmp/kill.err" >/dev/null
 check "SIGKILL: resumed from step_$last" "grep -q \"resuming from .*step_$last\" $tmp/kill.err"
 
+# NaN in a gradient: the run stops naming the step and the tensor, and the last good checkpoint
+# stays whole and resumable
+$T train $D --layout mbs=1,precision=fp32 --checkpoint-dir "$tmp/nan" --checkpoint-every 2 --inject-nan 5 \
+   > /dev/null 2> "$tmp/nan.err"; rc=$?
+check "NaN stops the run (status $rc) naming step 5 and the tensor" \
+  "[ $rc -eq 1 ] && grep -q 'step 5: .*not finite (first: gradient of fcw in block 3)' $tmp/nan.err"
+$T train $D --layout mbs=1,precision=fp32 --checkpoint-dir "$tmp/nan" --checkpoint-every 2 --resume \
+   --exit-after 5 > /dev/null 2> "$tmp/nan2.err"
+check "the last good checkpoint (step 4) resumes" "grep -q 'resuming from .*step_4' $tmp/nan2.err"
+
 # corruption: one flipped byte, or a truncated file, is refused with one line and status 2
 cp -r "$tmp/ck1" "$tmp/bad"
 printf '\x55' | dd of="$tmp/bad/step_12/params.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
