@@ -210,7 +210,9 @@ int exec_train_run(const exec_train_opts *o)
     }
     /* the prediction this run will be compared with */
     cost_mem pred;
-    cost_memory_rank(m, &l, o->global_batch, 0, &pred);
+    cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &pred);
+    /* measured and predicted peaks of every pipeline stage (pp > 1) */
+    int64_t *stage_mem = calloc((size_t)(2 * l.pp), sizeof(int64_t));
 
     FILE *mf = NULL;
     if (o->metrics_path && lead) {
@@ -223,16 +225,18 @@ int exec_train_run(const exec_train_opts *o)
             exec_data_close(data);
             return TRIAD_EXIT_INPUT;
         }
-        if (!append)
-        fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
-                    "global batch %lld, data %s, seed %llu\n",
-                m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs,
-                (long long)o->global_batch, o->data, (unsigned long long)o->seed);
-        if (!append)
-        fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
-                (long long)pred.total_bytes);
-        if (!append)
-            fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes\n");
+        if (!append) { /* a resumed run appends rows under the header it continues */
+            fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
+                        "global batch %lld, data %s, seed %llu\n",
+                    m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs,
+                    (long long)o->global_batch, o->data, (unsigned long long)o->seed);
+            fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
+                    (long long)pred.total_bytes);
+            fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes");
+            for (int st = 0; l.pp > 1 && st < l.pp; st++)
+                fprintf(mf, ",mem_peak_bytes_stage%d,mem_pred_bytes_stage%d", st, st);
+            fprintf(mf, "\n");
+        }
     }
     if (o->dump_dir) {
         mkdir(o->dump_dir, 0755);
@@ -405,9 +409,21 @@ int exec_train_run(const exec_train_opts *o)
             comm_barrier(g.world); /* no rank runs ahead of a checkpoint being written */
         double dt = now_s() - t0;
         double tps = (double)o->global_batch * T / dt;
+        int64_t peak = exec_mem_peak_bytes(), peak_pred = pred.total_bytes;
+        if (l.pp > 1) { /* every stage's peaks; the step's figure is the largest */
+            int64_t mine[2] = {exec_mem_peak_bytes(), pred.total_bytes};
+            comm_allgather(g.pp, mine, stage_mem, 2, COMM_I64);
+            for (int st = 0; st < l.pp; st++) {
+                peak = stage_mem[2 * st] > peak ? stage_mem[2 * st] : peak;
+                peak_pred = stage_mem[2 * st + 1] > peak_pred ? stage_mem[2 * st + 1] : peak_pred;
+            }
+        }
         if (mf) {
-            fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld\n", step, loss, lr, norm, dt, tps,
-                    (long long)exec_mem_peak_bytes(), (long long)pred.total_bytes);
+            fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld", step, loss, lr, norm, dt, tps, (long long)peak,
+                    (long long)peak_pred);
+            for (int st = 0; l.pp > 1 && st < l.pp; st++)
+                fprintf(mf, ",%lld,%lld", (long long)stage_mem[2 * st], (long long)stage_mem[2 * st + 1]);
+            fprintf(mf, "\n");
             fflush(mf);
         }
         if (o->exit_after > 0 && step == o->exit_after) {
@@ -437,6 +453,7 @@ int exec_train_run(const exec_train_opts *o)
     exec_mem_free(am, adam_bytes);
     exec_mem_free(av, adam_bytes);
     free(decay_mask);
+    free(stage_mem);
     exec_model_free(&md);
     exec_data_close(data);
     if (l.pp > 1)

@@ -42,6 +42,23 @@ sys.exit(0 if dl <= 1e-5 and dw <= 1e-5 else 1)
 PY
   then echo "ok   $2 matches the single rank"; else echo "FAIL $2"; fail=1; fi
 done
+# memory of every pipeline stage: measured peak vs the cost model's prediction for that stage,
+# within 2% (gpt2-124m-sized blocks, 4 layers, seq 64)
+for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "4 tp=2,pp=2" "2 tp=2"; do
+  set -- $spec
+  mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64 --layout mbs=2,$2,precision=fp32 \
+     --global-batch 8 --data markov:vocab=512,order=1,seed=1 --steps 1 --metrics "$tmp/mem.csv" --quiet 2>/dev/null
+  if python3 - "$tmp/mem.csv" "$2" <<'PY'
+import csv, sys
+r = [x for x in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith('#'))][-1]
+pairs = [(int(r['mem_peak_bytes_stage%d' % i]), int(r['mem_pred_bytes_stage%d' % i]))
+         for i in range(8) if 'mem_peak_bytes_stage%d' % i in r] or [(int(r['mem_peak_bytes']), int(r['mem_pred_bytes']))]
+errs = ['%+.2f%%' % (100.0 * (m - p) / p) for m, p in pairs]
+print('    %-26s measured vs predicted per stage: %s' % (sys.argv[2], ' '.join(errs)))
+sys.exit(0 if all(abs(m - p) <= 0.02 * p for m, p in pairs) else 1)
+PY
+  then echo "ok   memory of every stage within 2% ($2)"; else echo "FAIL memory ($2)"; fail=1; fi
+done
 # a layout the world cannot hold is refused before the first step, on every rank
 mpirun --oversubscribe -np 2 $T train $D --layout dp=4 > /dev/null 2> "$tmp/err"; rc=$?
 if [ $rc -ne 0 ] && grep -q "needs dp\*tp\*pp = 4 ranks but 2 were started" "$tmp/err"; then
