@@ -4,6 +4,6 @@
 int exec_cmd_profile(int argc, char **argv)
 {
     (void)argc; (void)argv;
-    log_msg("this subcommand is not available in this build yet");
+    log_msg("profile: not available in this build yet (the README lists what is missing)");
     return TRIAD_EXIT_FAIL;
 }

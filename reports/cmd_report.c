@@ -4,6 +4,6 @@
 int report_cmd_report(int argc, char **argv)
 {
     (void)argc; (void)argv;
-    log_msg("this subcommand is not available in this build yet");
+    log_msg("report: not available in this build yet (the README lists what is missing)");
     return TRIAD_EXIT_FAIL;
 }
