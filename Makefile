@@ -72,7 +72,7 @@ all: probe $(BUILD)/triad
 # ---- Debian packages ---------------------------------------------------------
 FUZZ_RUNS ?= 1000000
 DEB_PKGS := libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev libcsv-dev \
-            libopenblas-dev gnuplot-nox python3 bc
+            libopenblas-dev gnuplot-nox python3 python3-numpy bc
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)

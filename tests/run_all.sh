@@ -6,6 +6,11 @@ set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+# numpy for the reference checks: Debian's python3-numpy (make deps), or from
+# PyPI when python3 is another interpreter (a pyenv or venv one does not see
+# Debian's packages)
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy >/dev/null 2>&1 ||
+  python3 -m pip install -q --break-system-packages numpy >/dev/null 2>&1 || true
 pass=0; fail=0; failed=()
 for bin in $1; do
     echo "=== unit: $(basename "$bin")"

@@ -9,7 +9,11 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
-python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy >/dev/null 2>&1
+# numpy for the reference: Debian's python3-numpy (make deps), or from PyPI when python3 is
+# another interpreter (a pyenv or venv one does not see Debian's packages)
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy >/dev/null 2>&1 ||
+  python3 -m pip install -q --break-system-packages numpy >/dev/null 2>&1
+python3 -c 'import numpy' 2>/dev/null || { echo "FAIL numpy is not importable by python3"; exit 1; }
 
 # 1. the reference: loss, every gradient, five AdamW steps (lr 3e-4, GPT-2's)
 $T train --model tiny --layout mbs=2,precision=fp32 --global-batch 4 --data markov:vocab=64,order=1,seed=7 \
