@@ -17,6 +17,7 @@ def main():
     ap.add_argument("--dev", default=os.path.join(here, "data", "published_dev.csv"))
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--csv", help="also write the per-row table as CSV here")
+    ap.add_argument("--no-plan", action="store_true", help="skip the planner comparison")
     a = ap.parse_args()
     rows = list(csv.DictReader(open(a.dev)))
     print("# triad validate: %d published runs from %s" % (len(rows), os.path.basename(a.dev)))
@@ -57,6 +58,35 @@ def main():
     worst = max(errs)
     print("\nmean |error| %.1f%%, worst %.1f%% over %d runs (target: mean <= 5%%, worst <= 12%%)" % (
         mean, worst, len(errs)))
+    if not a.no_plan:
+        # For every published run: does triad plan, searching the same job
+        # (model, cluster, GPU count, batch), find a layout it predicts at
+        # least as fast as the published one? Both sides are triad's
+        # predictions (the simulator's, for the published layout too).
+        print("\n# triad plan on the same jobs: best layout found vs the published layout (both predicted)")
+        print("%-28s %-34s %9s %9s %7s" % ("id", "plan's best layout", "best s", "publ. s", "faster"))
+        worse = 0
+        for r, o in zip(rows, out):
+            model = "layers=%s,hidden=%s,heads=%s,ffn=%s,vocab=%s,seq=%s" % (
+                r["layers"], r["hidden"], r["heads"], r["ffn"], r["vocab"], r["seq"])
+            cluster = "dgx-a100-80gb,gpus_per_node=%s" % r["gpus_per_node"]
+            p = subprocess.run([a.triad, "plan", "--model", model, "--cluster", cluster, "--gpus", r["gpus"],
+                                "--global-batch", r["global_batch"], "--format", "csv", "--top", "1"],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                print("%-28s plan FAILED: %s" % (r["id"], p.stderr.strip()))
+                worse += 1
+                continue
+            b = next(csv.DictReader(p.stdout.splitlines()))
+            lay = "dp%s tp%s pp%s mbs%s %s%s rc=%s z%s sp%s" % (
+                b["dp"], b["tp"], b["pp"], b["mbs"], b["schedule"][:5], ("v" + b["v"]) if b["schedule"] == "interleaved" else "",
+                b["recompute"][:4], b["zero"], b["sp"])
+            best = float(b["step_time_s"]); pub = o["predicted_s"]
+            ok = best <= pub * (1 + 1e-9)
+            worse += 0 if ok else 1
+            print("%-28s %-34s %9.3f %9.3f %7s" % (r["id"], lay, best, pub, "yes" if ok else "NO"))
+        print("plan found a layout at least as fast as the published one for %d of %d runs" % (len(rows) - worse, len(rows)))
+        print("(`triad plan ... --explain --layout <published>` compares the two term by term)")
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(out[0].keys()))
