@@ -132,6 +132,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
     double *fdone = malloc((size_t)m * V * sizeof *fdone), *bdone = malloc((size_t)m * V * sizeof *bdone);
     double *free_at = calloc((size_t)p, sizeof *free_at), *send_free = calloc((size_t)p, sizeof *send_free);
     double *busy = calloc((size_t)p, sizeof *busy);
+    double *pp_busy = calloc((size_t)p, sizeof *pp_busy); /* time each rank's pp stream sends */
     int64_t *act = calloc((size_t)p, sizeof *act);
     int *inflight = calloc((size_t)p, sizeof *inflight);
     /* last-micro-batch backward op of each virtual stage: when it finishes,
@@ -188,6 +189,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
                     if (vs < V - 1 && in->p2p_s > 0) { /* send to the next stage */
                         double s0 = t1 > send_free[r] ? t1 : send_free[r];
                         send_free[r] = s0 + in->p2p_s;
+                        pp_busy[r] += in->p2p_s;
                         add_event(s, r, SIM_STREAM_PP, s0, s0 + in->p2p_s, SIM_SEND, op.mb, vs);
                     }
                 } else {
@@ -201,6 +203,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
                     if (vs > 0 && in->p2p_s > 0) {
                         double s0 = t1 > send_free[r] ? t1 : send_free[r];
                         send_free[r] = s0 + in->p2p_s;
+                        pp_busy[r] += in->p2p_s;
                         add_event(s, r, SIM_STREAM_PP, s0, s0 + in->p2p_s, SIM_SEND, op.mb, vs);
                     }
                 }
@@ -228,7 +231,8 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
         if (!progressed) {
             snprintf(err, SPEC_ERR_LEN, "simulate: schedule deadlocked (internal error)");
             free(ops); free(nops); free(next); free(fdone); free(bdone); free(free_at);
-            free(send_free); free(busy); free(act); free(inflight); free(chunk_final); free(chunk_start);
+            free(send_free); free(busy); free(pp_busy); free(act); free(inflight); free(chunk_final);
+            free(chunk_start);
             cost_sim_free(s);
             return SPEC_ERR;
         }
@@ -238,12 +242,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
      * stream per rank, buckets in order of readiness. */
     double step = 0;
     for (int r = 0; r < p; r++) {
-        double dp_free = 0, compute_end = free_at[r];
-        double comm = send_free[r] > 0 ? 0 : 0;
-        double pp_busy = 0;
-        for (int i = 0; i < s->n_ev; i++)
-            if (s->ev[i].rank == r && s->ev[i].stream == SIM_STREAM_PP)
-                pp_busy += s->ev[i].t1 - s->ev[i].t0;
+        double dp_free = 0, compute_end = free_at[r], comm = 0;
         int nb = in->dp_buckets > 0 ? in->dp_buckets : 1;
         if (in->dp_s[r] > 0) {
             for (int c = v - 1; c >= 0; c--) {
@@ -273,7 +272,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
         t += in->optimizer_s[r];
         busy[r] += in->optimizer_s[r];
         s->st[r].busy_s = busy[r];
-        s->st[r].comm_s = comm + pp_busy;
+        s->st[r].comm_s = comm + pp_busy[r];
         s->st[r].end_s = t;
         if (t > step)
             step = t;
@@ -289,7 +288,7 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
     }
     s->bubble_s = idle_max > 0 ? idle_max : 0;
     free(ops); free(nops); free(next); free(fdone); free(bdone); free(free_at); free(send_free);
-    free(busy); free(act); free(inflight); free(chunk_final); free(chunk_start);
+    free(busy); free(pp_busy); free(act); free(inflight); free(chunk_final); free(chunk_start);
     *out = s;
     return SPEC_OK;
 }
@@ -339,10 +338,8 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         }
         int64_t a = layers * blk.act_bytes;
         cost_extra ex;
-        if (vs == 0) {
+        if (vs == 0) { /* with pp == 1 rank 0 is also the last: this covers both ends */
             cost_extra_times(m, c, l, 0, p, &ex);
-            if (P == 1) { /* rank 0 is also the last: cost_extra_times gave both */
-            }
             f += ex.fwd_s + ex.tp_fwd_s;
             b += ex.bwd_s + ex.tp_bwd_s;
         } else if (vs == V - 1) {
@@ -362,8 +359,6 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         fsum += f;
         bsum += b;
     }
-    /* the extra ops of a single-stage pipeline: cost_extra_times on rank 0
-     * covers both ends when pp == 1 */
     in.tp_fwd_frac = fsum > 0 ? tpf / fsum : 0;
     in.tp_bwd_frac = bsum > 0 ? tpb / bsum : 0;
     in.p2p_s = o->free_comm ? 0 : cm.p2p_s;

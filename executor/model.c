@@ -98,7 +98,7 @@ static uint64_t global_index(const exec_model *md, const char *name, const shape
     return global_index_of(md, md->tp_rank, name, t, i);
 }
 
-static int is_tp_sharded(const char *nm)
+int exec_param_tp_sharded(const char *nm)
 {
     return !strcmp(nm, "qkvw") || !strcmp(nm, "qkvb") || !strcmp(nm, "fcw") || !strcmp(nm, "fcb") ||
            !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") || !strcmp(nm, "wte") || !strcmp(nm, "wte_head");
@@ -488,7 +488,7 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
         const float *src = (grads ? md->grads : md->params) + p->offset;
         int64_t n = p->shape.elems;
         float *full = NULL;
-        if (tp > 1 && is_tp_sharded(p->shape.name)) {
+        if (tp > 1 && exec_param_tp_sharded(p->shape.name)) {
             float *all = malloc(sizeof(float) * (size_t)(n * tp));
             comm_allgather(md->tpg, src, all, (size_t)n, COMM_F32);
             full = malloc(sizeof(float) * (size_t)(n * tp));
@@ -504,7 +504,7 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
             int col = !strcmp(p->shape.name, "attprojw") || !strcmp(p->shape.name, "fcprojw");
             for (int d = 0; d < p->shape.ndim; d++) {
                 int64_t dim = p->shape.dims[d];
-                if (tp > 1 && is_tp_sharded(p->shape.name) && d == (col ? 1 : 0))
+                if (tp > 1 && exec_param_tp_sharded(p->shape.name) && d == (col ? 1 : 0))
                     dim *= tp; /* the whole tensor's shape */
                 fprintf(man, " %lld", (long long)dim);
             }

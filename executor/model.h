@@ -104,6 +104,10 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
 
 void exec_model_zero_grad(exec_model *md);
 
+/* Whether a parameter tensor (by name) is split over the tensor-parallel
+ * group; the others are replicated on every tp rank. */
+int exec_param_tp_sharded(const char *name);
+
 /* Pipeline stage versions: forward of micro-batch in activation slot
  * `slot`. `in` (B,T,C) is the received activation (NULL on the first stage,
  * which embeds tokens); `out` receives this stage's output (NULL on the

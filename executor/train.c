@@ -335,10 +335,7 @@ int exec_train_run(const exec_train_opts *o)
                 if (b <= a)
                     continue;
                 double x = kern_cpu_sum_squares(gsrc + a, b - a);
-                int sharded = !strcmp(nm, "qkvw") || !strcmp(nm, "qkvb") || !strcmp(nm, "fcw") ||
-                              !strcmp(nm, "fcb") || !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") ||
-                              !strcmp(nm, "wte") || !strcmp(nm, "wte_head");
-                *(sharded ? &ss_sh : &ss_rep) += x;
+                *(exec_param_tp_sharded(nm) ? &ss_sh : &ss_rep) += x;
             }
             if (zero_sharded) {
                 double two[2] = {ss_sh, ss_rep};

@@ -141,6 +141,29 @@ static void test_monotone_in_comm(void **state)
     }
 }
 
+/* Pipeline sends per stage, p = 3, m = 4, 0.1 s each: stage 0 sends 4
+ * forwards, stage 2 4 backwards, stage 1 both: 0.4, 0.8, 0.4 s — the same
+ * whether or not the simulation keeps its events. */
+static void test_comm_time_with_and_without_events(void **state)
+{
+    (void)state;
+    double expect[3] = {0.4, 0.8, 0.4};
+    for (int record = 0; record <= 1; record++) {
+        synth s;
+        synth_init(&s, SPEC_SCHED_1F1B, 3, 1, 4, 1.0, 2.0);
+        s.in.p2p_s = 0.1;
+        cost_sim *sim = NULL;
+        char err[SPEC_ERR_LEN];
+        assert_int_equal(sim_run_input(&s.in, record, &sim, err), SPEC_OK);
+        for (int i = 0; i < 3; i++) {
+            cost_sim_stage st;
+            cost_sim_stage_at(sim, i, &st);
+            assert_close(st.comm_s, expect[i], 1e-12, 0);
+        }
+        cost_sim_free(sim);
+    }
+}
+
 /* One rank, no communication: the simulator equals the closed form. */
 static void test_one_rank_equals_closed_form(void **state)
 {
@@ -207,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_gpipe_1f1b_closed_form), cmocka_unit_test(test_interleaved_bubble),
         cmocka_unit_test(test_in_flight_peak),         cmocka_unit_test(test_dp_overlap),
         cmocka_unit_test(test_monotone_in_comm),       cmocka_unit_test(test_one_rank_equals_closed_form),
+        cmocka_unit_test(test_comm_time_with_and_without_events),
         cmocka_unit_test(test_pipeline_free_comm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
