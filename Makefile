@@ -17,8 +17,8 @@ CC ?= cc
 WERROR ?= $(if $(CI),-Werror,)
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wundef -Wno-unused-parameter -Wno-format-truncation $(WERROR) $(OPT) -g -fopenmp
-MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
-MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+MPI_CFLAGS = $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS = $(shell mpicc --showme:link 2>/dev/null)
 BLAS_LIBS := -lopenblas
 PLAN_LIBS := -lglpk -linih -lcsv -lm
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
@@ -88,7 +88,7 @@ probe: $(BUILD)/.deps
 
 # ---- compile -----------------------------------------------------------------
 $(BUILD)/common/%.o $(BUILD)/costmodel/%.o $(BUILD)/planner/%.o $(BUILD)/reports/%.o: CF := $(CFLAGS)
-$(BUILD)/executor/%.o $(BUILD)/kernels/%.o $(BUILD)/triad.o: CF := $(CFLAGS) $(MPI_CFLAGS) $(CUDA_DEFS)
+$(BUILD)/executor/%.o $(BUILD)/kernels/%.o $(BUILD)/triad.o: CF = $(CFLAGS) $(MPI_CFLAGS) $(CUDA_DEFS)
 
 $(BUILD)/%.o: %.c $(BUILD)/.deps
 	@mkdir -p $(dir $@)
