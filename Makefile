@@ -76,7 +76,7 @@ DEB_PKGS := libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev lib
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "triad: installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "triad: need root (or sudo) to apt-get install$$missing" >&2; exit 1; fi; \
