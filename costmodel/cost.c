@@ -109,7 +109,8 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int layers = cost_shapes_rank_layers(m, l, pp_rank);
     out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * inflight));
     n = cost_shapes_scratch(m, l, pp_rank, t, 64);
-    out->scratch_bytes = (int64_t)(wb * (double)cost_shapes_sum_elems(t, n));
+    out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
+                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro)));
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
                        out->scratch_bytes;
 }
@@ -224,6 +225,43 @@ static double attention_core_s(const spec_model *m, const spec_cluster *c, const
     return backward ? 2.0 * t : t;
 }
 
+/* ---- measured kernels (a profile from `triad profile`) ------------------------------------ */
+
+/* A measured kernel; a missing row is a profile that does not cover the
+ * job (another model or micro-batch): fall back to nearest-by-work, and to
+ * 0 only when the kernel was never measured at all. */
+static double K(const cost_profile *p, const char *name, double m, double n, double k)
+{
+    double t = profile_kernel_time(p, name, m, n, k);
+    return t > 0 ? t : 0.0;
+}
+
+/* One block in triad's executor call order (executor/model.c block_forward
+ * and the backward loop), each kernel at its measured time: GEMMs by their
+ * (m, n, k), the rest by their own dimensions. The row-parallel bias add is
+ * a broadcast add over b s h, timed as the residual add. */
+static void measured_block(const spec_model *m, const spec_cluster *c, const spec_layout *l, spec_recompute rc,
+                           const cost_profile *p, cost_block *out)
+{
+    double N = (double)l->mbs * m->seq, C = m->hidden, t = l->tp;
+    double NH = m->heads / t, HS = (double)m->hidden / m->heads, F = m->ffn / t, C3 = 3 * NH * HS;
+    spec_precision pr = l->precision;
+#define MMF(oc, ic) cost_gemm_s((int64_t)N, (int64_t)(oc), (int64_t)(ic), c, p, pr)
+#define MMB(oc, ic) K(p, "matmul_bwd", N, (oc), (ic))
+    double ln_f = K(p, "layernorm_fwd", N, C, 1), ln_b = K(p, "layernorm_bwd", N, C, 1);
+    double add = K(p, "add", N * C, 1, 1);
+    double att_f = K(p, "attention_fwd", l->mbs * NH, m->seq, HS);
+    double att_b = K(p, "attention_bwd", l->mbs * NH, m->seq, HS);
+    out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 4 * add + MMF(F, C) +
+                 K(p, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
+    out->bwd_s = MMB(C, F) + K(p, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
+                 MMB(C3, C);
+    if (rc == SPEC_RECOMPUTE_FULL)
+        out->recompute_s = out->fwd_s;
+    else if (rc == SPEC_RECOMPUTE_SELECTIVE)
+        out->recompute_s = att_f;
+}
+
 void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                       spec_recompute rc, const cost_profile *p, cost_block *out)
 {
@@ -257,6 +295,8 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
         out->recompute_s = out->fwd_s;
     else if (rc == SPEC_RECOMPUTE_SELECTIVE)
         out->recompute_s = core_f;
+    if (profile_has_kernels(p))
+        measured_block(m, c, l, rc, p, out);
     /* Tensor parallel (Narayanan et al. 2021 Sec 3.3): two all-reduces of
      * b s h per block forward, two backward; with sp each becomes a
      * reduce-scatter + all-gather of the same volume (Korthikanti et al.
@@ -280,26 +320,42 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
 {
     memset(out, 0, sizeof *out);
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp;
-    int64_t bs = B * s;
+    int64_t bs = B * s, Vt = m->vocab / t;
     double eb = elem_bytes(l->precision);
     int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
     double act = eb * (double)bs * (double)h;
-    if (pp_rank == 0) {
-        /* embedding lookup + positions: a gather and a write of b s h */
-        out->fwd_s += cost_elementwise_s(3.0 * act, c, p);
-        out->bwd_s += cost_elementwise_s(3.0 * act, c, p);
-        if (t > 1) /* vocabulary-parallel embedding: one all-reduce */
-            out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+    int first = pp_rank == 0, last = pp_rank == l->pp - 1;
+    if (profile_has_kernels(p)) { /* measured kernels, executor call order (model.c) */
+        double N = (double)bs, C = (double)h, V = (double)Vt;
+        if (first) {
+            out->fwd_s += K(p, "encoder_fwd", N, C, 1);
+            out->bwd_s += K(p, "encoder_bwd", N, C, 1);
+        }
+        if (last) {
+            out->fwd_s += K(p, "layernorm_fwd", N, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
+                          K(p, "xent_fwd", N, V, 1);
+            out->bwd_s += K(p, "xent_bwd", N, V, 1) + K(p, "matmul_bwd", N, V, C) + K(p, "layernorm_bwd", N, C, 1);
+        }
+    } else {
+        if (first) /* embedding lookup + positions: a gather and a write of b s h */
+            out->fwd_s += cost_elementwise_s(3.0 * act, c, p), out->bwd_s += cost_elementwise_s(3.0 * act, c, p);
+        if (last) {
+            double head = cost_gemm_s(bs, Vt, h, c, p, l->precision);
+            /* final LayerNorm, logits softmax + loss (read logits twice, write grads) */
+            double ew = cost_elementwise_s(4.0 * act + 3.0 * eb * (double)bs * (double)Vt, c, p);
+            out->fwd_s += head + ew;
+            out->bwd_s += 2.0 * head + ew;
+        }
     }
-    if (pp_rank == l->pp - 1) {
-        int64_t Vt = m->vocab / t;
-        double head = cost_gemm_s(bs, Vt, h, c, p, l->precision);
-        /* final LayerNorm, logits softmax + loss (read logits twice, write grads) */
-        double ew = cost_elementwise_s(4.0 * act + 3.0 * eb * (double)bs * (double)Vt, c, p);
-        out->fwd_s += head + ew;
-        out->bwd_s += 2.0 * head + ew;
-        if (t > 1) { /* vocabulary-parallel cross-entropy: max, sum-exp, target (b s each) */
-            out->tp_fwd_s += 3.0 * cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p);
+    if (t > 1) {
+        if (first) /* vocabulary-parallel embedding: one all-reduce */
+            out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+        if (last) { /* vocabulary-parallel cross-entropy */
+            if (profile_has_kernels(p)) /* triad: row max, then sum-exp and target together */
+                out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p) +
+                                 cost_collective_s(COST_ALLREDUCE, (int)t, 8.0 * (double)bs, cross, c, p);
+            else /* Megatron-LM: max, target logit, sum-exp */
+                out->tp_fwd_s += 3.0 * cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p);
             out->tp_bwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
         }
     }
@@ -353,6 +409,8 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
     int64_t Po = l->zero >= 1 ? (P + l->dp - 1) / l->dp : P;
     double per = l->precision == SPEC_PREC_FP32 ? (4 + 4 + 8) + (4 + 8) : (2 + 2 + 12) + (2 + 12);
     out->optimizer_s = cost_elementwise_s(per * (double)Po, c, p);
+    if (profile_has_kernels(p))
+        out->optimizer_s = K(p, "adamw", (double)Po, 1, 1);
     /* Tied embedding: first and last stage all-reduce the wte gradient. */
     if (l->pp > 1) {
         int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);

@@ -98,6 +98,7 @@ void cost_profile_free(cost_profile *p)
         return;
     free(p->gemm);
     free(p->coll);
+    free(p->kern);
     free(p);
 }
 
@@ -237,7 +238,7 @@ static void cb_record(int ch, void *data)
             return;
         }
         double v;
-        if (num(c, COL_VALUE, &v, 0) == 0)
+        if (num(c, COL_VALUE, &v, !strcmp(PARAM_NAMES[idx], "dropout")) == 0)
             *param_ptr(&p->params, idx) = v;
     } else if (!strcmp(kind, "gemm")) {
         double m, n, k, t;
@@ -270,8 +271,34 @@ static void cb_record(int ch, void *data)
             p->coll = realloc(p->coll, (size_t)p->cap_coll * sizeof *p->coll);
         }
         p->coll[p->n_coll++] = (profile_coll){op, (int)n, bytes, t};
+    } else if (!strcmp(kind, "kernel")) {
+        static const char *names[] = {"matmul_bwd", "attention_fwd", "attention_bwd", "layernorm_fwd",
+                                      "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "encoder_fwd",
+                                      "encoder_bwd", "xent_fwd", "xent_bwd", "adamw"};
+        int known = 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            known |= !strcmp(c->vals[COL_NAME], names[i]);
+        if (!known) {
+            fail(c, "kernel name='%s' is not one the executor runs (see profiles/README.md)%s",
+                 c->vals[COL_NAME], "");
+            return;
+        }
+        double m, n, k, t;
+        if (num(c, COL_M, &m, 0) || num(c, COL_N, &n, 0) || num(c, COL_K, &k, 0) ||
+            num(c, COL_TIME, &t, 0))
+            return;
+        if (p->n_kern == p->cap_kern) {
+            p->cap_kern = p->cap_kern ? 2 * p->cap_kern : 64;
+            p->kern = realloc(p->kern, (size_t)p->cap_kern * sizeof *p->kern);
+        }
+        profile_kernel *r = &p->kern[p->n_kern++];
+        snprintf(r->name, sizeof r->name, "%s", c->vals[COL_NAME]);
+        r->m = m;
+        r->n = n;
+        r->k = k;
+        r->time_s = t;
     } else {
-        fail(c, "kind='%s' is not one of param, gemm, collective%s", kind, "");
+        fail(c, "kind='%s' is not one of param, gemm, kernel, collective%s", kind, "");
     }
     memset(c->have, 0, sizeof c->have);
 }
@@ -385,3 +412,27 @@ double profile_coll_time(const cost_profile *p, int op, int n, double bytes)
     /* above the largest: extrapolate at its bandwidth */
     return lo->time_s * bytes / lo->bytes;
 }
+
+double profile_kernel_time(const cost_profile *p, const char *name, double m, double n, double k)
+{
+    if (!p || p->n_kern == 0)
+        return -1;
+    double best = INFINITY;
+    int bi = -1;
+    for (int i = 0; i < p->n_kern; i++) {
+        const profile_kernel *g = &p->kern[i];
+        if (strcmp(g->name, name))
+            continue;
+        double d = fabs(log(g->m / m)) + fabs(log(g->n / n)) + fabs(log(g->k / k));
+        if (d < best) {
+            best = d;
+            bi = i;
+        }
+    }
+    if (bi < 0)
+        return -1;
+    const profile_kernel *g = &p->kern[bi];
+    return g->time_s * (m * n * k) / (g->m * g->n * g->k);
+}
+
+int profile_has_kernels(const cost_profile *p) { return p && p->n_kern > 0; }

@@ -19,6 +19,9 @@ typedef struct {
 
 typedef struct { double m, n, k, time_s; } profile_gemm;
 typedef struct { int op, n; double bytes, time_s; } profile_coll;
+/* A measured executor kernel other than a forward GEMM (triad profile):
+ * name and its own dimensions (see executor/cmd_profile.c). */
+typedef struct { char name[24]; double m, n, k, time_s; } profile_kernel;
 
 struct cost_profile {
     char name[256];
@@ -28,11 +31,20 @@ struct cost_profile {
     int n_gemm, cap_gemm;
     profile_coll *coll;
     int n_coll, cap_coll;
+    profile_kernel *kern;
+    int n_kern, cap_kern;
 };
 
 const profile_params *profile_sheet(spec_gpu_kind g);
 const profile_params *profile_params_of(const cost_profile *p);
 double profile_gemm_time(const cost_profile *p, double m, double n, double k);
 double profile_coll_time(const cost_profile *p, int op, int n, double bytes);
+/* Measured time of kernel `name` at (m, n, k): the exact row, else the
+ * nearest row of that name by log-distance scaled by m n k. -1 when the
+ * profile has no row of that name. */
+double profile_kernel_time(const cost_profile *p, const char *name, double m, double n, double k);
+/* 1 when the profile measured the executor's kernels (then the cost model
+ * sums them in the executor's call order instead of using its curves). */
+int profile_has_kernels(const cost_profile *p);
 
 #endif

@@ -173,3 +173,22 @@ int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int p
     n = cost_shapes_extra_params(m, l, pp_rank, t, 16);
     return per_layer * cost_shapes_rank_layers(m, l, pp_rank) + cost_shapes_sum_elems(t, n);
 }
+
+int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad)
+{
+    int64_t all = n_micro * (kind == SPEC_SCHED_INTERLEAVED ? v : 1);
+    int64_t k = kind == SPEC_SCHED_INTERLEAVED ? all : (!grad && kind == SPEC_SCHED_1F1B) ? pp - stage : 2;
+    if (k > all)
+        k = all;
+    return (int)(k < 1 ? 1 : k);
+}
+
+int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp_rank, int64_t n_micro)
+{
+    if (l->pp <= 1)
+        return 0;
+    int v = l->schedule == SPEC_SCHED_INTERLEAVED ? l->v : 1;
+    int64_t slots = 2 + cost_pipe_send_slots(l->schedule, l->pp, pp_rank, n_micro, v, 0) +
+                    cost_pipe_send_slots(l->schedule, l->pp, pp_rank, n_micro, v, 1);
+    return slots * (int64_t)l->mbs * m->seq * m->hidden;
+}

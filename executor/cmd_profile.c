@@ -1,9 +1,489 @@
-/* cmd_profile.c — placeholder until this subcommand lands. */
+/* cmd_profile.c — `triad profile`: measure this machine for the cost model.
+ *
+ * Run under mpirun with the ranks the jobs will use. Every rank runs the
+ * same timings at the same moment (a barrier before each sample), so what
+ * is measured is a kernel while all ranks compete for the machine's cores
+ * and memory, as they do in training. Two tables come out, in the CSV
+ * schema of profiles/README.md:
+ *
+ *  - the executor's own kernels at the shapes the model produces for every
+ *    candidate tensor-parallel degree t (a divisor of the world size that
+ *    divides heads, hidden, ffn and vocab) and micro-batch size b: the
+ *    forward GEMMs as `gemm` rows (m = b s, n = output columns, k = input
+ *    columns, the cost model's cost_gemm_s keys) and every other kernel as a
+ *    `kernel` row keyed by its own dimensions (matmul_bwd m,n,k as above;
+ *    attention m = b a/t problems, n = s, k = head size; layernorm m = rows,
+ *    n = columns; element-wise m = elements; adamw m = parameters);
+ *  - the comm layer's collectives over every group size that divides the
+ *    world, message sizes 4 KiB .. 16 MiB, nccl-tests style: a warm-up, then
+ *    the median of several timed iterations, with algbw = bytes / time and
+ *    busbw = algbw x the ring factor (2(n-1)/n all-reduce, (n-1)/n gather
+ *    and scatter, 1 send/recv). All groups of a size run at once.
+ *
+ * Rank 0 writes the file (through a temporary name and a rename); an
+ * existing file is refused without --force.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "../common/cmds.h"
 #include "../common/log.h"
+#include "../common/spec.h"
+#include "../kernels/kernels.h"
+#include "comm.h"
+
+#define MAX_SAMPLES 15
+
+typedef struct {
+    comm_group *world; /* barrier across every rank */
+    int samples;       /* timed samples per measurement (median reported) */
+    double min_s;      /* each sample repeats the op until it lasts this long */
+    FILE *f;           /* rank 0 only */
+} prof_ctx;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*op_fn)(void *arg);
+
+/* Median time of one call of fn over ctx->samples samples, all ranks in
+ * step. The repeat count is fixed from a first call on rank 0 and agreed by
+ * every rank, so the ranks stay in lockstep. */
+static double time_op(prof_ctx *ctx, op_fn fn, void *arg)
+{
+    fn(arg); /* warm-up: page faults, BLAS buffers */
+    comm_barrier(ctx->world);
+    double t0 = now_s();
+    fn(arg);
+    double one = now_s() - t0;
+    int64_t reps = (int64_t)ceil(ctx->min_s / fmax(one, 1e-7));
+    reps = reps < 1 ? 1 : reps > 10000 ? 10000 : reps;
+    comm_allreduce_max(ctx->world, &reps, 1, COMM_I64);
+    double s[MAX_SAMPLES];
+    for (int i = 0; i < ctx->samples; i++) {
+        comm_barrier(ctx->world);
+        t0 = now_s();
+        for (int64_t r = 0; r < reps; r++)
+            fn(arg);
+        s[i] = (now_s() - t0) / (double)reps;
+    }
+    qsort(s, (size_t)ctx->samples, sizeof s[0], cmp_double);
+    double med = s[ctx->samples / 2];
+    /* the slowest rank's median: a step waits for its slowest rank */
+    comm_allreduce_max(ctx->world, &med, 1, COMM_F64);
+    return med;
+}
+
+/* ---- kernels ----------------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, C, NH, HS, F, V, N;
+    float *x, *y, *z, *w, *dw, *db, *mean, *rstd, *att, *datt, *qkv, *dqkv, *big, *big2;
+    int *tok;
+    int mm_n, mm_c, mm_oc, mm_bias; /* current matmul shape */
+    int64_t n_elem;                 /* current element-wise size */
+} kbufs;
+
+static void f_mm_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_matmul_forward(k->big, k->x, k->w, k->mm_bias ? k->db : NULL, k->mm_n, k->mm_c, k->mm_oc);
+}
+static void f_mm_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_matmul_backward(k->big2, k->dw, k->mm_bias ? k->db : NULL, k->big, k->x, k->w, k->mm_n, k->mm_c,
+                             k->mm_oc, 0.0f);
+}
+static void f_att_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_attention_forward(k->y, k->att, k->qkv, k->B, k->T, k->NH, k->HS);
+}
+static void f_att_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_attention_backward(k->dqkv, k->datt, k->y, k->qkv, k->att, k->B, k->T, k->NH, k->HS);
+}
+static void f_ln_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->db, k->N, k->C);
+}
+static void f_ln_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_layernorm_backward(k->z, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->N, k->C);
+}
+static void f_gelu_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_gelu_forward(k->big, k->big2, k->n_elem);
+}
+static void f_gelu_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_gelu_backward(k->big, k->big2, k->big, k->n_elem);
+}
+static void f_add(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_add_inplace(k->y, k->x, k->n_elem);
+}
+static void f_enc_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_encoder_forward(k->y, k->tok, k->w, k->dw, k->B, k->T, k->C, 0, k->V, 1);
+}
+static void f_enc_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_encoder_backward(k->dw, k->z, k->y, k->tok, k->B, k->T, k->C, 0, k->V, 1);
+}
+static void f_xent_fwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_xent_rowmax(k->mean, k->big, k->N, k->V);
+    kern_cpu_xent_sumexp(k->rstd, k->big, k->mean, k->N, k->V);
+    kern_cpu_xent_target(k->z, k->big, k->tok, k->N, k->V, 0);
+}
+static void f_xent_bwd(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_xent_backward_inplace(k->big, k->mean, k->rstd, k->tok, k->N, k->V, 0, 1e-3f);
+}
+static void f_adamw(void *a)
+{
+    kbufs *k = a;
+    kern_cpu_adamw(k->big, k->big2, k->x, k->z, k->n_elem, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+}
+
+static float *falloc(int64_t n, unsigned seed)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!p)
+        log_die("profile: out of memory (%lld floats)", (long long)n);
+    uint32_t s = seed * 2654435761u + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+    }
+    return p;
+}
+
+static void row_gemm(prof_ctx *c, int64_t m, int64_t n, int64_t k, double t)
+{
+    if (c->f)
+        fprintf(c->f, "gemm,matmul_fwd,,%lld,%lld,%lld,,,,%.6g,,,%.4g\n", (long long)m, (long long)n, (long long)k,
+                t, 2.0 * m * n * k / t / 1e9);
+}
+static void row_kernel(prof_ctx *c, const char *name, int64_t m, int64_t n, int64_t k, double t)
+{
+    if (c->f)
+        fprintf(c->f, "kernel,%s,,%lld,%lld,%lld,,,,%.6g,,,\n", name, (long long)m, (long long)n, (long long)k, t);
+}
+
+/* Every kernel of one (t, b) shape: the block's, the embedding's, the head's. */
+static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
+{
+    kbufs k;
+    memset(&k, 0, sizeof k);
+    k.B = b;
+    k.T = m->seq;
+    k.C = m->hidden;
+    k.NH = m->heads / t;
+    k.HS = m->hidden / m->heads;
+    k.F = m->ffn / t;
+    k.V = m->vocab / t;
+    k.N = b * m->seq;
+    int64_t N = k.N, C = k.C, F = k.F, V = k.V, C3 = 3 * (int64_t)k.NH * k.HS;
+    int64_t wmax = C * (F > C3 ? F : C3);
+    if (C * V > wmax)
+        wmax = C * V;
+    int64_t amax = N * (F > C3 ? F : C3);
+    if (N * V > amax)
+        amax = N * V;
+    int64_t in_max = N * (F > C ? F : C);
+    k.x = falloc(in_max, 1);
+    k.y = falloc(N * C, 2);
+    k.z = falloc(in_max > V * C ? in_max : V * C, 3);
+    k.w = falloc(wmax, 4);
+    k.dw = falloc(wmax, 5);
+    k.db = falloc(F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), 6);
+    k.mean = falloc(N, 7);
+    k.rstd = falloc(N, 8);
+    k.big = falloc(amax, 9);
+    k.big2 = falloc(amax, 10);
+    k.qkv = falloc(N * C3, 11);
+    k.dqkv = falloc(N * C3, 12);
+    k.att = falloc((int64_t)b * k.NH * k.T * k.T, 13);
+    k.datt = falloc((int64_t)b * k.NH * k.T * k.T, 14);
+    k.tok = malloc(sizeof(int) * (size_t)N);
+    for (int64_t i = 0; i < N; i++)
+        k.tok[i] = (int)((i * 7919) % V);
+    for (int64_t i = 0; i < N; i++)
+        k.rstd[i] = 1.0f + (float)(i % 3); /* sums of exponentials are >= 1 */
+
+    /* the block's four GEMMs and the LM head, as model.c calls them */
+    struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {k.NH * (int64_t)k.HS, C, 0}, {C, F, 1}, {F, C, 0},
+                                                {C, V, 0}};
+    for (int i = 0; i < 5; i++) {
+        k.mm_n = (int)N;
+        k.mm_c = (int)mm[i].c;
+        k.mm_oc = (int)mm[i].oc;
+        k.mm_bias = mm[i].bias;
+        row_gemm(c, N, mm[i].oc, mm[i].c, time_op(c, f_mm_fwd, &k));
+        /* the executor always accumulates a bias gradient for the block's
+         * matrices (the row-parallel ones too) and none for the head */
+        k.mm_bias = i < 4;
+        row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_op(c, f_mm_bwd, &k));
+    }
+    row_kernel(c, "attention_fwd", (int64_t)b * k.NH, k.T, k.HS, time_op(c, f_att_fwd, &k));
+    row_kernel(c, "attention_bwd", (int64_t)b * k.NH, k.T, k.HS, time_op(c, f_att_bwd, &k));
+    row_kernel(c, "layernorm_fwd", N, C, 1, time_op(c, f_ln_fwd, &k));
+    row_kernel(c, "layernorm_bwd", N, C, 1, time_op(c, f_ln_bwd, &k));
+    k.n_elem = N * F;
+    row_kernel(c, "gelu_fwd", N * F, 1, 1, time_op(c, f_gelu_fwd, &k));
+    row_kernel(c, "gelu_bwd", N * F, 1, 1, time_op(c, f_gelu_bwd, &k));
+    k.n_elem = N * C;
+    row_kernel(c, "add", N * C, 1, 1, time_op(c, f_add, &k));
+    row_kernel(c, "encoder_fwd", N, C, 1, time_op(c, f_enc_fwd, &k));
+    row_kernel(c, "encoder_bwd", N, C, 1, time_op(c, f_enc_bwd, &k));
+    row_kernel(c, "xent_fwd", N, V, 1, time_op(c, f_xent_fwd, &k));
+    row_kernel(c, "xent_bwd", N, V, 1, time_op(c, f_xent_bwd, &k));
+
+    free(k.x); free(k.y); free(k.z); free(k.w); free(k.dw); free(k.db); free(k.mean); free(k.rstd);
+    free(k.big); free(k.big2); free(k.qkv); free(k.dqkv); free(k.att); free(k.datt); free(k.tok);
+}
+
+/* AdamW and the gradient norm per parameter, at this rank's largest size. */
+static void profile_optimizer(prof_ctx *c, int64_t n)
+{
+    kbufs k;
+    memset(&k, 0, sizeof k);
+    k.big = falloc(n, 1);
+    k.big2 = falloc(n, 2);
+    k.x = falloc(n, 3);
+    k.z = falloc(n, 4);
+    for (int64_t i = 0; i < n; i++)
+        k.z[i] = fabsf(k.z[i]);
+    k.n_elem = n;
+    row_kernel(c, "adamw", n, 1, 1, time_op(c, f_adamw, &k));
+    free(k.big); free(k.big2); free(k.x); free(k.z);
+}
+
+/* ---- collectives --------------------------------------------------------------------- */
+
+typedef struct {
+    comm_group *g;
+    int op;
+    float *send, *recv;
+    size_t count; /* elements of the full buffer */
+} cbufs;
+
+static void f_coll(void *a)
+{
+    cbufs *b = a;
+    int n = comm_group_size(b->g), r = comm_group_rank(b->g);
+    switch (b->op) {
+    case 0: comm_allreduce_sum(b->g, b->send, b->count, COMM_F32); break;
+    case 1: comm_allgather(b->g, b->send, b->recv, b->count / (size_t)n, COMM_F32); break;
+    case 2: comm_reducescatter_sum(b->g, b->send, b->recv, b->count / (size_t)n, COMM_F32); break;
+    default: /* one pipeline hop: even ranks send to the next, odd receive */
+        if (r % 2 == 0 && r + 1 < n)
+            comm_send(b->g, b->send, b->count, COMM_F32, r + 1, 7);
+        else if (r % 2 == 1)
+            comm_recv(b->g, b->recv, b->count, COMM_F32, r - 1, 7);
+        break;
+    }
+}
+
+static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
+{
+    static const char *OPS[] = {"allreduce", "allgather", "reducescatter", "sendrecv"};
+    for (int n = 2; n <= world; n++) {
+        if (world % n)
+            continue;
+        comm_groups g;
+        comm_groups_init(&g, n, world / n, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+        for (int op = 0; op < 4; op++) {
+            if (op == 3 && n != 2)
+                continue; /* pipeline hops are pairs */
+            for (int64_t bytes = 4096; bytes <= max_bytes; bytes *= 4) {
+                cbufs b = {g.tp, op, NULL, NULL, (size_t)(bytes / 4)};
+                b.count -= b.count % (size_t)n;
+                b.send = falloc((int64_t)b.count, 1);
+                b.recv = falloc((int64_t)b.count, 2);
+                double t = time_op(c, f_coll, &b);
+                double algbw = (double)b.count * 4 / t / 1e9;
+                double factor = op == 0 ? 2.0 * (n - 1) / n : op == 3 ? 1.0 : (double)(n - 1) / n;
+                if (c->f)
+                    fprintf(c->f, "collective,,,,,,%s,%d,%lld,%.6g,%.4g,%.4g,\n", OPS[op], n,
+                            (long long)(b.count * 4), t, algbw, algbw * factor);
+                free(b.send);
+                free(b.recv);
+            }
+        }
+        comm_groups_free(&g);
+    }
+}
+
+/* ---- command ------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mpirun -np N triad profile --model M --out FILE [--device cpu] [--mbs 1,2,4]\n"
+            "                     [--samples 5] [--min-ms 2] [--force]\n"
+            "\n"
+            "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
+            "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
+            "collectives over every group size that divides N, with all N ranks running at once.\n"
+            "Writes a profile CSV (schema: profiles/README.md) that triad plan, simulate and\n"
+            "report read with --profile FILE.\n");
+}
+
+static int parse_mbs(const char *s, int *out, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || (*end && *end != ',') || n == max)
+            return -1;
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
 int exec_cmd_profile(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    log_msg("profile: not available in this build yet (the README lists what is missing)");
-    return TRIAD_EXIT_FAIL;
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"out", required_argument, 0, 'o'},
+                                         {"device", required_argument, 0, 'D'}, {"mbs", required_argument, 0, 'b'},
+                                         {"samples", required_argument, 0, 's'}, {"min-ms", required_argument, 0, 't'},
+                                         {"force", no_argument, 0, 'f'},        {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4";
+    long samples = 5;
+    double min_ms = 2.0;
+    int force = 0;
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (ch) {
+        case 'm': model_s = optarg; break;
+        case 'o': out = optarg; break;
+        case 'D': device = optarg; break;
+        case 'b': mbs_s = optarg; break;
+        case 's':
+            samples = strtol(optarg, &end, 10);
+            if (!*optarg || *end || samples < 1 || samples > MAX_SAMPLES)
+                log_die_input("profile: --samples '%s' is not an integer in 1..%d", optarg, MAX_SAMPLES);
+            break;
+        case 't':
+            min_ms = strtod(optarg, &end);
+            if (!*optarg || *end || !(min_ms >= 0.01 && min_ms <= 1000))
+                log_die_input("profile: --min-ms '%s' is not a number in 0.01..1000", optarg);
+            break;
+        case 'f': force = 1; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            log_msg("profile: unknown or incomplete option '%s' (see triad profile --help)", argv[optind - 1]);
+            return TRIAD_EXIT_INPUT;
+        }
+    }
+    if (optind < argc)
+        log_die_input("profile: unexpected argument '%s'", argv[optind]);
+    if (!model_s || !out)
+        log_die_input("profile: missing %s (see triad profile --help)", !model_s ? "--model" : "--out");
+    if (strcmp(device, "cpu"))
+        log_die_input("profile: --device '%s' is not available to the profiler yet (cpu)", device);
+    int mbs[16];
+    int n_mbs = parse_mbs(mbs_s, mbs, 16);
+    if (n_mbs <= 0)
+        log_die_input("profile: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
+    spec_model m;
+    char err[SPEC_ERR_LEN];
+    if (spec_model_parse(model_s, &m, err))
+        log_die_input("%s", err);
+    if (!force && access(out, F_OK) == 0)
+        log_die_input("profile: --out '%s' exists (pass --force to replace it)", out);
+
+    int rank = 0, world = 1;
+    comm_init(&argc, &argv, &rank, &world);
+    comm_groups wg;
+    comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, NULL};
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    if (rank == 0) {
+        c.f = fopen(tmp, "w");
+        if (!c.f)
+            log_die("profile: cannot write '%s'", tmp);
+        time_t now = time(NULL);
+        char date[32];
+        strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&now));
+        fprintf(c.f, "# triad profile: device cpu, %d ranks at once, model %s, %s\n", world, m.name, date);
+        fprintf(c.f, "# kernels at the model's shapes (median of %ld samples, the slowest rank), collectives of the "
+                     "comm layer (MPI)\n", samples);
+        fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
+        /* parameters the measured rows do not replace: no dropout in the executor */
+        fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
+        fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
+    }
+    int64_t max_params = 0;
+    for (int t = 1; t <= world; t++) {
+        if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
+            continue;
+        for (int i = 0; i < n_mbs; i++) {
+            if (rank == 0)
+                fprintf(stderr, "triad: profile: kernels at tp=%d mbs=%d\n", t, mbs[i]);
+            profile_shape(&c, &m, t, mbs[i]);
+        }
+    }
+    /* the largest parameter count a rank holds: the whole model at tp=1 */
+    max_params = (int64_t)m.layers * (12LL * m.hidden * m.hidden + 13LL * m.hidden) +
+                 (int64_t)m.vocab * m.hidden + (int64_t)m.seq * m.hidden;
+    profile_optimizer(&c, max_params);
+    if (world > 1) {
+        if (rank == 0)
+            fprintf(stderr, "triad: profile: collectives over groups of 2..%d ranks\n", world);
+        int64_t maxb = 4 * max_params;
+        if (maxb < (1 << 20))
+            maxb = 1 << 20;
+        if (maxb > (64 << 20))
+            maxb = 64 << 20;
+        profile_collectives(&c, world, maxb * 4);
+    }
+    int rc = 0;
+    if (rank == 0) {
+        if (fclose(c.f) || rename(tmp, out)) {
+            log_msg("profile: cannot write '%s'", out);
+            remove(tmp);
+            rc = TRIAD_EXIT_FAIL;
+        } else
+            fprintf(stderr, "triad: profile: wrote %s\n", out);
+    }
+    comm_groups_free(&wg);
+    comm_finalize();
+    return rc;
 }

@@ -1,6 +1,8 @@
 /* pipeline.c — the pipeline executor (contract in pipeline.h). */
 #include "pipeline.h"
 
+#include "../costmodel/shapes.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +20,15 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
     pe->act_elems = act_elems;
     int cap = sched_n_ops(m, v);
     pe->ops = malloc(sizeof *pe->ops * (size_t)cap);
-    pe->reqs = malloc(sizeof *pe->reqs * (size_t)cap);
+    pe->act_slots = cost_pipe_send_slots(kind, pe->p, pe->stage, m, v, 0);
+    pe->grad_slots = cost_pipe_send_slots(kind, pe->p, pe->stage, m, v, 1);
+    pe->act_req = calloc((size_t)pe->act_slots, sizeof *pe->act_req);
+    pe->grad_req = calloc((size_t)pe->grad_slots, sizeof *pe->grad_req);
     pe->in_buf = malloc(sizeof(float) * act_elems);
     pe->grad_buf = malloc(sizeof(float) * act_elems);
-    pe->send_act = malloc(sizeof(float) * act_elems * (size_t)m * (size_t)v);
-    pe->send_grad = malloc(sizeof(float) * act_elems * (size_t)m * (size_t)v);
-    if (!pe->ops || !pe->reqs || !pe->in_buf || !pe->grad_buf || !pe->send_act || !pe->send_grad) {
+    pe->send_act = malloc(sizeof(float) * act_elems * (size_t)pe->act_slots);
+    pe->send_grad = malloc(sizeof(float) * act_elems * (size_t)pe->grad_slots);
+    if (!pe->ops || !pe->act_req || !pe->grad_req || !pe->in_buf || !pe->grad_buf || !pe->send_act || !pe->send_grad) {
         snprintf(err, SPEC_ERR_LEN, "pipeline: out of memory for %d micro-batches x %d chunks of %zu elements", m,
                  v, act_elems);
         pipe_free(pe);
@@ -45,12 +50,25 @@ void pipe_free(pipe_exec *pe)
     if (!pe)
         return;
     free(pe->ops);
-    free(pe->reqs);
+    free(pe->act_req);
+    free(pe->grad_req);
     free(pe->in_buf);
     free(pe->grad_buf);
     free(pe->send_act);
     free(pe->send_grad);
     memset(pe, 0, sizeof *pe);
+}
+
+/* A free send slot of a direction: the next in turn, after its previous
+ * send has completed. */
+static float *take_slot(float *bufs, comm_req **reqs, int slots, int *sent, size_t ae, int *slot)
+{
+    *slot = (*sent)++ % slots;
+    if (reqs[*slot]) {
+        comm_wait(reqs[*slot]);
+        reqs[*slot] = NULL;
+    }
+    return bufs + (size_t)*slot * ae;
 }
 
 double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
@@ -60,19 +78,21 @@ double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
     int *bwd_left = calloc((size_t)pe->v, sizeof(int)); /* backwards left per chunk */
     for (int c = 0; c < pe->v; c++)
         bwd_left[c] = pe->m;
-    pe->n_reqs = 0;
+    pe->n_act_sent = pe->n_grad_sent = 0;
     pe->peak_inflight = 0;
     size_t ae = pe->act_elems;
     for (int i = 0; i < pe->n_ops; i++) {
         const sched_op *o = &pe->ops[i];
-        size_t slot = ((size_t)o->mb * (size_t)pe->v + (size_t)o->chunk) * ae;
+        int slot = 0;
         if (o->dir == SCHED_FWD) {
             if (o->recv_peer >= 0)
                 comm_recv(pe->pp, pe->in_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
-            float *out = o->send_peer >= 0 ? pe->send_act + slot : NULL;
+            float *out = o->send_peer >= 0
+                             ? take_slot(pe->send_act, pe->act_req, pe->act_slots, &pe->n_act_sent, ae, &slot)
+                             : NULL;
             float loss = fns->forward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->in_buf : NULL, out);
             if (o->send_peer >= 0)
-                pe->reqs[pe->n_reqs++] = comm_isend(pe->pp, out, ae, COMM_F32, o->send_peer, o->send_tag);
+                pe->act_req[slot] = comm_isend(pe->pp, out, ae, COMM_F32, o->send_peer, o->send_tag);
             else
                 loss_sum += loss;
             if (++inflight > pe->peak_inflight)
@@ -80,17 +100,26 @@ double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
         } else {
             if (o->recv_peer >= 0)
                 comm_recv(pe->pp, pe->grad_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
-            float *din = o->send_peer >= 0 ? pe->send_grad + slot : NULL;
+            float *din = o->send_peer >= 0
+                             ? take_slot(pe->send_grad, pe->grad_req, pe->grad_slots, &pe->n_grad_sent, ae, &slot)
+                             : NULL;
             int last = --bwd_left[o->chunk] == 0;
             fns->backward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->grad_buf : NULL, din, last);
             if (o->send_peer >= 0)
-                pe->reqs[pe->n_reqs++] = comm_isend(pe->pp, din, ae, COMM_F32, o->send_peer, o->send_tag);
+                pe->grad_req[slot] = comm_isend(pe->pp, din, ae, COMM_F32, o->send_peer, o->send_tag);
             inflight--;
         }
     }
-    for (int i = 0; i < pe->n_reqs; i++)
-        comm_wait(pe->reqs[i]);
-    pe->n_reqs = 0;
+    for (int i = 0; i < pe->act_slots; i++)
+        if (pe->act_req[i]) {
+            comm_wait(pe->act_req[i]);
+            pe->act_req[i] = NULL;
+        }
+    for (int i = 0; i < pe->grad_slots; i++)
+        if (pe->grad_req[i]) {
+            comm_wait(pe->grad_req[i]);
+            pe->grad_req[i] = NULL;
+        }
     free(bwd_left);
     return loss_sum;
 }

@@ -55,9 +55,10 @@ typedef struct {
     sched_op *ops;         /* 2 m v ops */
     int n_ops;
     float *in_buf, *grad_buf;   /* (act_elems) receive buffers */
-    float *send_act, *send_grad; /* (m * v, act_elems) send buffers held until the step ends */
-    comm_req **reqs;       /* (2 m v) outstanding sends */
-    int n_reqs;
+    float *send_act, *send_grad; /* (slots, act_elems) send buffers, reused once their send completed */
+    int act_slots, grad_slots;   /* cost_pipe_send_slots: the fewest that cannot deadlock */
+    comm_req **act_req, **grad_req; /* the pending send of each slot, or NULL */
+    int n_act_sent, n_grad_sent;
     int peak_inflight;     /* largest number of chunk-forwards without their backward, last step */
 } pipe_exec;
 

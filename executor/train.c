@@ -175,10 +175,8 @@ int exec_train_run(const exec_train_opts *o)
             log_msg("%s", err);
             return TRIAD_EXIT_INPUT;
         }
-        /* its receive buffers and the send buffers it holds until the step
-         * ends are memory this run uses (the cost model counts one transfer
-         * buffer: see the README) */
-        exec_mem_account((int64_t)sizeof(float) * (int64_t)B * T * m->hidden * (2 + 2 * n_micro));
+        /* its receive buffers and send slots (cost_pipe_buffer_elems counts the same) */
+        exec_mem_account((int64_t)sizeof(float) * (int64_t)(2 + pe.act_slots + pe.grad_slots) * B * T * m->hidden);
     }
     int lead = rank == 0; /* writes metrics and progress */
     dpgrad dg;

@@ -1,9 +1,491 @@
-/* cmd_report.c — placeholder until this subcommand lands. */
+/* cmd_report.c — `triad report`: run every feasible layout of a job on this
+ * machine, join the measurements with the predictions, write a comparison
+ * table and plots.
+ *
+ * For each layout dp x tp x pp = N (every tp that divides heads, hidden, ffn
+ * and vocab; every pp that divides the layers; every micro-batch size of
+ * --mbs that divides the per-replica batch; GPipe and 1F1B when pp > 1) the
+ * report predicts the step time with the event simulator and the memory
+ * peak with the cost model, both from the profile given (a measured one from
+ * `triad profile`, or the built-in sheet), then runs
+ *   mpirun -np N triad train --model M --layout L --global-batch B ...
+ * as a child process (or, with --measured DIR, reads the metrics a previous
+ * report left there) and takes the median step time after the warm-up steps
+ * and the measured memory peak. Outputs, in --out DIR:
+ *   comparison.csv   one row per layout (schema in the README)
+ *   step_time.svg    predicted and measured step time per layout
+ *   ranking.svg      measured vs predicted, one point per layout, y = x
+ *   runs/            each run's metrics CSV and log
+ * The planner side of triad has no MPI, so the runs are separate processes:
+ * exactly what a user would type.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "../common/cmds.h"
 #include "../common/log.h"
+#include "../common/spec.h"
+#include "../costmodel/cost.h"
+#include "../costmodel/profile.h"
+#include "../costmodel/sim.h"
+
+extern char **environ;
+
+#define MAX_LAYOUTS 256
+
+typedef struct {
+    spec_layout l;
+    char name[160]; /* for people: "dp2 tp1 pp2 mbs1 1f1b ..." */
+    char arg[160];  /* for triad train --layout */
+    double pred_s, meas_s;
+    int64_t pred_mem, meas_mem;
+    int pred_rank, meas_rank;
+    int ok;
+} report_row;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
+            "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D]\n"
+            "                    [--measured DIR] [--force]\n"
+            "\n"
+            "Runs every feasible layout of the job on this machine (N ranks under mpirun, CPU\n"
+            "backend), joins the measured step time and memory with triad's predictions and\n"
+            "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
+            "reads the runs of an earlier report instead of running them. The mpirun command\n"
+            "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
+            "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || (*end && *end != ',') || n == max)
+            return -1;
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median step time after `skip` warm-up steps and the largest measured
+ * memory peak, from a `triad train --metrics` CSV. */
+static int read_metrics(const char *path, int skip, double *step_s, int64_t *mem)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    int col_t = -1, col_m = -1, n = 0, cap = 0;
+    double *t = NULL;
+    *mem = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#')
+            continue;
+        if (col_t < 0) { /* header */
+            int i = 0;
+            for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), i++) {
+                if (!strcmp(tok, "step_time_s"))
+                    col_t = i;
+                if (!strcmp(tok, "mem_peak_bytes"))
+                    col_m = i;
+            }
+            if (col_t < 0 || col_m < 0)
+                break;
+            continue;
+        }
+        int i = 0;
+        double ts = NAN;
+        long long mb = -1;
+        for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), i++) {
+            if (i == col_t)
+                ts = strtod(tok, NULL);
+            if (i == col_m)
+                mb = strtoll(tok, NULL, 10);
+        }
+        if (mb > *mem)
+            *mem = mb;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            t = realloc(t, sizeof *t * (size_t)cap);
+        }
+        t[n++] = ts;
+    }
+    fclose(f);
+    int rc = -1;
+    if (n > skip && col_t >= 0) {
+        int k = n - skip;
+        qsort(t + skip, (size_t)k, sizeof *t, cmp_double);
+        *step_s = t[skip + k / 2];
+        rc = isfinite(*step_s) && *step_s > 0 && *mem > 0 ? 0 : -1;
+    }
+    free(t);
+    return rc;
+}
+
+/* Run one layout: mpirun -np N <this triad> train ..., stdout and stderr to
+ * the log. Returns the exit status (or -1 when it could not start). */
+static int run_layout(const char *mpirun, int n, const char *model, const char *layout, long long batch,
+                      const char *data, int steps, const char *metrics, const char *logpath)
+{
+    char self[4096];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0)
+        return -1;
+    self[k] = 0;
+    char np[16], gb[32], st[16];
+    snprintf(np, sizeof np, "%d", n);
+    snprintf(gb, sizeof gb, "%lld", batch);
+    snprintf(st, sizeof st, "%d", steps);
+    /* the mpirun command may carry options: split it on spaces */
+    char mcopy[1024];
+    snprintf(mcopy, sizeof mcopy, "%s", mpirun);
+    char *argv[64];
+    int a = 0;
+    for (char *tok = strtok(mcopy, " "); tok && a < 40; tok = strtok(NULL, " "))
+        argv[a++] = tok;
+    const char *rest[] = {"-np", np, self, "train", "--model", model, "--layout", layout, "--global-batch", gb,
+                          "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics, "--quiet"};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        argv[a++] = (char *)rest[i];
+    argv[a] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc) {
+        log_msg("report: cannot start '%s': %s", argv[0], strerror(rc));
+        return -1;
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int cmp_pred(const void *a, const void *b)
+{
+    const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
+    return (x->pred_s > y->pred_s) - (x->pred_s < y->pred_s);
+}
+static int cmp_meas(const void *a, const void *b)
+{
+    const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
+    return (x->meas_s > y->meas_s) - (x->meas_s < y->meas_s);
+}
+
+static int write_plots(const char *dir, const report_row *rows, int n, const char *title)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/plot.dat", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    /* sorted by measured time: the bars read as a ranking */
+    const report_row *order[MAX_LAYOUTS];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].ok)
+            order[k++] = &rows[i];
+    qsort(order, (size_t)k, sizeof order[0], cmp_meas);
+    fprintf(f, "# index layout predicted_ms measured_ms\n");
+    for (int i = 0; i < k; i++) {
+        char lab[160];
+        snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s", order[i]->l.dp, order[i]->l.tp, order[i]->l.pp,
+                 order[i]->l.mbs,
+                 order[i]->l.pp > 1 ? (order[i]->l.schedule == SPEC_SCHED_GPIPE ? " gpipe" : " 1f1b") : "");
+        fprintf(f, "%d \"%s\" %.6g %.6g\n", i, lab, 1e3 * order[i]->pred_s, 1e3 * order[i]->meas_s);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/plot.gp", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "set datafile separator whitespace\n"
+            "set terminal svg size 1100,560 dynamic font 'sans,12' background '#ffffff'\n"
+            "set output 'step_time.svg'\n"
+            "set title \"%s: step time per layout, predicted vs measured (sorted by measured)\"\n"
+            "set ylabel 'step time (ms)'\n"
+            "set style data histogram\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+            "set boxwidth 0.9\nset xtics rotate by -40 noenhanced\nset key top left\nset grid ytics\n"
+            "set yrange [0:*]\n"
+            "plot 'plot.dat' using 3:xtic(2) title 'predicted (triad)' lc rgb '#4477aa', \\\n"
+            "     '' using 4 title 'measured' lc rgb '#ee6677'\n"
+            "set output 'ranking.svg'\n"
+            "set terminal svg size 700,640 dynamic font 'sans,12' background '#ffffff'\n"
+            "set title \"%s: measured vs predicted step time, one point per layout\"\n"
+            "unset xtics\nset xtics\nset xlabel 'predicted step time (ms)'\nset ylabel 'measured step time (ms)'\n"
+            "set style data points\nset key top left\nset autoscale\nset xrange [0:*]\nset yrange [0:*]\n"
+            "plot 'plot.dat' using 3:4 with points pt 7 ps 1.2 lc rgb '#ee6677' title 'layout', \\\n"
+            "     x with lines lc rgb '#888888' dt 2 title 'measured = predicted', \\\n"
+            "     1.15*x with lines lc rgb '#bbbbbb' dt 3 title '+-15%%', 0.85*x with lines lc rgb '#bbbbbb' dt 3 "
+            "notitle\n",
+            title, title);
+    fclose(f);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plot.gp 2> plot.log", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int report_cmd_report(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    log_msg("report: not available in this build yet (the README lists what is missing)");
-    return TRIAD_EXIT_FAIL;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"gpus", required_argument, 0, 'g'},
+        {"global-batch", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
+        {"profile", required_argument, 0, 'p'}, {"steps", required_argument, 0, 's'},
+        {"warmup-steps", required_argument, 0, 'w'}, {"mbs", required_argument, 0, 'u'},
+        {"data", required_argument, 0, 'd'},    {"measured", required_argument, 0, 'M'},
+        {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
+    const char *data = "markov:vocab=256,order=1,seed=7";
+    long gpus = 0, steps = 12, warm = 3;
+    long long batch = 0;
+    int force = 0;
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (ch) {
+        case 'm': model_s = optarg; break;
+        case 'o': out = optarg; break;
+        case 'p': profile_s = optarg; break;
+        case 'u': mbs_s = optarg; break;
+        case 'd': data = optarg; break;
+        case 'M': measured = optarg; break;
+        case 'f': force = 1; break;
+        case 'g':
+            gpus = strtol(optarg, &end, 10);
+            if (!*optarg || *end || gpus < 1 || gpus > 64)
+                log_die_input("report: --gpus '%s' is not an integer in 1..64 (ranks on this machine)", optarg);
+            break;
+        case 'b':
+            batch = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || batch < 1 || batch > 1 << 20)
+                log_die_input("report: --global-batch '%s' is not a positive integer", optarg);
+            break;
+        case 's':
+            steps = strtol(optarg, &end, 10);
+            if (!*optarg || *end || steps < 2 || steps > 100000)
+                log_die_input("report: --steps '%s' is not an integer >= 2", optarg);
+            break;
+        case 'w':
+            warm = strtol(optarg, &end, 10);
+            if (!*optarg || *end || warm < 0 || warm > 100000)
+                log_die_input("report: --warmup-steps '%s' is not an integer >= 0", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default:
+            log_msg("report: unknown or incomplete option '%s' (see triad report --help)", argv[optind - 1]);
+            return TRIAD_EXIT_INPUT;
+        }
+    }
+    if (optind < argc)
+        log_die_input("report: unexpected argument '%s'", argv[optind]);
+    if (!model_s || !gpus || !batch || !out)
+        log_die_input("report: missing %s (see triad report --help)",
+                      !model_s ? "--model" : !gpus ? "--gpus" : !batch ? "--global-batch" : "--out");
+    if (warm >= steps)
+        log_die_input("report: --warmup-steps %ld leaves no measured step of --steps %ld", warm, steps);
+    int mbs[16];
+    int n_mbs = parse_list(mbs_s, mbs, 16);
+    if (n_mbs <= 0)
+        log_die_input("report: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
+    char err[SPEC_ERR_LEN];
+    spec_model m;
+    if (spec_model_parse(model_s, &m, err))
+        log_die_input("%s", err);
+    spec_cluster c;
+    char cs[64];
+    snprintf(cs, sizeof cs, "cpu,gpus_per_node=%ld", gpus); /* one machine: every group inside it */
+    if (spec_cluster_parse(cs, &c, err))
+        log_die_input("%s", err);
+    cost_profile *prof = NULL;
+    if (profile_s && cost_profile_load(profile_s, &prof, err))
+        log_die_input("%s", err);
+    const cost_profile *P = prof ? prof : cost_profile_builtin(c.gpu);
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/comparison.csv", out);
+    if (!force && access(path, F_OK) == 0)
+        log_die_input("report: '%s' exists (pass --force to replace it)", path);
+    if (mkdir(out, 0755) && errno != EEXIST)
+        log_die("report: cannot create '%s': %s", out, strerror(errno));
+    char runs[4200];
+    snprintf(runs, sizeof runs, "%s/runs", out);
+    if (!measured && mkdir(runs, 0755) && errno != EEXIST)
+        log_die("report: cannot create '%s': %s", runs, strerror(errno));
+
+    /* threads per rank: the machine's cores shared among the ranks */
+    if (!getenv("OMP_NUM_THREADS")) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        char th[16];
+        snprintf(th, sizeof th, "%ld", cores / gpus > 0 ? cores / gpus : 1);
+        setenv("OMP_NUM_THREADS", th, 1);
+    }
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
+    const char *mpirun = getenv("TRIAD_MPIRUN") ? getenv("TRIAD_MPIRUN") : "mpirun";
+
+    /* ---- the feasible layouts ---- */
+    static report_row rows[MAX_LAYOUTS];
+    int n = 0;
+    for (int tp = 1; tp <= gpus; tp++) {
+        if (gpus % tp || m.heads % tp || m.hidden % tp || m.ffn % tp || m.vocab % tp)
+            continue;
+        for (int pp = 1; pp <= gpus / tp; pp++) {
+            if ((gpus / tp) % pp || m.layers % pp)
+                continue;
+            int dp = (int)gpus / tp / pp;
+            for (int i = 0; i < n_mbs; i++) {
+                for (int sch = 0; sch < (pp > 1 ? 2 : 1); sch++) {
+                    spec_layout l;
+                    spec_layout_default(&l);
+                    l.tp = tp;
+                    l.pp = pp;
+                    l.dp = dp;
+                    l.mbs = mbs[i];
+                    l.schedule = sch == 0 ? SPEC_SCHED_1F1B : SPEC_SCHED_GPIPE;
+                    l.precision = SPEC_PREC_FP32;
+                    if (spec_layout_check(&l, &m, batch, (int)gpus, err))
+                        continue;
+                    cost_result r;
+                    if (cost_predict(&m, &c, &l, batch, P, &r, err) || !r.fits)
+                        continue;
+                    if (n == MAX_LAYOUTS)
+                        break;
+                    report_row *w = &rows[n++];
+                    memset(w, 0, sizeof *w);
+                    w->l = l;
+                    spec_layout_format(&l, w->name, sizeof w->name);
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=fp32", dp, tp,
+                             pp, l.mbs, spec_schedule_name(l.schedule));
+                    w->pred_mem = r.mem_peak_bytes;
+                    cost_sim_opts so;
+                    cost_sim_opts_default(&so);
+                    cost_sim *sim = NULL;
+                    cost_result sr;
+                    if (cost_sim_run(&m, &c, &l, batch, P, &so, &sim, &sr, err)) {
+                        log_msg("report: %s: %s", w->name, err);
+                        n--;
+                        continue;
+                    }
+                    w->pred_s = sr.step_time_s;
+                    cost_sim_free(sim);
+                }
+            }
+        }
+    }
+    if (n == 0)
+        log_die_input("report: no layout of %s fits %ld ranks with global batch %lld", m.name, gpus, batch);
+    fprintf(stderr, "triad: report: %d feasible layouts of %s on %ld ranks (profile %s)\n", n, m.name, gpus,
+            cost_profile_name(P));
+
+    /* ---- run (or read) them ---- */
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        report_row *w = &rows[i];
+        char metrics[4300], logp[4300];
+        snprintf(metrics, sizeof metrics, "%s/layout%02d.csv", measured ? measured : runs, i + 1);
+        snprintf(logp, sizeof logp, "%s/layout%02d.log", runs, i + 1);
+        if (!measured) {
+            fprintf(stderr, "triad: report: [%d/%d] %s\n", i + 1, n, w->name);
+            remove(metrics);
+            int rc = run_layout(mpirun, (int)gpus, model_s, w->arg, batch, data, (int)steps, metrics, logp);
+            if (rc) {
+                log_msg("report: %s: the run failed (exit %d), see %s", w->name, rc, logp);
+                failed++;
+                continue;
+            }
+        }
+        if (read_metrics(metrics, (int)warm, &w->meas_s, &w->meas_mem)) {
+            log_msg("report: %s: no usable metrics in '%s'", w->name, metrics);
+            failed++;
+            continue;
+        }
+        w->ok = 1;
+    }
+
+    /* ---- ranks, errors, table ---- */
+    report_row *order[MAX_LAYOUTS];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].ok)
+            order[k++] = &rows[i];
+    if (k == 0)
+        log_die("report: no layout produced measurements (%d failed)", failed);
+    qsort(order, (size_t)k, sizeof order[0], cmp_pred);
+    for (int i = 0; i < k; i++)
+        order[i]->pred_rank = i + 1;
+    report_row *best_pred = order[0];
+    qsort(order, (size_t)k, sizeof order[0], cmp_meas);
+    for (int i = 0; i < k; i++)
+        order[i]->meas_rank = i + 1;
+    report_row *best_meas = order[0];
+
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        log_die("report: cannot write '%s': %s", tmp, strerror(errno));
+    fprintf(f, "layout,dp,tp,pp,mbs,schedule,predicted_step_time_s,measured_step_time_s,step_time_error_pct,"
+               "predicted_mem_bytes,measured_mem_bytes,mem_error_pct,predicted_rank,measured_rank\n");
+    double sum_err = 0, worst_err = 0, worst_mem = 0;
+    for (int i = 0; i < n; i++) {
+        const report_row *w = &rows[i];
+        if (!w->ok)
+            continue;
+        double e = 100.0 * (w->pred_s - w->meas_s) / w->meas_s;
+        double em = 100.0 * (double)(w->pred_mem - w->meas_mem) / (double)w->meas_mem;
+        sum_err += fabs(e);
+        worst_err = fmax(worst_err, fabs(e));
+        worst_mem = fmax(worst_mem, fabs(em));
+        fprintf(f, "\"%s\",%d,%d,%d,%d,%s,%.6g,%.6g,%.2f,%lld,%lld,%.3f,%d,%d\n", w->name, w->l.dp, w->l.tp, w->l.pp,
+                w->l.mbs, spec_schedule_name(w->l.schedule), w->pred_s, w->meas_s, e, (long long)w->pred_mem,
+                (long long)w->meas_mem, em, w->pred_rank, w->meas_rank);
+    }
+    if (fclose(f) || rename(tmp, path))
+        log_die("report: cannot write '%s'", path);
+    char title[200];
+    snprintf(title, sizeof title, "%s, %ld ranks, batch %lld", m.name, gpus, batch);
+    int plots = write_plots(out, rows, n, title);
+
+    double gap = 100.0 * (best_pred->meas_s - best_meas->meas_s) / best_meas->meas_s;
+    printf("report: %s\n", path);
+    printf("  layouts: %d measured%s; step time error mean %.1f%%, worst %.1f%%; memory error worst %.2f%%\n", k,
+           failed ? " (some failed, see the log lines above)" : "", sum_err / k, worst_err, worst_mem);
+    printf("  triad's pick: %s, measured %.1f ms (rank %d of %d)\n", best_pred->name, 1e3 * best_pred->meas_s,
+           best_pred->meas_rank, k);
+    printf("  measured fastest: %s, %.1f ms; the pick is %.1f%% slower\n", best_meas->name, 1e3 * best_meas->meas_s,
+           gap);
+    if (plots == 0)
+        printf("  plots: %s/step_time.svg, %s/ranking.svg\n", out, out);
+    else
+        printf("  plots: gnuplot failed, see %s/plot.log\n", out);
+    cost_profile_free(prof);
+    return failed ? TRIAD_EXIT_FAIL : 0;
 }
