@@ -56,7 +56,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
-            "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D]\n"
+            "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
             "                    [--measured DIR] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, CPU\n"
@@ -262,7 +262,7 @@ int report_cmd_report(int argc, char **argv)
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
-    const char *data = "markov:vocab=256,order=1,seed=7";
+    const char *data = NULL; /* default: a Markov source over the model's vocabulary */
     long gpus = 0, steps = 12, warm = 3;
     long long batch = 0;
     int force = 0;
@@ -329,6 +329,11 @@ int report_cmd_report(int argc, char **argv)
     if (profile_s && cost_profile_load(profile_s, &prof, err))
         log_die_input("%s", err);
     const cost_profile *P = prof ? prof : cost_profile_builtin(c.gpu);
+    char data_default[96];
+    if (!data) {
+        snprintf(data_default, sizeof data_default, "markov:vocab=%d,order=1,seed=7", (int)m.vocab);
+        data = data_default;
+    }
 
     char path[4200];
     snprintf(path, sizeof path, "%s/comparison.csv", out);

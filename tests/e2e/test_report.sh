@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The closed loop on this machine: triad profile under mpirun writes a
+# profile the cost model reads (gemm, kernel and collective rows), triad
+# report runs every feasible layout of a small job on 2 ranks and writes
+# comparison.csv and the plots. Memory must match the prediction within 2%
+# for every layout (it is exact by construction of the inventory); step
+# times are only checked for being real numbers here (speed goals are
+# measured by `make bench`, not asserted in tests). --measured re-reads the
+# runs and reproduces the table. Bad input: one line, exit 2.
+set -u
+cd "$(dirname "$0")/../.."
+T=${BUILD:-build}/triad
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+M=tiny
+
+mpirun -np 2 $T profile --model $M --mbs 1,2 --samples 3 --min-ms 0.2 --out "$tmp/p.csv" 2> "$tmp/p.log" \
+  || { cat "$tmp/p.log"; bad "profile ran"; }
+g=$(grep -c '^gemm,' "$tmp/p.csv"); k=$(grep -c '^kernel,' "$tmp/p.csv"); c=$(grep -c '^collective,' "$tmp/p.csv")
+# 2 tp degrees x 2 micro-batch sizes x (5 forward GEMMs; 5 matmul_bwd + 11 other kernels) + adamw
+[ "$g" = 20 ] && [ "$k" = 65 ] && [ "$c" -ge 16 ] && ok "profile rows: $g gemm, $k kernel, $c collective" \
+  || bad "profile rows: $g gemm (want 20), $k kernel (want 65), $c collective (want >= 16)"
+mpirun -np 2 $T profile --model $M --mbs 1 --out "$tmp/p.csv" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q "exists" "$tmp/e.log" && ok "profile refuses to overwrite without --force" \
+  || bad "profile overwrite: rc=$rc $(cat "$tmp/e.log")"
+$T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" > "$tmp/plan.txt" 2>&1 \
+  && ok "triad plan reads the measured profile" || { cat "$tmp/plan.txt"; bad "plan --profile"; }
+
+$T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
+   --out "$tmp/r" > "$tmp/r.txt" 2> "$tmp/r.log" || { cat "$tmp/r.log"; bad "report ran"; }
+cat "$tmp/r.txt"
+python3 - "$tmp/r/comparison.csv" <<'PY' && ok "comparison.csv: every feasible layout, memory within 2%" || fail=1
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+need = ['layout', 'predicted_step_time_s', 'measured_step_time_s', 'step_time_error_pct',
+        'predicted_mem_bytes', 'measured_mem_bytes']
+assert all(c in rows[0] for c in need), rows[0].keys()
+# tp 1, 2 x pp 1, 2 (tiny has 4 layers) x mbs 1, 2, with both schedules when pp > 1,
+# batch 4: dp2 (mbs 1, 2), tp2 (1, 2), pp2 (1, 2) x 2 schedules = 8
+assert len(rows) == 8, len(rows)
+for r in rows:
+    p, m = float(r['predicted_step_time_s']), float(r['measured_step_time_s'])
+    assert math.isfinite(p) and math.isfinite(m) and p > 0 and m > 0, r
+    e = 100 * (p - m) / m
+    assert abs(e - float(r['step_time_error_pct'])) < 0.01, r
+    pm, mm = int(r['predicted_mem_bytes']), int(r['measured_mem_bytes'])
+    assert pm > 0 and abs(pm - mm) <= 0.02 * mm, ('memory', r['layout'], pm, mm)
+PY
+for f in step_time.svg ranking.svg; do
+  grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
+done
+$T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
+   --out "$tmp/r2" --measured "$tmp/r/runs" > /dev/null 2>&1
+cmp -s <(cut -d, -f8 "$tmp/r/comparison.csv") <(cut -d, -f8 "$tmp/r2/comparison.csv") \
+  && ok "--measured re-reads the runs: same measured times" || bad "--measured differs"
+
+$T report --model $M --global-batch 4 --out "$tmp/x" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q -- "--gpus" "$tmp/e.log" && ok "missing --gpus refused" || bad "missing --gpus: rc=$rc"
+$T report --model $M --gpus 2 --global-batch 4 --out "$tmp/r" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q "exists" "$tmp/e.log" && ok "existing report kept without --force" || bad "overwrite: rc=$rc"
+$T report --model $M --gpus 3 --global-batch 4 --out "$tmp/y" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && [ "$(wc -l < "$tmp/e.log")" = 1 ] && ok "no feasible layout: $(cat "$tmp/e.log")" \
+  || bad "gpus=3: rc=$rc $(cat "$tmp/e.log")"
+$T profile --model $M --mbs 1,x --out "$tmp/z.csv" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q -- "--mbs '1,x'" "$tmp/e.log" && ok "bad --mbs refused" || bad "--mbs: rc=$rc"
+exit $fail

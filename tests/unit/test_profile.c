@@ -1,0 +1,168 @@
+/* test_profile.c — measured profiles (`triad profile` output): the loader
+ * reads kernel rows and refuses bad ones; the cost model sums measured
+ * kernels in the executor's call order (exact sums of chosen times); the
+ * pipeline's send slots and their memory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "assert_close.h"
+#include "../../costmodel/cost.h"
+#include "../../costmodel/profile_impl.h"
+#include "../../costmodel/shapes.h"
+
+static char path[64];
+
+static const char *write_csv(const char *text)
+{
+    snprintf(path, sizeof path, "/tmp/triad_test_profile_%d.csv", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* tiny at tp=1, mbs=1: N = 32 rows, C = 64, heads 4 of 16, ffn 256, vocab
+ * 64. Every kernel gets a distinct power of two (in microseconds), so a
+ * wrong multiplicity or a missing kernel changes the sum. */
+static const char *PROFILE =
+    "# hand-written\n"
+    "kind,name,value,m,n,k,op,group,bytes,time_s\n"
+    "param,dropout,0,,,,,,,\n"
+    "gemm,,,32,192,64,,,,1e-6\n"      /* qkv */
+    "gemm,,,32,64,64,,,,2e-6\n"       /* attention projection */
+    "gemm,,,32,256,64,,,,4e-6\n"      /* fc */
+    "gemm,,,32,64,256,,,,8e-6\n"      /* fc projection */
+    "gemm,,,32,64,64000,,,,0.5\n"     /* a far shape that must not be picked */
+    "kernel,matmul_bwd,,32,192,64,,,,16e-6\n"
+    "kernel,matmul_bwd,,32,64,64,,,,32e-6\n"
+    "kernel,matmul_bwd,,32,256,64,,,,64e-6\n"
+    "kernel,matmul_bwd,,32,64,256,,,,128e-6\n"
+    "kernel,attention_fwd,,4,32,16,,,,256e-6\n"
+    "kernel,attention_bwd,,4,32,16,,,,512e-6\n"
+    "kernel,layernorm_fwd,,32,64,1,,,,1024e-6\n"
+    "kernel,layernorm_bwd,,32,64,1,,,,2048e-6\n"
+    "kernel,gelu_fwd,,8192,1,1,,,,4096e-6\n"
+    "kernel,gelu_bwd,,8192,1,1,,,,8192e-6\n"
+    "kernel,add,,2048,1,1,,,,16384e-6\n"
+    "kernel,encoder_fwd,,32,64,1,,,,3e-6\n"
+    "kernel,encoder_bwd,,32,64,1,,,,5e-6\n"
+    "kernel,xent_fwd,,32,64,1,,,,7e-6\n"
+    "kernel,xent_bwd,,32,64,1,,,,11e-6\n"
+    "kernel,adamw,,1000,1,1,,,,1e-3\n";
+
+static void test_measured_block_is_the_executor_sum(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    cost_profile *p = NULL;
+    assert_int_equal(cost_profile_load(write_csv(PROFILE), &p, err), SPEC_OK);
+    assert_true(profile_has_kernels(p));
+    spec_model m;
+    spec_cluster c;
+    spec_layout l;
+    assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("cpu", &c, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("mbs=1,precision=fp32", &l, err), SPEC_OK);
+    cost_block b;
+    cost_block_times(&m, &c, &l, SPEC_RECOMPUTE_NONE, p, &b);
+    /* forward: 2 LayerNorms, 4 GEMMs, attention, GELU, 4 adds (2 bias, 2 residual) */
+    double fwd = 2 * 1024e-6 + (1 + 2 + 4 + 8) * 1e-6 + 256e-6 + 4096e-6 + 4 * 16384e-6;
+    double bwd = (16 + 32 + 64 + 128) * 1e-6 + 512e-6 + 2 * 2048e-6 + 8192e-6;
+    assert_close(b.fwd_s, fwd, 1e-12, 0);
+    assert_close(b.bwd_s, bwd, 1e-12, 0);
+    assert_close(b.recompute_s, 0, 0, 0);
+    cost_block_times(&m, &c, &l, SPEC_RECOMPUTE_SELECTIVE, p, &b);
+    assert_close(b.recompute_s, 256e-6, 1e-12, 0);
+    cost_block_times(&m, &c, &l, SPEC_RECOMPUTE_FULL, p, &b);
+    assert_close(b.recompute_s, fwd, 1e-12, 0);
+
+    /* one stage holds the embedding and the head (head GEMM 32 x 64 x 64
+     * is the attention projection's shape: 2e-6; its backward 32e-6) */
+    cost_extra e;
+    cost_extra_times(&m, &c, &l, 0, p, &e);
+    assert_close(e.fwd_s, 3e-6 + 1024e-6 + 2e-6 + 7e-6, 1e-12, 0);
+    assert_close(e.bwd_s, 5e-6 + 11e-6 + 32e-6 + 2048e-6, 1e-12, 0);
+
+    /* AdamW scales with the parameters from the measured 1000 */
+    cost_comm cm;
+    cost_comm_times(&m, &c, &l, p, &cm);
+    assert_close(cm.optimizer_s, 1e-3 * (double)cost_shapes_param_elems(&m, &l, 0) / 1000.0, 1e-12, 0);
+
+    /* the nearest shape scales by work: twice the rows, twice the time */
+    assert_close(profile_kernel_time(p, "layernorm_fwd", 64, 64, 1), 2048e-6, 1e-12, 0);
+    assert_close(profile_kernel_time(p, "no_such", 1, 1, 1), -1, 0, 0);
+    cost_profile_free(p);
+    unlink(path);
+}
+
+static void test_loader_refuses_bad_kernel_rows(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    cost_profile *p = NULL;
+    assert_int_equal(cost_profile_load(write_csv("kind,name,m,n,k,time_s\nkernel,softmax_fast,1,1,1,1e-6\n"),
+                                       &p, err), SPEC_ERR);
+    assert_null(p);
+    assert_non_null(strstr(err, "softmax_fast"));
+    assert_non_null(strstr(err, ":2:"));
+    assert_int_equal(cost_profile_load(write_csv("kind,name,m,n,k,time_s\nkernel,add,1,1,1,-3\n"), &p, err),
+                     SPEC_ERR);
+    assert_non_null(strstr(err, "time_s"));
+    assert_int_equal(cost_profile_load(write_csv("kind,name,m,n,k,time_s\nkernel,add,1,1,1,nan\n"), &p, err),
+                     SPEC_ERR);
+    assert_int_equal(cost_profile_load(write_csv("kind,name,m,n,k,time_s\nkernel,add,,1,1,1e-6\n"), &p, err),
+                     SPEC_ERR);
+    assert_non_null(strstr(err, "'m'"));
+    unlink(path);
+}
+
+/* Send slots: GPipe 2 + 2, 1F1B pp - s activations, interleaved all m v;
+ * never more than the messages there are. */
+static void test_pipe_send_slots(void **state)
+{
+    (void)state;
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_1F1B, 4, 0, 8, 1, 0), 4);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_1F1B, 4, 2, 8, 1, 0), 2);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_1F1B, 4, 0, 8, 1, 1), 2);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_1F1B, 4, 0, 3, 1, 0), 3);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_GPIPE, 4, 0, 8, 1, 0), 2);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_GPIPE, 4, 0, 1, 1, 1), 1);
+    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_INTERLEAVED, 4, 1, 8, 2, 0), 16);
+    spec_model m;
+    spec_layout l;
+    char err[SPEC_ERR_LEN];
+    assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("pp=2,mbs=2,schedule=1f1b,precision=fp32", &l, err), SPEC_OK);
+    /* stage 0 of 2, 8 micro-batches: 2 receive + 2 activation + 2 gradient slots of 2 x 32 x 64 */
+    assert_int_equal(cost_pipe_buffer_elems(&m, &l, 0, 8), 6 * 2 * 32 * 64);
+    /* stage 1: 1 activation slot (it never sends one, but the count is the bound) */
+    assert_int_equal(cost_pipe_buffer_elems(&m, &l, 1, 8), 5 * 2 * 32 * 64);
+    assert_int_equal(spec_layout_parse("mbs=2,precision=fp32", &l, err), SPEC_OK);
+    assert_int_equal(cost_pipe_buffer_elems(&m, &l, 0, 8), 0);
+    /* and the memory model adds them to the stage's scratch */
+    cost_mem a, b;
+    assert_int_equal(spec_layout_parse("pp=2,mbs=2,schedule=1f1b,precision=fp32", &l, err), SPEC_OK);
+    cost_memory_rank(&m, &l, 16, 0, &a);
+    spec_layout l2 = l;
+    l2.schedule = SPEC_SCHED_GPIPE; /* gpipe: 2 + 2 + 2 slots, but 8 micro-batches in flight */
+    cost_memory_rank(&m, &l2, 16, 0, &b);
+    assert_int_equal(a.scratch_bytes, b.scratch_bytes);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_measured_block_is_the_executor_sum),
+        cmocka_unit_test(test_loader_refuses_bad_kernel_rows),
+        cmocka_unit_test(test_pipe_send_slots),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
