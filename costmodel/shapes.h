@@ -79,7 +79,8 @@ int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro,
 
 /* Elements of the pipeline executor's transfer buffers on stage pp_rank:
  * one receive buffer per direction and the send slots above, (b, s, h)
- * each; 0 when pp = 1. */
+ * each; 0 when pp = 1. Interleaved: 4 (one receive, one send per
+ * direction, as Megatron-LM; triad's trainer does not run interleaved yet). */
 int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp_rank, int64_t n_micro);
 
 /* Sum of elems over a list. */

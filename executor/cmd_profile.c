@@ -349,13 +349,15 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N triad profile --model M --out FILE [--device cpu] [--mbs 1,2,4]\n"
-            "                     [--samples 5] [--min-ms 2] [--force]\n"
+            "                     [--samples 5] [--min-ms MS] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
             "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
             "collectives over every group size that divides N, with all N ranks running at once.\n"
             "Writes a profile CSV (schema: profiles/README.md) that triad plan, simulate and\n"
-            "report read with --profile FILE.\n");
+            "report read with --profile FILE. Each timed sample repeats an op for at least\n"
+            "--min-ms (5, or 25 when the ranks outnumber the cores, so that a sample spans\n"
+            "several scheduler time slices and sees each rank's share of the cores).\n");
 }
 
 static int parse_mbs(const char *s, int *out, int max)
@@ -382,7 +384,7 @@ int exec_cmd_profile(int argc, char **argv)
                                          {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4";
     long samples = 5;
-    double min_ms = 2.0;
+    double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
     int force = 0;
     optind = 1;
     opterr = 0;
@@ -430,6 +432,12 @@ int exec_cmd_profile(int argc, char **argv)
 
     int rank = 0, world = 1;
     comm_init(&argc, &argv, &rank, &world);
+    /* With more ranks than cores the ranks take turns on the cores in
+     * scheduler time slices of a few milliseconds: a short sample may run
+     * alone and see an idle machine. Samples of several slices see the
+     * share of the cores each rank gets, as training does. */
+    if (min_ms < 0)
+        min_ms = world > sysconf(_SC_NPROCESSORS_ONLN) ? 25.0 : 5.0;
     comm_groups wg;
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, NULL};
