@@ -109,8 +109,14 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int layers = cost_shapes_rank_layers(m, l, pp_rank);
     out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * inflight));
     n = cost_shapes_scratch(m, l, pp_rank, t, 64);
+    /* ZeRO-1: the gradient shard and a padded staging copy of the whole
+     * gradient for the reduce-scatter and the parameter all-gather (triad's
+     * executor, dpgrad.c; Megatron-LM's distributed optimizer likewise keeps
+     * a separate main-gradient buffer) */
+    int64_t shard = (P + dp - 1) / dp;
+    int64_t zero_stage = l->zero == 1 && dp > 1 ? shard * dp + shard : 0;
     out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
-                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro)));
+                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage));
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
                        out->scratch_bytes;
 }
