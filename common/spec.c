@@ -741,3 +741,18 @@ void spec_layout_format(const spec_layout *l, char *buf, size_t len)
     snprintf(buf, len, "dp%d tp%d pp%d mbs%d %s%s rc=%s z%d sp%d", l->dp, l->tp, l->pp, l->mbs,
              spec_schedule_name(l->schedule), v, spec_recompute_name(l->recompute), l->zero, l->sp);
 }
+
+int spec_parse_int_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || (*end && *end != ',') || n == max)
+            return -1;
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return n > 0 ? n : -1;
+}

@@ -156,6 +156,10 @@ static inline int64_t spec_layout_n_micro(const spec_layout *l, int64_t global_b
 /* One-line human form, "dp4 tp8 pp2 mbs1 1f1b rc=none z0 sp0", into buf. */
 void spec_layout_format(const spec_layout *l, char *buf, size_t len);
 
+/* A comma-separated list of integers in 1..4096 ("1,2,4") into out. Returns
+ * the count, or -1 when s is empty, malformed or longer than max. */
+int spec_parse_int_list(const char *s, int *out, int max);
+
 /* Total devices of a cluster. */
 static inline int64_t spec_cluster_devices(const spec_cluster *c)
 {

@@ -360,21 +360,6 @@ static void usage(FILE *f)
             "several scheduler time slices and sees each rank's share of the cores).\n");
 }
 
-static int parse_mbs(const char *s, int *out, int max)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end = NULL;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 4096 || (*end && *end != ',') || n == max)
-            return -1;
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    return n;
-}
-
 int exec_cmd_profile(int argc, char **argv)
 {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"out", required_argument, 0, 'o'},
@@ -420,7 +405,7 @@ int exec_cmd_profile(int argc, char **argv)
     if (strcmp(device, "cpu"))
         log_die_input("profile: --device '%s' is not available to the profiler yet (cpu)", device);
     int mbs[16];
-    int n_mbs = parse_mbs(mbs_s, mbs, 16);
+    int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("profile: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
     spec_model m;

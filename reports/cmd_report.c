@@ -67,21 +67,6 @@ static void usage(FILE *f)
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
 
-static int parse_list(const char *s, int *out, int max)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end = NULL;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 4096 || (*end && *end != ',') || n == max)
-            return -1;
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    return n;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -313,7 +298,7 @@ int report_cmd_report(int argc, char **argv)
     if (warm >= steps)
         log_die_input("report: --warmup-steps %ld leaves no measured step of --steps %ld", warm, steps);
     int mbs[16];
-    int n_mbs = parse_list(mbs_s, mbs, 16);
+    int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("report: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
     char err[SPEC_ERR_LEN];
