@@ -262,6 +262,8 @@ static void measured_block(const spec_model *m, const spec_cluster *c, const spe
                  K(p, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
     out->bwd_s = MMB(C, F) + K(p, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
                  MMB(C3, C);
+#undef MMF
+#undef MMB
     if (rc == SPEC_RECOMPUTE_FULL)
         out->recompute_s = out->fwd_s;
     else if (rc == SPEC_RECOMPUTE_SELECTIVE)

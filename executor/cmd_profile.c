@@ -34,6 +34,7 @@
 #include "../common/cmds.h"
 #include "../common/log.h"
 #include "../common/spec.h"
+#include "../costmodel/shapes.h"
 #include "../kernels/kernels.h"
 #include "comm.h"
 
@@ -443,7 +444,6 @@ int exec_cmd_profile(int argc, char **argv)
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
         fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
     }
-    int64_t max_params = 0;
     for (int t = 1; t <= world; t++) {
         if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
             continue;
@@ -453,9 +453,10 @@ int exec_cmd_profile(int argc, char **argv)
             profile_shape(&c, &m, t, mbs[i]);
         }
     }
-    /* the largest parameter count a rank holds: the whole model at tp=1 */
-    max_params = (int64_t)m.layers * (12LL * m.hidden * m.hidden + 13LL * m.hidden) +
-                 (int64_t)m.vocab * m.hidden + (int64_t)m.seq * m.hidden;
+    /* the largest parameter count a rank holds: the whole model at tp=1, pp=1 */
+    spec_layout one;
+    spec_layout_default(&one);
+    int64_t max_params = cost_shapes_param_elems(&m, &one, 0);
     profile_optimizer(&c, max_params);
     if (world > 1) {
         if (rank == 0)
