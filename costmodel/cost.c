@@ -250,12 +250,13 @@ static void measured_block(const spec_model *m, const spec_cluster *c, const spe
                            const cost_profile *p, cost_block *out)
 {
     double N = (double)l->mbs * m->seq, C = m->hidden, t = l->tp;
+    double Ns = l->sp ? N / t : N; /* rows outside the tp regions */
     double NH = m->heads / t, HS = (double)m->hidden / m->heads, F = m->ffn / t, C3 = 3 * NH * HS;
     spec_precision pr = l->precision;
 #define MMF(oc, ic) cost_gemm_s((int64_t)N, (int64_t)(oc), (int64_t)(ic), c, p, pr)
 #define MMB(oc, ic) K(p, "matmul_bwd", N, (oc), (ic))
-    double ln_f = K(p, "layernorm_fwd", N, C, 1), ln_b = K(p, "layernorm_bwd", N, C, 1);
-    double add = K(p, "add", N * C, 1, 1);
+    double ln_f = K(p, "layernorm_fwd", Ns, C, 1), ln_b = K(p, "layernorm_bwd", Ns, C, 1);
+    double add = K(p, "add", Ns * C, 1, 1);
     double att_f = K(p, "attention_fwd", l->mbs * NH, m->seq, HS);
     double att_b = K(p, "attention_bwd", l->mbs * NH, m->seq, HS);
     out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 4 * add + MMF(F, C) +
@@ -312,11 +313,16 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     if (t > 1) {
         int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
         double bytes = eb * (double)bs * (double)h;
-        double one = l->sp ? cost_collective_s(COST_REDUCESCATTER, (int)t, bytes, cross, c, p) +
-                                 cost_collective_s(COST_ALLGATHER, (int)t, bytes, cross, c, p)
-                           : cost_collective_s(COST_ALLREDUCE, (int)t, bytes, cross, c, p);
+        double rs = cost_collective_s(COST_REDUCESCATTER, (int)t, bytes, cross, c, p);
+        double ag = cost_collective_s(COST_ALLGATHER, (int)t, bytes, cross, c, p);
+        double one = l->sp ? rs + ag : cost_collective_s(COST_ALLREDUCE, (int)t, bytes, cross, c, p);
         out->tp_fwd_s = 2.0 * one;
-        out->tp_bwd_s = 2.0 * one + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
+        /* triad's executor (measured profiles) gathers the sharded
+         * LayerNorm output again in backward, per sub-layer, without
+         * overlapping it; Megatron-LM overlaps that all-gather with the
+         * input-gradient GEMM (Korthikanti et al. 2022 Sec 4.2.2) */
+        double bwd_one = l->sp && profile_has_kernels(p) ? one + ag : one;
+        out->tp_bwd_s = 2.0 * bwd_one + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
     }
     shapes_tensor ts[32];
     int n = cost_shapes_layer_acts(m, l, rc, ts, 32);
@@ -334,15 +340,15 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
     double act = eb * (double)bs * (double)h;
     int first = pp_rank == 0, last = pp_rank == l->pp - 1;
     if (profile_has_kernels(p)) { /* measured kernels, executor call order (model.c) */
-        double N = (double)bs, C = (double)h, V = (double)Vt;
+        double N = (double)bs, C = (double)h, V = (double)Vt, Ns = l->sp ? N / t : N;
         if (first) {
             out->fwd_s += K(p, "encoder_fwd", N, C, 1);
             out->bwd_s += K(p, "encoder_bwd", N, C, 1);
         }
         if (last) {
-            out->fwd_s += K(p, "layernorm_fwd", N, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
+            out->fwd_s += K(p, "layernorm_fwd", Ns, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
                           K(p, "xent_fwd", N, V, 1);
-            out->bwd_s += K(p, "xent_bwd", N, V, 1) + K(p, "matmul_bwd", N, V, C) + K(p, "layernorm_bwd", N, C, 1);
+            out->bwd_s += K(p, "xent_bwd", N, V, 1) + K(p, "matmul_bwd", N, V, C) + K(p, "layernorm_bwd", Ns, C, 1);
         }
     } else {
         if (first) /* embedding lookup + positions: a gather and a write of b s h */
@@ -355,16 +361,25 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
             out->bwd_s += 2.0 * head + ew;
         }
     }
+    if (t > 1 && l->sp) { /* sp: reduce-scatter / all-gather at the tp regions' edges */
+        double rs = cost_collective_s(COST_REDUCESCATTER, (int)t, act, cross, c, p);
+        double ag = cost_collective_s(COST_ALLGATHER, (int)t, act, cross, c, p);
+        if (first) /* embedding partial sums scattered; its gradient gathered */
+            out->tp_fwd_s += rs, out->tp_bwd_s += ag;
+        if (last) /* final LayerNorm output gathered for the head (and again in backward) */
+            out->tp_fwd_s += ag, out->tp_bwd_s += rs + (profile_has_kernels(p) ? ag : 0.0);
+    } else if (t > 1 && first) { /* vocabulary-parallel embedding: one all-reduce */
+        out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+    }
     if (t > 1) {
-        if (first) /* vocabulary-parallel embedding: one all-reduce */
-            out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
         if (last) { /* vocabulary-parallel cross-entropy */
             if (profile_has_kernels(p)) /* triad: row max, then sum-exp and target together */
                 out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p) +
                                  cost_collective_s(COST_ALLREDUCE, (int)t, 8.0 * (double)bs, cross, c, p);
             else /* Megatron-LM: max, target logit, sum-exp */
                 out->tp_fwd_s += 3.0 * cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p);
-            out->tp_bwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+            if (!l->sp) /* d lnf: summed over the vocabulary shards */
+                out->tp_bwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
         }
     }
 }
@@ -381,7 +396,9 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
     if (l->pp > 1) {
         int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);
         double bytes = eb * (double)(B * s * h);
-        if (l->tp > 1 && cross)
+        if (l->tp > 1 && l->sp) /* the boundary tensor is already sequence-sharded: 1/t per rank */
+            out->p2p_s = cost_collective_s(COST_P2P, 2, bytes / l->tp, cross, c, p);
+        else if (l->tp > 1 && cross)
             out->p2p_s = cost_collective_s(COST_P2P, 2, bytes / l->tp, 1, c, p) +
                          cost_collective_s(COST_ALLGATHER, l->tp, bytes, 0, c, p);
         else

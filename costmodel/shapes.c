@@ -197,5 +197,7 @@ int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp
          * tensors become the chunk's input activation (already counted) */
         slots = 4;
     }
-    return slots * (int64_t)l->mbs * m->seq * m->hidden;
+    /* with sp a stage boundary carries the tp rank's token rows only */
+    int64_t rows = (int64_t)l->mbs * m->seq / (l->sp ? l->tp : 1);
+    return slots * rows * m->hidden;
 }

@@ -189,14 +189,6 @@ int exec_cmd_train(int argc, char **argv)
         log_msg("train: --resume and --checkpoint-every need --checkpoint-dir");
         return TRIAD_EXIT_INPUT;
     }
-    if (o.ckpt_dir && o.layout.pp > 1) {
-        log_msg("train: checkpoints of pipelined layouts (pp=%d) are not supported yet", o.layout.pp);
-        return TRIAD_EXIT_INPUT;
-    }
-    if (o.ckpt_dir && o.layout.zero >= 1) {
-        log_msg("train: checkpoints of zero=%d layouts (sharded optimizer state) are not supported yet", o.layout.zero);
-        return TRIAD_EXIT_INPUT;
-    }
     if (o.dump_dir && o.layout.dp * o.layout.tp * o.layout.pp > 1) {
         log_msg("train: --dump works on one rank (the reference it feeds is single-rank)");
         return TRIAD_EXIT_INPUT;

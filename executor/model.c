@@ -68,13 +68,9 @@ static double normal_at(uint64_t key, uint64_t idx)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-/* Global flat index of local element i of a tensor sharded over tp (row
- * blocks for column-parallel weights, column blocks for row-parallel ones,
- * vocabulary rows for wte; qkv keeps q, k and v heads of this rank). */
-static uint64_t global_index_of(const exec_model *md, int r, const char *name, const shapes_tensor *t, int64_t i)
+uint64_t exec_param_global_index(const char *name, const shapes_tensor *t, int64_t hidden, int tp, int r, int64_t i)
 {
-    int tp = md->l.tp;
-    int64_t C = md->m.hidden;
+    int64_t C = hidden;
     if (tp == 1)
         return (uint64_t)i;
     if (!strcmp(name, "qkvw") || !strcmp(name, "qkvb")) {
@@ -91,6 +87,18 @@ static uint64_t global_index_of(const exec_model *md, int r, const char *name, c
         return (uint64_t)(row * cols * tp + r * cols + col);
     }
     return (uint64_t)i; /* replicated */
+}
+
+void exec_param_global_shape(const char *name, const shapes_tensor *t, int tp, int64_t dims[2])
+{
+    dims[0] = t->dims[0], dims[1] = t->ndim == 2 ? t->dims[1] : 1;
+    if (tp > 1 && exec_param_tp_sharded(name))
+        dims[!strcmp(name, "attprojw") || !strcmp(name, "fcprojw") ? 1 : 0] *= tp;
+}
+
+static uint64_t global_index_of(const exec_model *md, int r, const char *name, const shapes_tensor *t, int64_t i)
+{
+    return exec_param_global_index(name, t, md->m.hidden, md->l.tp, r, i);
 }
 
 static uint64_t global_index(const exec_model *md, const char *name, const shapes_tensor *t, int64_t i)
@@ -127,6 +135,32 @@ static void init_tensor(exec_model *md, float *dst, const char *name, int layer,
 
 /* ---- construction --------------------------------------------------------------- */
 
+int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exec_param **out)
+{
+    shapes_tensor lt[EXEC_LAYER_PARAMS], et[8];
+    int nl = cost_shapes_layer_params(m, l, lt, EXEC_LAYER_PARAMS);
+    int ne = cost_shapes_extra_params(m, l, pp_rank, et, 8);
+    int first = spec_layout_stage_first(l, m, pp_rank), layers = cost_shapes_rank_layers(m, l, pp_rank);
+    if (nl != EXEC_LAYER_PARAMS || ne < 0 || ne > 8 || layers < 0)
+        return -1;
+    exec_param *p = calloc((size_t)(layers * nl + ne) + 1, sizeof *p);
+    if (!p)
+        return -1;
+    int64_t off = 0;
+    int k = 0;
+    for (int L = 0; L < layers; L++)
+        for (int j = 0; j < nl; j++, k++) {
+            p[k] = (exec_param){lt[j], first + L, off, lt[j].ndim == 2};
+            off += lt[j].elems;
+        }
+    for (int j = 0; j < ne; j++, k++) {
+        p[k] = (exec_param){et[j], -1, off, et[j].ndim == 2};
+        off += et[j].elems;
+    }
+    *out = p;
+    return k;
+}
+
 int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
                     int n_slots, uint64_t seed, char err[SPEC_ERR_LEN])
 {
@@ -135,9 +169,14 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->l = *l;
     md->tp_rank = tp_rank;
     md->pp_rank = pp_rank;
-    if (l->sp || (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED)) {
-        snprintf(err, SPEC_ERR_LEN, "train: this build trains sp=0 and gpipe / 1f1b only; layout has sp=%d schedule=%s",
-                 l->sp, spec_schedule_name(l->schedule));
+    if (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED) {
+        snprintf(err, SPEC_ERR_LEN, "train: this build trains the gpipe and 1f1b schedules; layout has schedule=%s",
+                 spec_schedule_name(l->schedule));
+        return -1;
+    }
+    if (l->sp && ((int64_t)l->mbs * m->seq) % l->tp) {
+        snprintf(err, SPEC_ERR_LEN, "train: sp=1 needs tp=%d to divide mbs*seq=%lld", l->tp,
+                 (long long)l->mbs * m->seq);
         return -1;
     }
     md->n_slots = n_slots > 0 ? n_slots : 1;
@@ -156,26 +195,15 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->HS = (int)(m->hidden / m->heads);
     md->F = (int)(m->ffn / l->tp);
     md->V = (int)(m->vocab / l->tp);
+    md->sp = l->sp && l->tp > 1;
+    md->Ns = md->sp ? md->B * md->T / l->tp : md->B * md->T;
 
     /* parameters: blocks in order, then extras */
-    shapes_tensor lt[EXEC_LAYER_PARAMS], et[8];
-    int nl = cost_shapes_layer_params(m, l, lt, EXEC_LAYER_PARAMS);
-    int ne = cost_shapes_extra_params(m, l, pp_rank, et, 8);
-    md->n_p = md->n_layers * nl + ne;
-    md->p = calloc((size_t)md->n_p, sizeof *md->p);
-    int64_t off = 0;
-    int k = 0;
-    for (int L = 0; L < md->n_layers; L++)
-        for (int j = 0; j < nl; j++, k++) {
-            md->p[k] = (exec_param){lt[j], md->first_layer + L, off, lt[j].ndim == 2};
-            off += lt[j].elems;
-        }
-    for (int j = 0; j < ne; j++, k++) {
-        md->p[k] = (exec_param){et[j], -1, off, et[j].ndim == 2};
-        off += et[j].elems;
-    }
+    md->n_p = exec_param_table(m, l, pp_rank, &md->p);
+    int nl = EXEC_LAYER_PARAMS;
+    int64_t off = md->n_p > 0 ? md->p[md->n_p - 1].offset + md->p[md->n_p - 1].shape.elems : 0;
     md->n_params = off;
-    if (off != cost_shapes_param_elems(m, l, pp_rank)) {
+    if (md->n_p < 0 || off != cost_shapes_param_elems(m, l, pp_rank)) {
         snprintf(err, SPEC_ERR_LEN, "train: parameter inventory mismatch (%lld vs %lld)", (long long)off,
                  (long long)cost_shapes_param_elems(m, l, pp_rank));
         return -1;
@@ -243,7 +271,8 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     for (int j = 0; j < ns; j++) {
         const char *n = st[j].name;
         float **dst = !strcmp(n, "logits") ? &md->logits : !strcmp(n, "xent_stats") ? &md->xent_stats
-                      : !strcmp(n, "dres") ? &md->dres : !strcmp(n, "d_ln1") ? &md->d_ln1
+                      : !strcmp(n, "dres") ? &md->dres : !strcmp(n, "xfer") ? &md->xfer
+                      : !strcmp(n, "d_ln1") ? &md->d_ln1
                       : !strcmp(n, "d_qkv") ? &md->d_qkv : !strcmp(n, "d_att") ? &md->d_att
                       : !strcmp(n, "d_atty") ? &md->d_atty : !strcmp(n, "d_ln2") ? &md->d_ln2
                       : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
@@ -318,26 +347,50 @@ static void add_bias(float *x, const float *b, int N, int C)
             x[(int64_t)i * C + c] += b[c];
 }
 
-/* One block forward from a[A_INP] to `out` (B,T,C). */
+/* sp: all-gather the token shards x (Ns rows) into xfer (all B*T rows). */
+static const float *sp_gather(exec_model *md, const float *x)
+{
+    comm_allgather(md->tpg, x, md->xfer, (size_t)md->Ns * md->C, COMM_F32);
+    return md->xfer;
+}
+
+/* The output of a row-parallel GEMM (partial sums over tp, all B*T rows,
+ * in `full`) summed over tp: in place, or with sp reduce-scattered into
+ * this rank's token rows `dst` (which must not overlap full). */
+static void tp_reduce(exec_model *md, float *full, float *dst)
+{
+    int64_t N = (int64_t)md->B * md->T, C = md->C;
+    if (md->sp)
+        comm_reducescatter_sum(md->tpg, full, dst, (size_t)md->Ns * C, COMM_F32);
+    else
+        tp_sum(md, full, N * C); /* full == dst */
+}
+
+/* One block forward from a[A_INP] to `out` (Ns rows of C). */
 static void block_forward(exec_model *md, int L, float *out)
 {
-    int B = md->B, T = md->T, C = md->C, N = B * T, NH = md->NH, HS = md->HS, F = md->F;
+    int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, NH = md->NH, HS = md->HS, F = md->F;
     float **w = md->lp[L], **a = md->la[L];
-    kern_cpu_layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], N, C);
-    kern_cpu_matmul_forward(a[A_QKV], a[A_LN1], w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
+    kern_cpu_layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
+    const float *x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
+    kern_cpu_matmul_forward(a[A_QKV], x, w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
     kern_cpu_attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
-    /* attention projection (row-parallel): partial sums, all-reduce, bias once, residual */
-    kern_cpu_matmul_forward(a[A_RES2], a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
-    tp_sum(md, a[A_RES2], (int64_t)N * C);
-    add_bias(a[A_RES2], w[P_ATTPROJB], N, C);
-    kern_cpu_add_inplace(a[A_RES2], a[A_INP], (int64_t)N * C);
-    kern_cpu_layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], N, C);
-    kern_cpu_matmul_forward(a[A_FCH], a[A_LN2], w[P_FCW], w[P_FCB], N, C, F);
+    /* attention projection (row-parallel): partial sums, all-reduce (or
+     * reduce-scatter), bias once, residual */
+    float *part = md->sp ? md->xfer : a[A_RES2];
+    kern_cpu_matmul_forward(part, a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
+    tp_reduce(md, part, a[A_RES2]);
+    add_bias(a[A_RES2], w[P_ATTPROJB], Ns, C);
+    kern_cpu_add_inplace(a[A_RES2], a[A_INP], (int64_t)Ns * C);
+    kern_cpu_layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], Ns, C);
+    x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
+    kern_cpu_matmul_forward(a[A_FCH], x, w[P_FCW], w[P_FCB], N, C, F);
     kern_cpu_gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
-    kern_cpu_matmul_forward(out, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
-    tp_sum(md, out, (int64_t)N * C);
-    add_bias(out, w[P_FCPROJB], N, C);
-    kern_cpu_add_inplace(out, a[A_RES2], (int64_t)N * C);
+    part = md->sp ? md->xfer : out;
+    kern_cpu_matmul_forward(part, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
+    tp_reduce(md, part, out);
+    add_bias(out, w[P_FCPROJB], Ns, C);
+    kern_cpu_add_inplace(out, a[A_RES2], (int64_t)Ns * C);
 }
 
 /* The LM head and the cross-entropy statistics of the current slot into
@@ -345,8 +398,9 @@ static void block_forward(exec_model *md, int L, float *out)
 static float head_forward(exec_model *md, const int *targets)
 {
     int N = md->B * md->T, C = md->C, V = md->V;
-    kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, N, C);
-    kern_cpu_matmul_forward(md->logits, md->lnf, md->wte, NULL, N, C, V);
+    kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, md->Ns, C);
+    const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
+    kern_cpu_matmul_forward(md->logits, x, md->wte, NULL, N, C, V);
     /* vocabulary-parallel cross-entropy: this rank holds rows [v0, v0 + V) */
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
     int v0 = md->tp_rank * V;
@@ -370,11 +424,11 @@ float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, cons
     use_slot(md, slot);
     if (md->has_embed) {
         /* vocabulary-parallel: each rank adds its rows; positions once (tp rank 0) */
-        kern_cpu_encoder_forward(md->la[0][A_INP], tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V,
-                                 md->tp_rank == 0);
-        tp_sum(md, md->la[0][A_INP], (int64_t)B * T * C);
+        float *part = md->sp ? md->xfer : md->la[0][A_INP];
+        kern_cpu_encoder_forward(part, tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V, md->tp_rank == 0);
+        tp_reduce(md, part, md->la[0][A_INP]);
     } else
-        memcpy(md->la[0][A_INP], in, sizeof(float) * (size_t)B * T * C);
+        memcpy(md->la[0][A_INP], in, sizeof(float) * (size_t)md->Ns * C);
     for (int L = 0; L < md->n_layers; L++) {
         /* with full recompute the block's intermediates land in the shared
          * recompute buffers; only its output (the next input) is kept */
@@ -394,7 +448,7 @@ float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
 void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
                                const float *dout, float *din, const exec_grad_hook *hook)
 {
-    int B = md->B, T = md->T, C = md->C, N = B * T, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
+    int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
     use_slot(md, slot);
     if (md->has_head) {
         /* the logits scratch may hold another micro-batch's (GPipe runs
@@ -406,14 +460,17 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
         kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, md->tp_rank * V, grad_scale / (float)N);
         md->logits_slot = -1;
         /* LM head (tied to wte): d lnf = dlogits @ wte (partial over the
-         * vocabulary shards: all-reduced), dwte += dlogits^T lnf */
-        kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, md->lnf, md->wte, N, C, V, 0.0f);
-        tp_sum(md, md->d_ln1, (int64_t)N * C);
-        memset(md->dres, 0, sizeof(float) * (size_t)N * C);
-        kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, md->d_ln1, md->lnf_in, md->lnfw, md->lnf_mean,
-                                    md->lnf_rstd, N, C);
+         * vocabulary shards: all-reduced, or reduce-scattered with sp),
+         * dwte += dlogits^T lnf (lnf gathered again with sp) */
+        const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
+        kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, x, md->wte, N, C, V, 0.0f);
+        float *dlnf = md->sp ? md->xfer : md->d_ln1;
+        tp_reduce(md, md->d_ln1, dlnf);
+        memset(md->dres, 0, sizeof(float) * (size_t)Ns * C);
+        kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, dlnf, md->lnf_in, md->lnfw, md->lnf_mean,
+                                    md->lnf_rstd, Ns, C);
     } else {
-        memcpy(md->dres, dout, sizeof(float) * (size_t)N * C);
+        memcpy(md->dres, dout, sizeof(float) * (size_t)Ns * C);
     }
     for (int L = md->n_layers - 1; L >= 0; L--) {
         float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
@@ -424,32 +481,41 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
         } else if (md->recompute_att) {
             kern_cpu_attention_forward(md->d_atty, a[A_ATT], a[A_QKV], B, T, NH, HS); /* att only */
         }
-        /* MLP: dres is d(out); out = res2 + fcproj(gelu(fc(ln2(res2)))) */
-        kern_cpu_matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], md->dres, a[A_FCH_GELU], w[P_FCPROJW],
-                                 N, F, C, 0.0f);
+        /* MLP: dres is d(out); out = res2 + fcproj(gelu(fc(ln2(res2)))).
+         * With sp the GEMMs see all B*T rows: dres and ln2 are gathered,
+         * d ln2 reduce-scattered back to this rank's rows. */
+        const float *dy = md->sp ? sp_gather(md, md->dres) : md->dres;
+        kern_cpu_matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU], w[P_FCPROJW], N, F,
+                                 C, 0.0f);
         kern_cpu_gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
-        kern_cpu_matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, a[A_LN2], w[P_FCW], N, C, F, 0.0f);
-        tp_sum(md, md->d_ln2, (int64_t)N * C); /* column-parallel: input gradient summed */
-        kern_cpu_layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], md->d_ln2, a[A_RES2], w[P_LN2W],
-                                    a[A_LN2_MEAN], a[A_LN2_RSTD], N, C);
+        const float *x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
+        kern_cpu_matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, w[P_FCW], N, C, F, 0.0f);
+        float *dx = md->sp ? md->xfer : md->d_ln2;
+        tp_reduce(md, md->d_ln2, dx); /* column-parallel: input gradient summed */
+        kern_cpu_layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], dx, a[A_RES2], w[P_LN2W], a[A_LN2_MEAN],
+                                    a[A_LN2_RSTD], Ns, C);
         /* attention: res2 = inp + attproj(attn(qkv(ln1(inp)))) */
-        kern_cpu_matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], md->dres, a[A_ATTY], w[P_ATTPROJW], N,
-                                 NH * HS, C, 0.0f);
+        dy = md->sp ? sp_gather(md, md->dres) : md->dres;
+        kern_cpu_matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], w[P_ATTPROJW], N, NH * HS,
+                                 C, 0.0f);
         kern_cpu_attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
-        kern_cpu_matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, a[A_LN1], w[P_QKVW], N, C,
-                                 3 * NH * HS, 0.0f);
-        tp_sum(md, md->d_ln1, (int64_t)N * C);
-        kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], md->d_ln1, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
-                                    a[A_LN1_RSTD], N, C);
+        x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
+        kern_cpu_matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, w[P_QKVW], N, C, 3 * NH * HS, 0.0f);
+        dx = md->sp ? md->xfer : md->d_ln1;
+        tp_reduce(md, md->d_ln1, dx);
+        kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], dx, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
+                                    a[A_LN1_RSTD], Ns, C);
         if (hook) { /* this block's 12 tensors are contiguous in the slab */
             const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
             hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
         }
     }
-    if (md->has_embed) /* dres is the same on every tp rank: each keeps its wpe gradient whole */
-        kern_cpu_encoder_backward(md->dwte, md->dwpe, md->dres, tokens, B, T, C, md->tp_rank * V, V, 1);
-    else
-        memcpy(din, md->dres, sizeof(float) * (size_t)N * C);
+    if (md->has_embed) { /* dres (gathered with sp) is the same on every tp rank: each keeps its wpe gradient whole */
+        const float *d = md->sp ? sp_gather(md, md->dres) : md->dres;
+        kern_cpu_encoder_backward(md->dwte, md->dwpe, d, tokens, B, T, C, md->tp_rank * V, V, 1);
+    } else {
+        memcpy(din, md->dres, sizeof(float) * (size_t)Ns * C);
+    }
     if (hook) {
         int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;
         hook->ready(hook->ctx, off, md->n_params - off);
@@ -460,6 +526,38 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
                          const exec_grad_hook *hook)
 {
     exec_model_stage_backward(md, 0, tokens, targets, grad_scale, NULL, NULL, hook);
+}
+
+/* Copy the LayerNorm gradients inside [lo, hi) between grads and a packed
+ * buffer (pack: grads -> buf, else buf -> grads); buf NULL only counts. */
+static int64_t ln_grads_packed(const exec_model *md, float *grads, int64_t lo, int64_t hi, float *buf, int pack)
+{
+    int64_t k = 0;
+    for (int i = 0; i < md->n_p; i++) {
+        const exec_param *q = &md->p[i];
+        const char *nm = q->shape.name;
+        if (strncmp(nm, "ln1", 3) && strncmp(nm, "ln2", 3) && strncmp(nm, "lnf", 3))
+            continue;
+        int64_t a = q->offset > lo ? q->offset : lo, b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
+        for (int64_t o = a; o < b; o++, k++)
+            if (buf)
+                *(pack ? &buf[k] : &grads[o]) = pack ? grads[o] : buf[k];
+    }
+    return k;
+}
+
+void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t hi)
+{
+    if (!md->sp)
+        return;
+    int64_t n = ln_grads_packed(md, grads, lo, hi, NULL, 1);
+    if (n == 0) /* the same on every tp rank: they hold the same ranges */
+        return;
+    float *buf = malloc(sizeof(float) * (size_t)n);
+    ln_grads_packed(md, grads, lo, hi, buf, 1);
+    comm_allreduce_sum(md->tpg, buf, (size_t)n, COMM_F32);
+    ln_grads_packed(md, grads, lo, hi, buf, 0);
+    free(buf);
 }
 
 /* ---- dumps for the independent reference ------------------------------------------------ */

@@ -13,6 +13,18 @@
  * a vocabulary-parallel embedding (one all-reduce) and cross-entropy (max,
  * sum of exponentials and target logit reduced; no rank holds the full
  * logits).
+ *
+ * Sequence parallelism (sp=1, Korthikanti et al. 2022): outside the tp
+ * regions (LayerNorms, bias + residual adds, the residual stream itself)
+ * each tp rank holds 1/tp of the token rows — rows [r Ns, (r+1) Ns) of the
+ * micro-batch's B*T tokens, contiguous like Megatron's first ([s, b, h])
+ * dimension. Each all-reduce becomes an all-gather before the
+ * column-parallel GEMM and a reduce-scatter after the row-parallel one;
+ * backward gathers the output gradient, re-gathers the LayerNorm output it
+ * kept sharded (the weight gradient needs it whole) and reduce-scatters the
+ * input gradient. LayerNorm weight gradients are then partial sums over the
+ * token shards: exec_model_sp_sync_grads sums them over tp once per step.
+ * Pipeline stages exchange the sharded (Ns, C) activations.
  */
 #ifndef TRIAD_MODEL_H
 #define TRIAD_MODEL_H
@@ -47,6 +59,8 @@ typedef struct {
     int first_layer, n_layers; /* this rank's blocks, global indices */
     int has_embed, has_head;
     int B, T, C, NH, HS, F, V; /* local sizes: NH, F, V divided by tp */
+    int sp;                    /* sequence parallelism (sp=1 and tp > 1) */
+    int Ns;                    /* token rows this rank holds outside the tp regions: B*T, or B*T/tp with sp */
 
     exec_param *p;             /* every parameter tensor, storage order */
     int n_p;
@@ -71,6 +85,7 @@ typedef struct {
     int recompute_full;        /* only inp kept; the block is recomputed */
 
     float *scratch;            /* scratch slab (shapes.h cost_shapes_scratch) */
+    float *xfer;               /* (B*T, C): sp gather / reduce-scatter buffer */
     float *logits, *xent_stats, *dres, *d_ln1, *d_qkv, *d_att, *d_atty, *d_ln2, *d_fch, *d_fch_gelu;
     float *rc[EXEC_LAYER_ACTS]; /* recompute buffers (NULL where kept) */
     int64_t act_elems, scratch_elems;
@@ -104,12 +119,29 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
 
 void exec_model_zero_grad(exec_model *md);
 
+/* With sp: sum the LayerNorm weight gradients (partial over token shards)
+ * over the tp group. grads[o] is element o of the flat gradient vector for
+ * o in [lo, hi) (a ZeRO-1 shard, or the whole vector). No-op without sp. */
+void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t hi);
+
 /* Whether a parameter tensor (by name) is split over the tensor-parallel
  * group; the others are replicated on every tp rank. */
 int exec_param_tp_sharded(const char *name);
 
+/* The parameter table of pipeline stage pp_rank under layout l (local,
+ * tp-sharded shapes; the same on every tp rank): blocks in order, then the
+ * extras. *out is malloc'd; returns the count, or -1. */
+int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exec_param **out);
+
+/* Global flat index of element i of tp rank r's shard t of tensor `name`
+ * (row blocks for column-parallel weights, column blocks for row-parallel
+ * ones, vocabulary rows for wte; qkv keeps q, k and v heads of rank r). */
+uint64_t exec_param_global_index(const char *name, const shapes_tensor *t, int64_t hidden, int tp, int r, int64_t i);
+/* The whole tensor's shape (dims[1] = 1 for vectors) from a tp shard's. */
+void exec_param_global_shape(const char *name, const shapes_tensor *t, int tp, int64_t dims[2]);
+
 /* Pipeline stage versions: forward of micro-batch in activation slot
- * `slot`. `in` (B,T,C) is the received activation (NULL on the first stage,
+ * `slot`. `in` (Ns, C) is the received activation (NULL on the first stage,
  * which embeds tokens); `out` receives this stage's output (NULL on the
  * last stage, which returns the loss). Backward: `dout` is the received
  * gradient (NULL on the last stage), `din` receives the gradient of `in`

@@ -132,9 +132,9 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
-    if (l.sp || (l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || l.zero > 1) {
-        log_msg("train: this build trains sp=0, gpipe or 1f1b, zero 0 or 1; layout has sp=%d schedule=%s zero=%d",
-                l.sp, spec_schedule_name(l.schedule), l.zero);
+    if ((l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || l.zero > 1) {
+        log_msg("train: this build trains the gpipe and 1f1b schedules with zero 0 or 1; layout has schedule=%s zero=%d",
+                spec_schedule_name(l.schedule), l.zero);
         return TRIAD_EXIT_INPUT;
     }
     exec_data *data = NULL;
@@ -171,12 +171,14 @@ int exec_train_run(const exec_train_opts *o)
     pipe_exec pe;
     memset(&pe, 0, sizeof pe);
     if (l.pp > 1) {
-        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, 1, (size_t)B * T * m->hidden, err)) {
+        /* stages exchange (Ns, C): with sp each tp rank sends its token rows */
+        size_t msg = (size_t)md.Ns * (size_t)m->hidden;
+        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, 1, msg, err)) {
             log_msg("%s", err);
             return TRIAD_EXIT_INPUT;
         }
         /* its receive buffers and send slots (cost_pipe_buffer_elems counts the same) */
-        exec_mem_account((int64_t)sizeof(float) * (int64_t)(2 + pe.act_slots + pe.grad_slots) * B * T * m->hidden);
+        exec_mem_account((int64_t)sizeof(float) * (int64_t)(2 + pe.act_slots + pe.grad_slots) * (int64_t)msg);
     }
     int lead = rank == 0; /* writes metrics and progress */
     dpgrad dg;
@@ -252,12 +254,37 @@ int exec_train_run(const exec_train_opts *o)
             fclose(f);
         }
     }
+    /* what this rank puts into (and takes from) a checkpoint: with ZeRO-1
+     * the moments are its dp shard of the flat vector */
+    exec_ckpt_ctx ck = {g.world, rank, g.dp_rank, am, av, 0, n, 0, o->global_batch};
+    if (l.dp > 1 && l.zero >= 1) {
+        int64_t lo = (int64_t)g.dp_rank * (int64_t)dg.shard_elems, hi = lo + (int64_t)dg.shard_elems;
+        ck.m = dg.adam_m, ck.v = dg.adam_v, ck.moments_sharded = 1;
+        ck.lo = lo < n ? lo : n, ck.hi = hi < n ? hi : n;
+    }
     int first_step = 1;
     if (o->resume) {
         int got = 0;
-        int rc = exec_ckpt_load_latest(o->ckpt_dir, &md, am, av, &got, err);
-        if (rc < 0) {
+        int rc = exec_ckpt_load_latest(o->ckpt_dir, &md, &ck, &got, err);
+        if (rc < 0)
             log_msg("%s", err);
+        /* every rank resumes from the same step, or none does */
+        int64_t mine = rc == 0 ? got : -1, agree[3] = {rc < 0, mine, -mine};
+        if (multi) {
+            comm_allreduce_sum(g.world, agree, 1, COMM_I64);
+            comm_allreduce_max(g.world, agree + 1, 2, COMM_I64);
+        }
+        if (agree[0] == 0 && agree[1] != -agree[2]) { /* max != min */
+            log_msg("checkpoint: the ranks found different newest checkpoints in %s", o->ckpt_dir);
+            agree[0] = 1;
+        }
+        if (agree[0]) {
+            exec_model_free(&md);
+            exec_data_close(data);
+            if (multi) {
+                comm_groups_free(&g);
+                comm_finalize();
+            }
             return TRIAD_EXIT_INPUT;
         }
         if (rc == 0) {
@@ -311,6 +338,14 @@ int exec_train_run(const exec_train_opts *o)
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
+        }
+        /* with sp the LayerNorm gradients are partial over the token
+         * shards: summed over tp (after the dp mean: the two commute) */
+        if (md.sp) {
+            if (l.dp > 1 && l.zero >= 1)
+                exec_model_sp_sync_grads(&md, dg.shard_grad - ck.lo, ck.lo, ck.hi);
+            else
+                exec_model_sp_sync_grads(&md, md.grads, 0, n);
         }
         {
             /* every parameter once: tp-sharded tensors summed over the tp
@@ -394,14 +429,13 @@ int exec_train_run(const exec_train_opts *o)
         }
         if (o->dump_dir && step == 5)
             exec_model_dump(&md, o->dump_dir, "step5_", 0);
-        if (lead && o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps) &&
-            exec_ckpt_save(o->ckpt_dir, step, &md, am, av, o->ckpt_keep, err)) {
+        /* collective: every rank writes its shard, rank 0 the manifest */
+        if (o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps) &&
+            exec_ckpt_save(o->ckpt_dir, step, &md, &ck, o->ckpt_keep, err)) {
             log_msg("%s", err);
             status = TRIAD_EXIT_FAIL;
             break;
         }
-        if (l.dp > 1 && o->ckpt_dir)
-            comm_barrier(g.world); /* no rank runs ahead of a checkpoint being written */
         double dt = now_s() - t0;
         double tps = (double)o->global_batch * T / dt;
         int64_t peak = exec_mem_peak_bytes(), peak_pred = pred.total_bytes;

@@ -3,6 +3,7 @@
 # an uninterrupted one (same layout, single rank and dp2); a job killed with
 # SIGKILL mid-run resumes from its last complete checkpoint; only the newest
 # checkpoints are kept; a corrupted or truncated checkpoint is refused.
+# Resharding and rank failures under mpirun: tests/e2e/test_reshard.sh.
 set -u
 cd "$(dirname "$0")/../.."
 T=${BUILD:-build}/triad
@@ -53,10 +54,10 @@ check "the last good checkpoint (step 4) resumes" "grep -q 'resuming from .*step
 
 # corruption: one flipped byte, or a truncated file, is refused with one line and status 2
 cp -r "$tmp/ck1" "$tmp/bad"
-printf '\x55' | dd of="$tmp/bad/step_12/params.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
+printf '\x55' | dd of="$tmp/bad/step_12/rank0.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
 $T train $D --layout mbs=1,precision=fp32 --checkpoint-dir "$tmp/bad" --resume > /dev/null 2> "$tmp/err"; rc=$?
 check "corrupted checkpoint refused (status $rc)" "[ $rc -eq 2 ] && grep -q 'fails its checksum' $tmp/err"
-cp -r "$tmp/ck1" "$tmp/trunc"; truncate -s 1000 "$tmp/trunc/step_12/adam_v.bin"
+cp -r "$tmp/ck1" "$tmp/trunc"; truncate -s 1000 "$tmp/trunc/step_12/rank0.bin"
 $T train $D --layout mbs=1,precision=fp32 --checkpoint-dir "$tmp/trunc" --resume > /dev/null 2> "$tmp/err"; rc=$?
 check "truncated checkpoint refused (status $rc)" "[ $rc -eq 2 ] && grep -q 'truncated' $tmp/err"
 exit $fail

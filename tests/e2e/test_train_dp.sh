@@ -44,7 +44,8 @@ PY
 done
 # memory of every pipeline stage: measured peak vs the cost model's prediction for that stage,
 # within 2% (gpt2-124m-sized blocks, 4 layers, seq 64)
-for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "4 tp=2,pp=2" "2 tp=2"; do
+for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "4 tp=2,pp=2" "2 tp=2" "2 tp=2,sp=1" \
+            "4 tp=2,pp=2,sp=1,schedule=1f1b" "4 dp=2,tp=2,sp=1,zero=1"; do
   set -- $spec
   mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64 --layout mbs=2,$2,precision=fp32 \
      --global-batch 8 --data markov:vocab=512,order=1,seed=1 --steps 1 --metrics "$tmp/mem.csv" --quiet 2>/dev/null

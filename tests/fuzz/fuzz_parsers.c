@@ -1,6 +1,7 @@
 /* fuzz_parsers.c — libFuzzer harness for every parser triad exposes to its
- * users: model / cluster / layout specs, plan files, profile CSVs and token
- * shard headers. The first input byte picks the parser; the rest is the
+ * users: model / cluster / layout specs, plan files, profile CSVs (gemm,
+ * kernel and collective rows), token shard headers, Markov data specs and
+ * checkpoint manifests. The first input byte picks the parser; the rest is the
  * text (or file contents). Built by `make fuzz` with ASan + UBSan; any
  * crash, leak-free abort or sanitizer report is a failure. */
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include "../../common/planfile.h"
 #include "../../common/spec.h"
 #include "../../costmodel/profile.h"
+#include "../../executor/ckpt_manifest.h"
 #include "../../executor/data.h"
 
 static const char *to_file(const uint8_t *data, size_t n, const char *suffix)
@@ -30,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int which = data[0] % 7;
+    int which = data[0] % 8;
     data++, size--;
     char *text = malloc(size + 1);
     memcpy(text, data, size);
@@ -84,6 +86,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (p)
             unlink(p);
+        break;
+    }
+    case 6: {
+        ckpt_manifest mf;
+        if (ckpt_manifest_parse((const char *)data, size, &mf, err) == 0) {
+            /* what the loader relies on */
+            for (int i = 0; i < mf.n_tensors; i++)
+                if (mf.tensors[i].stage >= mf.pp || mf.tensors[i].ldims[0] > mf.tensors[i].gdims[0])
+                    abort();
+            ckpt_manifest_free(&mf);
+        }
         break;
     }
     default: {
