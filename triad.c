@@ -30,36 +30,62 @@ static void usage(FILE *f)
         fprintf(f, "  %-9s %s\n", CMDS[i].name, CMDS[i].what);
 }
 
-/* OpenBLAS picks its kernels by identifying the CPU model; on virtual CPUs
- * that report a generic model it falls back to its oldest x86-64 kernels
- * (2-3x slower here). When the user has not chosen (OPENBLAS_CORETYPE
- * unset), name the kernel family from the CPU's own feature flags and
- * restart once, before any library has initialised. */
-static void blas_pick_coretype(char **argv)
+/* Runtime settings read by OpenBLAS and OpenMP when they load, so they are
+ * made here, before any library has initialised, with one restart of the
+ * process when something was set (the environment is read at load time):
+ *
+ * - OpenBLAS picks its kernels by identifying the CPU model; on virtual CPUs
+ *   that report a generic model it falls back to its oldest x86-64 kernels
+ *   (2-3x slower here). When the user has not chosen (OPENBLAS_CORETYPE
+ *   unset), name the kernel family from the CPU's own feature flags.
+ * - Threads per rank: when neither OMP_NUM_THREADS nor
+ *   OPENBLAS_NUM_THREADS is set, the node's cores divided among the ranks
+ *   mpirun started on it (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS),
+ *   at least 1. Without this every rank starts a thread per core, and
+ *   four ranks on two cores run sixteen spinning threads (10-100x slower
+ *   kernels). */
+static void runtime_setup(char **argv)
 {
+    if (getenv("TRIAD_NO_BLAS_PICK") || getenv("TRIAD_SETUP_DONE"))
+        return;
+    int changed = 0;
+    if (!getenv("OMP_NUM_THREADS") && !getenv("OPENBLAS_NUM_THREADS")) {
+        const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        if (!ls)
+            ls = getenv("MPI_LOCALNRANKS");
+        long local = ls ? atol(ls) : 1, cores = sysconf(_SC_NPROCESSORS_ONLN);
+        long th = local > 0 && cores > 0 ? cores / local : 1;
+        char buf[32];
+        snprintf(buf, sizeof buf, "%ld", th < 1 ? 1 : th);
+        setenv("OMP_NUM_THREADS", buf, 1);
+        setenv("TRIAD_THREADS_AUTO", "1", 1);
+        changed = 1;
+    }
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (getenv("OPENBLAS_CORETYPE") || getenv("TRIAD_NO_BLAS_PICK"))
-        return;
-    const char *core = NULL;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        core = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        core = "Haswell";
-    if (!core)
-        return;
-    setenv("OPENBLAS_CORETYPE", core, 1);
-    execv("/proc/self/exe", argv); /* on failure, go on with the default */
-#else
-    (void)argv;
+    if (!getenv("OPENBLAS_CORETYPE")) {
+        const char *core = NULL;
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+            core = "SkylakeX";
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            core = "Haswell";
+        if (core) {
+            setenv("OPENBLAS_CORETYPE", core, 1);
+            changed = 1;
+        }
+    }
 #endif
+    if (changed) {
+        setenv("TRIAD_SETUP_DONE", "1", 1);
+        execv("/proc/self/exe", argv); /* on failure, go on as we are */
+    }
 }
 
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "profile") || !strcmp(argv[1], "report")))
-        blas_pick_coretype(argv);
+        runtime_setup(argv);
     if (argc < 2) {
         usage(stderr);
         return TRIAD_EXIT_INPUT;

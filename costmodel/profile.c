@@ -40,22 +40,28 @@
  *    configurations apply dropout 0.1 to the attention probabilities and
  *    to both residual branches (Narayanan et al. 2021; Korthikanti et al.
  *    2022 Sec 4.1 count its masks); triad's own executor has none (0).
+ *  ranks, cores: written by `triad profile` — how many ranks timed the
+ *    kernels at once, on how many cores. When ranks outnumber cores every
+ *    measured time includes that contention; the simulator then models
+ *    how busy the cores really are in each layout (sim.c). 0: not stated.
  */
-static const profile_params SHEET_A100 = {0.85, 96.0, 0.80, 0.77, 0.88, 5e-6, 30.0, 1.0};
-static const profile_params SHEET_H100 = {0.75, 128.0, 0.85, 0.80, 0.88, 4e-6, 30.0, 1.0};
-static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 30.0, 0.0};
+static const profile_params SHEET_A100 = {0.85, 96.0, 0.80, 0.77, 0.88, 5e-6, 30.0, 1.0, 0, 0};
+static const profile_params SHEET_H100 = {0.75, 128.0, 0.85, 0.80, 0.88, 4e-6, 30.0, 1.0, 0, 0};
+static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 30.0, 0.0, 0, 0};
 
 static cost_profile BUILTIN[SPEC_GPU_COUNT];
 static int builtin_ready;
 
 static const char *PARAM_NAMES[] = {"gemm_eff_max", "gemm_dim_half", "hbm_eff",           "nvlink_eff",
-                                    "ib_eff",       "launch_s",      "kernels_per_layer", "dropout"};
+                                    "ib_eff",       "launch_s",      "kernels_per_layer", "dropout",
+                                    "ranks",        "cores"};
 #define N_PARAMS ((int)(sizeof PARAM_NAMES / sizeof PARAM_NAMES[0]))
 
 static double *param_ptr(profile_params *p, int i)
 {
     double *f[] = {&p->gemm_eff_max, &p->gemm_dim_half, &p->hbm_eff,          &p->nvlink_eff,
-                   &p->ib_eff,       &p->launch_s,      &p->kernels_per_layer, &p->dropout};
+                   &p->ib_eff,       &p->launch_s,      &p->kernels_per_layer, &p->dropout,
+                   &p->ranks,        &p->cores};
     return f[i];
 }
 

@@ -15,6 +15,7 @@ typedef struct {
     double launch_s;          /* per-kernel launch overhead, seconds */
     double kernels_per_layer; /* forward kernels per block */
     double dropout;           /* 1: the modelled framework applies dropout (Megatron-LM runs), 0: none */
+    double ranks, cores;      /* measured profiles: ranks that ran at once on `cores` cores (0: not stated) */
 } profile_params;
 
 typedef struct { double m, n, k, time_s; } profile_gemm;

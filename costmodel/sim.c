@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profile_impl.h"
 #include "sim_core.h"
 
 void cost_sim_opts_default(cost_sim_opts *o)
@@ -177,7 +178,12 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
                 }
                 double t0 = ready > free_at[r] ? ready : free_at[r];
                 double dur = op.kind == SIM_FWD ? in->fwd_s[vs] : in->bwd_s[vs];
+                size_t oi = (size_t)r * per_rank + next[r];
+                if (in->op_scale)
+                    dur *= in->op_scale[oi];
                 double t1 = t0 + dur;
+                if (in->op_t0)
+                    in->op_t0[oi] = t0, in->op_t1[oi] = t1;
                 if (op.kind == SIM_FWD) {
                     fdone[op.mb * V + vs] = t1;
                     act[r] += in->act_bytes[vs];
@@ -293,6 +299,110 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
     return SPEC_OK;
 }
 
+/* ---- more ranks than cores ---------------------------------------------------------- */
+
+/* A measured profile timed every kernel with `ranks` ranks at once on
+ * `cores` cores, so each time is ranks / cores of what one rank alone on a
+ * core would take (when ranks > cores). A layout's ranks are not all busy
+ * at once: in a pipeline bubble the waiting ranks leave their cores to the
+ * busy ones. Processor sharing: an op that runs while k ranks compute takes
+ * its alone-time times max(1, k / cores). The busy count comes from the
+ * schedule itself (the tp * dp replicas of a stage compute at the same
+ * times), so it is found by iteration: simulate, measure each op's mean
+ * busy count over its interval, rescale, simulate again (damped by half,
+ * until no factor moves by 1e-9, at most 60 rounds). Ranks blocked in a receive are counted idle; the
+ * optimizer, which all ranks run at once as during profiling, and the
+ * communication keep their measured times. */
+typedef struct { double t; int d; } edge;
+
+static int edge_cmp(const void *a, const void *b)
+{
+    double x = ((const edge *)a)->t, y = ((const edge *)b)->t;
+    return x < y ? -1 : x > y;
+}
+
+int sim_contention_scales(sim_input *in, double ranks, double cores, double replicas, double **out,
+                          char err[SPEC_ERR_LEN])
+{
+    int p = in->p, per_rank = 2 * in->m * (in->v > 0 ? in->v : 1), n = p * per_rank;
+    double alone = ranks > cores ? cores / ranks : 1.0;
+    double *scale = malloc(sizeof(double) * (size_t)n), *t0 = malloc(sizeof(double) * (size_t)n),
+           *t1 = malloc(sizeof(double) * (size_t)n), *busy = malloc(sizeof(double) * (size_t)(2 * n + 1)),
+           *at = malloc(sizeof(double) * (size_t)(2 * n + 1)), *cum = malloc(sizeof(double) * (size_t)(2 * n + 1));
+    edge *e = malloc(sizeof(edge) * (size_t)(2 * n));
+    int rc = scale && t0 && t1 && busy && at && cum && e ? SPEC_OK : SPEC_ERR;
+    for (int i = 0; rc == SPEC_OK && i < n; i++)
+        scale[i] = 1.0; /* start from the conditions of the profile */
+    in->op_t0 = t0, in->op_t1 = t1;
+    double moved = 1;
+    for (int round = 0; rc == SPEC_OK && round < 60 && moved > 1e-9; round++) {
+        in->op_scale = scale;
+        cost_sim *s = NULL;
+        for (int i = 0; i < n; i++)
+            t0[i] = t1[i] = -1;
+        rc = sim_run_input(in, 0, &s, err);
+        cost_sim_free(s);
+        if (rc != SPEC_OK)
+            break;
+        /* busy stages as a step function: sorted interval edges */
+        int ne = 0;
+        for (int i = 0; i < n; i++)
+            if (t1[i] > t0[i] && t0[i] >= 0) {
+                e[ne++] = (edge){t0[i], 1};
+                e[ne++] = (edge){t1[i], -1};
+            }
+        qsort(e, (size_t)ne, sizeof *e, edge_cmp);
+        /* at[j]: breakpoints; busy[j]: stages busy on [at[j], at[j+1]);
+         * cum[j]: integral of busy up to at[j] */
+        int nb = 0, k = 0;
+        for (int j = 0; j < ne; j++) {
+            k += e[j].d;
+            if (nb > 0 && at[nb - 1] == e[j].t) {
+                busy[nb - 1] = k;
+                continue;
+            }
+            at[nb] = e[j].t;
+            busy[nb] = k;
+            nb++;
+        }
+        cum[0] = 0;
+        moved = 0;
+        for (int j = 1; j < nb; j++)
+            cum[j] = cum[j - 1] + busy[j - 1] * (at[j] - at[j - 1]);
+        for (int i = 0; i < n; i++) {
+            if (!(t1[i] > t0[i]) || t0[i] < 0)
+                continue;
+            double integral = 0;
+            for (int side = 0; side < 2; side++) { /* integral from 0 to t0, t1 (binary search) */
+                double t = side ? t1[i] : t0[i];
+                int lo = 0, hi = nb - 1;
+                while (lo < hi) {
+                    int mid = (lo + hi + 1) / 2;
+                    if (at[mid] <= t)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
+                double v = cum[lo] + busy[lo] * (t - at[lo]);
+                integral += side ? v : -v;
+            }
+            double k_mean = replicas * integral / (t1[i] - t0[i]);
+            double want = alone * (k_mean > cores ? k_mean / cores : 1.0);
+            double next = 0.5 * scale[i] + 0.5 * want;
+            moved = fabs(next - scale[i]) > moved ? fabs(next - scale[i]) : moved;
+            scale[i] = next;
+        }
+    }
+    in->op_t0 = in->op_t1 = NULL;
+    free(t0); free(t1); free(busy); free(at); free(cum); free(e);
+    if (rc != SPEC_OK) {
+        free(scale);
+        scale = NULL;
+    }
+    *out = scale;
+    return rc;
+}
+
 /* ---- from the cost model ------------------------------------------------------------- */
 
 int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *l,
@@ -384,7 +494,16 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         in.tp_fwd_frac = in.tp_bwd_frac = 0;
     }
     cost_sim *s = NULL;
-    int rc = sim_run_input(&in, o->record_events, &s, err);
+    const profile_params *pp = p ? profile_params_of(p) : NULL;
+    double replicas = (double)l->tp * l->dp;
+    int rc = SPEC_OK;
+    double *scale = NULL;
+    if (pp && pp->cores > 0 && pp->ranks > 0 && (replicas * P > pp->cores || pp->ranks > pp->cores))
+        rc = sim_contention_scales(&in, pp->ranks, pp->cores, replicas, &scale, err);
+    in.op_scale = scale;
+    if (rc == SPEC_OK)
+        rc = sim_run_input(&in, o->record_events, &s, err);
+    free(scale);
     if (rc == SPEC_OK) {
         s->layout = *l;
         *out = cf;

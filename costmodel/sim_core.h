@@ -26,6 +26,10 @@ typedef struct {
     double *post_s;          /* per rank: exposed traffic after backward (ZeRO gather, embed sync) */
     double *optimizer_s;     /* per rank */
     double tp_fwd_frac, tp_bwd_frac; /* share of fwd/bwd time that is tp comm (for the trace) */
+    /* optional, (p, 2 m v) by rank then op index: a factor on each compute
+     * op's duration, and where each op ran (filled) */
+    const double *op_scale;
+    double *op_t0, *op_t1;
 } sim_input;
 
 typedef struct { int rank, stream, kind, mb, vs; double t0, t1; } sim_event;
@@ -50,6 +54,12 @@ struct cost_sim {
 
 /* Op order of pipeline rank `rank` (ops must hold 2*m*v entries). */
 int sim_schedule_ops(spec_schedule sched, int p, int v, int m, int rank, sim_op *ops);
+/* More ranks than cores: the factor on each compute op's duration (into
+ * *out, malloc'd, per rank and op) when the costs in `in` were measured
+ * with `ranks` ranks at once on `cores` cores and each stage runs on
+ * `replicas` ranks (tp * dp). See sim.c. */
+int sim_contention_scales(sim_input *in, double ranks, double cores, double replicas, double **out,
+                          char err[SPEC_ERR_LEN]);
 /* Simulate from explicit per-stage costs. */
 int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC_ERR_LEN]);
 

@@ -443,6 +443,9 @@ int exec_cmd_profile(int argc, char **argv)
         /* parameters the measured rows do not replace: no dropout in the executor */
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
         fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
+        /* the conditions of the measurement: ranks timing at once, cores they shared */
+        fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);
+        fprintf(c.f, "param,cores,%ld,,,,,,,,,,\n", sysconf(_SC_NPROCESSORS_ONLN));
     }
     for (int t = 1; t <= world; t++) {
         if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)

@@ -19,6 +19,14 @@
  * to a host buffer (cudaMemcpy), MPI on the host, copy back. Without CUDA a
  * device group is refused at comm_groups_init.
  *
+ * Waiting without spinning: when this node runs more ranks than it has
+ * cores (a pipeline on a laptop, the test suite), a rank blocked in MPI
+ * would otherwise spin and take a core from a rank that computes — in a
+ * pipeline bubble that is most of the waiting. There every blocking call
+ * becomes its non-blocking form and comm_idle_wait: MPI_Test a few times,
+ * then sleep 50 us between tests. With a core per rank MPI's own blocking
+ * calls run unchanged. TRIAD_IDLE_WAIT=0/1 forces either.
+ *
  * Left out: non-blocking receives (sends may be non-blocking, comm_isend;
  * receives block); communicators other than the five of comm_groups.
  */
@@ -26,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if TRIAD_HAVE_CUDA
@@ -213,6 +222,41 @@ static void comm_stage_out(const comm_group *c, void *dev, void *h, size_t count
     free(h);
 }
 
+/* ---- waiting ------------------------------------------------------------------ */
+
+static int g_idle_wait; /* more ranks than cores on this node: sleep while waiting */
+
+static void comm_idle_wait(MPI_Request *req)
+{
+    if (!g_idle_wait) {
+        mpiCheck(MPI_Wait(req, MPI_STATUS_IGNORE));
+        return;
+    }
+    int done = 0;
+    for (int polls = 0;; polls++) {
+        mpiCheck(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        if (polls >= 64) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* A blocking MPI call: as is, or in idle-wait mode its non-blocking form
+ * (which names its request rq_) and comm_idle_wait. */
+#define COMM_BLOCKING(blocking, nonblocking)                                                       \
+    do {                                                                                           \
+        if (g_idle_wait) {                                                                         \
+            MPI_Request rq_;                                                                       \
+            mpiCheck(nonblocking);                                                                 \
+            comm_idle_wait(&rq_);                                                                  \
+        } else {                                                                                   \
+            mpiCheck(blocking);                                                                    \
+        }                                                                                          \
+    } while (0)
+
 /* ---- init and groups ------------------------------------------------------- */
 
 void comm_init(int *argc, char ***argv, int *rank, int *world_size)
@@ -229,6 +273,14 @@ void comm_init(int *argc, char ***argv, int *rank, int *world_size)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, rank));
     mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, world_size));
+    /* ranks sharing this node's cores */
+    MPI_Comm node;
+    int local = 1;
+    mpiCheck(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    mpiCheck(MPI_Comm_size(node, &local));
+    MPI_Comm_free(&node);
+    const char *force = getenv("TRIAD_IDLE_WAIT");
+    g_idle_wait = force && *force ? atoi(force) != 0 : local > sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 void comm_finalize(void)
@@ -336,7 +388,8 @@ static void comm_allreduce_op(comm_group *c, void *buf, size_t count, comm_dtype
         for (size_t off = 0; off < count; off += chunk) {
             size_t n = count - off < chunk ? count - off : chunk;
             comm_widen((uint16_t *)h + off, f, n);
-            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, f, (int)n, MPI_FLOAT, op, c->comm));
+            COMM_BLOCKING(MPI_Allreduce(MPI_IN_PLACE, f, (int)n, MPI_FLOAT, op, c->comm),
+                          MPI_Iallreduce(MPI_IN_PLACE, f, (int)n, MPI_FLOAT, op, c->comm, &rq_));
             comm_narrow(f, (uint16_t *)h + off, n);
         }
         free(f);
@@ -345,7 +398,9 @@ static void comm_allreduce_op(comm_group *c, void *buf, size_t count, comm_dtype
         size_t es = comm_dtype_size(t), step = (size_t)1 << 30;
         for (size_t off = 0; off < count; off += step) {
             size_t n = count - off < step ? count - off : step;
-            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, (char *)h + off * es, (int)n, comm_mpi_type(t), op, c->comm));
+            COMM_BLOCKING(MPI_Allreduce(MPI_IN_PLACE, (char *)h + off * es, (int)n, comm_mpi_type(t), op, c->comm),
+                          MPI_Iallreduce(MPI_IN_PLACE, (char *)h + off * es, (int)n, comm_mpi_type(t), op, c->comm,
+                                         &rq_));
         }
     }
     comm_stage_out(c, buf, h, count, t, 1);
@@ -375,7 +430,8 @@ void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, c
     void *hs = comm_stage_in(c, send, count, t, 1);
     void *hr = comm_stage_in(c, recv, total, t, 0);
     /* bf16 moves as uint16: no arithmetic, no conversion */
-    mpiCheck(MPI_Allgather(hs, (int)count, comm_mpi_type(t), hr, (int)count, comm_mpi_type(t), c->comm));
+    COMM_BLOCKING(MPI_Allgather(hs, (int)count, comm_mpi_type(t), hr, (int)count, comm_mpi_type(t), c->comm),
+                  MPI_Iallgather(hs, (int)count, comm_mpi_type(t), hr, (int)count, comm_mpi_type(t), c->comm, &rq_));
     comm_stage_out(c, (void *)send, hs, count, t, 0);
     comm_stage_out(c, recv, hr, total, t, 1);
 }
@@ -391,12 +447,14 @@ void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t 
         float *fs = comm_xmalloc(total * sizeof(float));
         float *fr = comm_xmalloc((count ? count : 1) * sizeof(float));
         comm_widen(hs, fs, total);
-        mpiCheck(MPI_Reduce_scatter_block(fs, fr, (int)count, MPI_FLOAT, MPI_SUM, c->comm));
+        COMM_BLOCKING(MPI_Reduce_scatter_block(fs, fr, (int)count, MPI_FLOAT, MPI_SUM, c->comm),
+                      MPI_Ireduce_scatter_block(fs, fr, (int)count, MPI_FLOAT, MPI_SUM, c->comm, &rq_));
         comm_narrow(fr, hr, count);
         free(fs);
         free(fr);
     } else {
-        mpiCheck(MPI_Reduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm));
+        COMM_BLOCKING(MPI_Reduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm),
+                      MPI_Ireduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
     }
     comm_stage_out(c, (void *)send, hs, total, t, 0);
     comm_stage_out(c, recv, hr, count, t, 1);
@@ -407,13 +465,14 @@ void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int ro
     comm_check_count(count, 1);
     COMM_NCCL(c, comm_nccl_broadcast(c->nccl, buf, count, t, root));
     void *h = comm_stage_in(c, buf, count, t, c->rank == root);
-    mpiCheck(MPI_Bcast(h, (int)count, comm_mpi_type(t), root, c->comm));
+    COMM_BLOCKING(MPI_Bcast(h, (int)count, comm_mpi_type(t), root, c->comm),
+                  MPI_Ibcast(h, (int)count, comm_mpi_type(t), root, c->comm, &rq_));
     comm_stage_out(c, buf, h, count, t, c->rank != root);
 }
 
 void comm_barrier(comm_group *c)
 {
-    mpiCheck(MPI_Barrier(c->comm));
+    COMM_BLOCKING(MPI_Barrier(c->comm), MPI_Ibarrier(c->comm, &rq_));
 }
 
 /* ---- point to point --------------------------------------------------------- */
@@ -423,7 +482,8 @@ void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int p
     comm_check_count(count, 1);
     COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, buf, count, peer, NULL, 0, -1, t));
     void *h = comm_stage_in(c, buf, count, t, 1);
-    mpiCheck(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm));
+    COMM_BLOCKING(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm),
+                  MPI_Isend(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
     comm_stage_out(c, (void *)buf, h, count, t, 0);
 }
 
@@ -432,7 +492,8 @@ void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, i
     comm_check_count(count, 1);
     COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, NULL, 0, -1, buf, count, peer, t));
     void *h = comm_stage_in(c, buf, count, t, 0);
-    mpiCheck(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE));
+    COMM_BLOCKING(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE),
+                  MPI_Irecv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
     comm_stage_out(c, buf, h, count, t, 1);
 }
 
@@ -446,9 +507,20 @@ void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int de
     COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, sendbuf, send_count, dest, recvbuf, recv_count, src, t));
     void *hs = dest >= 0 ? comm_stage_in(c, sendbuf, send_count, t, 1) : NULL;
     void *hr = src >= 0 ? comm_stage_in(c, recvbuf, recv_count, t, 0) : NULL;
-    mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t), dest >= 0 ? dest : MPI_PROC_NULL,
-                          tag, hr, src >= 0 ? (int)recv_count : 0, comm_mpi_type(t),
-                          src >= 0 ? src : MPI_PROC_NULL, tag, c->comm, MPI_STATUS_IGNORE));
+    if (g_idle_wait) {
+        MPI_Request rq[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        if (src >= 0)
+            mpiCheck(MPI_Irecv(hr, (int)recv_count, comm_mpi_type(t), src, tag, c->comm, &rq[0]));
+        if (dest >= 0)
+            mpiCheck(MPI_Isend(hs, (int)send_count, comm_mpi_type(t), dest, tag, c->comm, &rq[1]));
+        for (int i = 0; i < 2; i++)
+            if (rq[i] != MPI_REQUEST_NULL)
+                comm_idle_wait(&rq[i]);
+    } else {
+        mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t),
+                              dest >= 0 ? dest : MPI_PROC_NULL, tag, hr, src >= 0 ? (int)recv_count : 0,
+                              comm_mpi_type(t), src >= 0 ? src : MPI_PROC_NULL, tag, c->comm, MPI_STATUS_IGNORE));
+    }
     if (dest >= 0)
         comm_stage_out(c, (void *)sendbuf, hs, send_count, t, 0);
     if (src >= 0)
@@ -499,7 +571,7 @@ void comm_wait(comm_req *r)
         return;
     }
 #endif
-    mpiCheck(MPI_Wait(&r->req, MPI_STATUS_IGNORE));
+    comm_idle_wait(&r->req);
     if (r->is_send) {
         comm_stage_out(r->c, r->user, r->host, r->count, r->t, 0);
     } else if (r->t == COMM_BF16) {

@@ -4,14 +4,19 @@
  *
  * For each layout dp x tp x pp = N (every tp that divides heads, hidden, ffn
  * and vocab; every pp that divides the layers; every micro-batch size of
- * --mbs that divides the per-replica batch; GPipe and 1F1B when pp > 1) the
+ * --mbs that divides the per-replica batch; GPipe and 1F1B when pp > 1 and
+ * a replica has at least two micro-batches — with one they are the same op
+ * order) the
  * report predicts the step time with the event simulator and the memory
  * peak with the cost model, both from the profile given (a measured one from
  * `triad profile`, or the built-in sheet), then runs
  *   mpirun -np N triad train --model M --layout L --global-batch B ...
  * as a child process (or, with --measured DIR, reads the metrics a previous
  * report left there) and takes the median step time after the warm-up steps
- * and the measured memory peak. Outputs, in --out DIR:
+ * and the measured memory peak. With --repeat K the whole list runs K times
+ * in turn and each layout keeps its lowest median: on a shared machine
+ * interference only ever adds time, and running the passes one after the
+ * other spreads a slow spell over different layouts. Outputs, in --out DIR:
  *   comparison.csv   one row per layout (schema in the README)
  *   step_time.svg    predicted and measured step time per layout
  *   ranking.svg      measured vs predicted, one point per layout, y = x
@@ -57,12 +62,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
-            "                    [--measured DIR] [--force]\n"
+            "                    [--repeat 2] [--measured DIR] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, CPU\n"
             "backend), joins the measured step time and memory with triad's predictions and\n"
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
-            "reads the runs of an earlier report instead of running them. The mpirun command\n"
+            "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
+            "list K times in turn and keeps each layout's fastest median. The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -245,10 +251,11 @@ int report_cmd_report(int argc, char **argv)
         {"warmup-steps", required_argument, 0, 'w'}, {"mbs", required_argument, 0, 'u'},
         {"data", required_argument, 0, 'd'},    {"measured", required_argument, 0, 'M'},
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
+        {"repeat", required_argument, 0, 'r'},
         {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
-    long gpus = 0, steps = 12, warm = 3;
+    long gpus = 0, steps = 12, warm = 3, repeat = 2;
     long long batch = 0;
     int force = 0;
     optind = 1;
@@ -283,6 +290,11 @@ int report_cmd_report(int argc, char **argv)
             warm = strtol(optarg, &end, 10);
             if (!*optarg || *end || warm < 0 || warm > 100000)
                 log_die_input("report: --warmup-steps '%s' is not an integer >= 0", optarg);
+            break;
+        case 'r':
+            repeat = strtol(optarg, &end, 10);
+            if (!*optarg || *end || repeat < 1 || repeat > 100)
+                log_die_input("report: --repeat '%s' is not an integer in 1..100", optarg);
             break;
         case 'h': usage(stdout); return 0;
         default:
@@ -331,8 +343,9 @@ int report_cmd_report(int argc, char **argv)
     if (!measured && mkdir(runs, 0755) && errno != EEXIST)
         log_die("report: cannot create '%s': %s", runs, strerror(errno));
 
-    /* threads per rank: the machine's cores shared among the ranks */
-    if (!getenv("OMP_NUM_THREADS")) {
+    /* threads per rank: the machine's cores shared among the ranks (unless
+     * the user chose; triad's own start-up choice was for one process) */
+    if (!getenv("OMP_NUM_THREADS") || getenv("TRIAD_THREADS_AUTO")) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         char th[16];
         snprintf(th, sizeof th, "%ld", cores / gpus > 0 ? cores / gpus : 1);
@@ -363,6 +376,8 @@ int report_cmd_report(int argc, char **argv)
                     l.precision = SPEC_PREC_FP32;
                     if (spec_layout_check(&l, &m, batch, (int)gpus, err))
                         continue;
+                    if (sch == 1 && spec_layout_n_micro(&l, batch) < 2)
+                        continue; /* one micro-batch: GPipe is 1F1B */
                     cost_result r;
                     if (cost_predict(&m, &c, &l, batch, P, &r, err) || !r.fits)
                         continue;
@@ -395,30 +410,45 @@ int report_cmd_report(int argc, char **argv)
     fprintf(stderr, "triad: report: %d feasible layouts of %s on %ld ranks (profile %s)\n", n, m.name, gpus,
             cost_profile_name(P));
 
-    /* ---- run (or read) them ---- */
+    /* ---- run (or read) them: pass after pass, each layout's lowest median ---- */
     int failed = 0;
-    for (int i = 0; i < n; i++) {
-        report_row *w = &rows[i];
-        char metrics[4300], logp[4300];
-        snprintf(metrics, sizeof metrics, "%s/layout%02d.csv", measured ? measured : runs, i + 1);
-        snprintf(logp, sizeof logp, "%s/layout%02d.log", runs, i + 1);
-        if (!measured) {
-            fprintf(stderr, "triad: report: [%d/%d] %s\n", i + 1, n, w->name);
-            remove(metrics);
-            int rc = run_layout(mpirun, (int)gpus, model_s, w->arg, batch, data, (int)steps, metrics, logp);
-            if (rc) {
-                log_msg("report: %s: the run failed (exit %d), see %s", w->name, rc, logp);
+    for (int pass = 0; pass < repeat; pass++)
+        for (int i = 0; i < n; i++) {
+            report_row *w = &rows[i];
+            if (pass > 0 && !w->ok)
+                continue; /* failed before */
+            char metrics[4300], logp[4300], sfx[16] = "";
+            if (pass > 0)
+                snprintf(sfx, sizeof sfx, ".r%d", pass + 1);
+            snprintf(metrics, sizeof metrics, "%s/layout%02d%s.csv", measured ? measured : runs, i + 1, sfx);
+            snprintf(logp, sizeof logp, "%s/layout%02d%s.log", runs, i + 1, sfx);
+            if (measured && pass > 0 && access(metrics, R_OK))
+                continue; /* an earlier report with fewer passes */
+            if (!measured) {
+                fprintf(stderr, "triad: report: [pass %d/%ld, %d/%d] %s\n", pass + 1, repeat, i + 1, n, w->name);
+                remove(metrics);
+                int rc = run_layout(mpirun, (int)gpus, model_s, w->arg, batch, data, (int)steps, metrics, logp);
+                if (rc) {
+                    log_msg("report: %s: the run failed (exit %d), see %s", w->name, rc, logp);
+                    failed++;
+                    w->ok = 0;
+                    continue;
+                }
+            }
+            double t;
+            int64_t mem;
+            if (read_metrics(metrics, (int)warm, &t, &mem)) {
+                log_msg("report: %s: no usable metrics in '%s'", w->name, metrics);
                 failed++;
+                w->ok = 0;
                 continue;
             }
+            if (pass == 0 || t < w->meas_s)
+                w->meas_s = t;
+            if (pass == 0 || mem > w->meas_mem)
+                w->meas_mem = mem;
+            w->ok = 1;
         }
-        if (read_metrics(metrics, (int)warm, &w->meas_s, &w->meas_mem)) {
-            log_msg("report: %s: no usable metrics in '%s'", w->name, metrics);
-            failed++;
-            continue;
-        }
-        w->ok = 1;
-    }
 
     /* ---- ranks, errors, table ---- */
     report_row *order[MAX_LAYOUTS];
