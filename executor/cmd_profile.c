@@ -20,6 +20,13 @@
  *    busbw = algbw x the ring factor (2(n-1)/n all-reduce, (n-1)/n gather
  *    and scatter, 1 send/recv). All groups of a size run at once.
  *
+ * The kernel sweep runs --passes times (default 2), every shape once per
+ * pass, and each row reports the mean of its per-pass medians: the samples
+ * of one shape are spread over the whole profile, so a slow spell of the
+ * machine is shared by all shapes instead of deciding one row. (The lowest
+ * of the passes would be the undisturbed time, but training runs on the
+ * same disturbed machine: on this VM it made every prediction ~20% low.)
+ *
  * Rank 0 writes the file (through a temporary name and a rename); an
  * existing file is refused without --force.
  */
@@ -45,6 +52,9 @@ typedef struct {
     int samples;       /* timed samples per measurement (median reported) */
     double min_s;      /* each sample repeats the op until it lasts this long */
     FILE *f;           /* rank 0 only */
+    /* kernel rows of the sweep, in sweep order: time summed over the passes */
+    struct prow { char kind[8], name[24]; int64_t m, n, k; double t; } *rows;
+    int n_rows, cap_rows, row_i, pass;
 } prof_ctx;
 
 static double now_s(void)
@@ -187,16 +197,47 @@ static float *falloc(int64_t n, unsigned seed)
     return p;
 }
 
+/* One kernel row of this pass: recorded on the first pass, summed on the
+ * later ones (the sweep visits the rows in the same order every pass). */
+static void put_row(prof_ctx *c, const char *kind, const char *name, int64_t m, int64_t n, int64_t k, double t)
+{
+    if (c->pass == 0) {
+        if (c->n_rows == c->cap_rows) {
+            c->cap_rows = c->cap_rows ? 2 * c->cap_rows : 256;
+            c->rows = realloc(c->rows, sizeof *c->rows * (size_t)c->cap_rows);
+            if (!c->rows)
+                log_die("profile: out of memory");
+        }
+        struct prow *r = &c->rows[c->n_rows++];
+        snprintf(r->kind, sizeof r->kind, "%s", kind);
+        snprintf(r->name, sizeof r->name, "%s", name);
+        r->m = m, r->n = n, r->k = k, r->t = t;
+    } else if (c->row_i < c->n_rows) {
+        c->rows[c->row_i].t += t;
+    }
+    c->row_i++;
+}
+
 static void row_gemm(prof_ctx *c, int64_t m, int64_t n, int64_t k, double t)
 {
-    if (c->f)
-        fprintf(c->f, "gemm,matmul_fwd,,%lld,%lld,%lld,,,,%.6g,,,%.4g\n", (long long)m, (long long)n, (long long)k,
-                t, 2.0 * m * n * k / t / 1e9);
+    put_row(c, "gemm", "matmul_fwd", m, n, k, t);
 }
 static void row_kernel(prof_ctx *c, const char *name, int64_t m, int64_t n, int64_t k, double t)
 {
-    if (c->f)
-        fprintf(c->f, "kernel,%s,,%lld,%lld,%lld,,,,%.6g,,,\n", name, (long long)m, (long long)n, (long long)k, t);
+    put_row(c, "kernel", name, m, n, k, t);
+}
+
+static void write_rows(const prof_ctx *c)
+{
+    for (int i = 0; c->f && i < c->n_rows; i++) {
+        const struct prow *r = &c->rows[i];
+        if (!strcmp(r->kind, "gemm"))
+            fprintf(c->f, "gemm,matmul_fwd,,%lld,%lld,%lld,,,,%.6g,,,%.4g\n", (long long)r->m, (long long)r->n,
+                    (long long)r->k, r->t, 2.0 * r->m * r->n * r->k / r->t / 1e9);
+        else
+            fprintf(c->f, "kernel,%s,,%lld,%lld,%lld,,,,%.6g,,,\n", r->name, (long long)r->m, (long long)r->n,
+                    (long long)r->k, r->t);
+    }
 }
 
 /* Every kernel of one (t, b) shape: the block's, the embedding's, the head's. */
@@ -350,7 +391,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N triad profile --model M --out FILE [--device cpu] [--mbs 1,2,4]\n"
-            "                     [--samples 5] [--min-ms MS] [--force]\n"
+            "                     [--samples 5] [--passes 2] [--min-ms MS] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
             "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
@@ -366,10 +407,11 @@ int exec_cmd_profile(int argc, char **argv)
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"out", required_argument, 0, 'o'},
                                          {"device", required_argument, 0, 'D'}, {"mbs", required_argument, 0, 'b'},
                                          {"samples", required_argument, 0, 's'}, {"min-ms", required_argument, 0, 't'},
+                                         {"passes", required_argument, 0, 'P'},
                                          {"force", no_argument, 0, 'f'},        {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4";
-    long samples = 5;
+    long samples = 5, passes = 2;
     double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
     int force = 0;
     optind = 1;
@@ -391,6 +433,11 @@ int exec_cmd_profile(int argc, char **argv)
             min_ms = strtod(optarg, &end);
             if (!*optarg || *end || !(min_ms >= 0.01 && min_ms <= 1000))
                 log_die_input("profile: --min-ms '%s' is not a number in 0.01..1000", optarg);
+            break;
+        case 'P':
+            passes = strtol(optarg, &end, 10);
+            if (!*optarg || *end || passes < 1 || passes > 100)
+                log_die_input("profile: --passes '%s' is not an integer in 1..100", optarg);
             break;
         case 'f': force = 1; break;
         case 'h': usage(stdout); return 0;
@@ -426,7 +473,7 @@ int exec_cmd_profile(int argc, char **argv)
         min_ms = world > sysconf(_SC_NPROCESSORS_ONLN) ? 25.0 : 5.0;
     comm_groups wg;
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
-    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, NULL};
+    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, NULL, NULL, 0, 0, 0, 0};
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
     if (rank == 0) {
@@ -437,8 +484,8 @@ int exec_cmd_profile(int argc, char **argv)
         char date[32];
         strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&now));
         fprintf(c.f, "# triad profile: device cpu, %d ranks at once, model %s, %s\n", world, m.name, date);
-        fprintf(c.f, "# kernels at the model's shapes (median of %ld samples, the slowest rank), collectives of the "
-                     "comm layer (MPI)\n", samples);
+        fprintf(c.f, "# kernels at the model's shapes (median of %ld samples, the slowest rank, mean of %ld "
+                     "passes), collectives of the comm layer (MPI)\n", samples, passes);
         fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
         /* parameters the measured rows do not replace: no dropout in the executor */
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
@@ -447,20 +494,28 @@ int exec_cmd_profile(int argc, char **argv)
         fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);
         fprintf(c.f, "param,cores,%ld,,,,,,,,,,\n", sysconf(_SC_NPROCESSORS_ONLN));
     }
-    for (int t = 1; t <= world; t++) {
-        if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
-            continue;
-        for (int i = 0; i < n_mbs; i++) {
-            if (rank == 0)
-                fprintf(stderr, "triad: profile: kernels at tp=%d mbs=%d\n", t, mbs[i]);
-            profile_shape(&c, &m, t, mbs[i]);
-        }
-    }
     /* the largest parameter count a rank holds: the whole model at tp=1, pp=1 */
     spec_layout one;
     spec_layout_default(&one);
     int64_t max_params = cost_shapes_param_elems(&m, &one, 0);
-    profile_optimizer(&c, max_params);
+    for (c.pass = 0; c.pass < passes; c.pass++) {
+        c.row_i = 0;
+        for (int t = 1; t <= world; t++) {
+            if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
+                continue;
+            for (int i = 0; i < n_mbs; i++) {
+                if (rank == 0)
+                    fprintf(stderr, "triad: profile: pass %d/%ld, kernels at tp=%d mbs=%d\n", c.pass + 1, passes, t,
+                            mbs[i]);
+                profile_shape(&c, &m, t, mbs[i]);
+            }
+        }
+        profile_optimizer(&c, max_params);
+    }
+    for (int i = 0; i < c.n_rows; i++)
+        c.rows[i].t /= (double)passes; /* the mean of the passes' medians */
+    write_rows(&c);
+    free(c.rows);
     if (world > 1) {
         if (rank == 0)
             fprintf(stderr, "triad: profile: collectives over groups of 2..%d ranks\n", world);

@@ -14,9 +14,10 @@
  * as a child process (or, with --measured DIR, reads the metrics a previous
  * report left there) and takes the median step time after the warm-up steps
  * and the measured memory peak. With --repeat K the whole list runs K times
- * in turn and each layout keeps its lowest median: on a shared machine
- * interference only ever adds time, and running the passes one after the
- * other spreads a slow spell over different layouts. Outputs, in --out DIR:
+ * in turn and each layout reports the mean of its K medians: running the
+ * passes one after the other spreads a slow spell of a shared machine over
+ * all layouts instead of one (the same statistic as triad profile's
+ * passes, so prediction and measurement see the machine alike). Outputs, in --out DIR:
  *   comparison.csv   one row per layout (schema in the README)
  *   step_time.svg    predicted and measured step time per layout
  *   ranking.svg      measured vs predicted, one point per layout, y = x
@@ -55,6 +56,7 @@ typedef struct {
     int64_t pred_mem, meas_mem;
     int pred_rank, meas_rank;
     int ok;
+    int passes; /* runs summed into meas_s */
 } report_row;
 
 static void usage(FILE *f)
@@ -68,7 +70,7 @@ static void usage(FILE *f)
             "backend), joins the measured step time and memory with triad's predictions and\n"
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
             "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
-            "list K times in turn and keeps each layout's fastest median. The mpirun command\n"
+            "list K times in turn and reports each layout's mean of medians. The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -410,7 +412,7 @@ int report_cmd_report(int argc, char **argv)
     fprintf(stderr, "triad: report: %d feasible layouts of %s on %ld ranks (profile %s)\n", n, m.name, gpus,
             cost_profile_name(P));
 
-    /* ---- run (or read) them: pass after pass, each layout's lowest median ---- */
+    /* ---- run (or read) them: pass after pass, each layout's mean of medians ---- */
     int failed = 0;
     for (int pass = 0; pass < repeat; pass++)
         for (int i = 0; i < n; i++) {
@@ -443,12 +445,16 @@ int report_cmd_report(int argc, char **argv)
                 w->ok = 0;
                 continue;
             }
-            if (pass == 0 || t < w->meas_s)
-                w->meas_s = t;
+            w->meas_s = pass == 0 ? t : w->meas_s + t;
+            w->passes = pass == 0 ? 1 : w->passes + 1;
             if (pass == 0 || mem > w->meas_mem)
                 w->meas_mem = mem;
             w->ok = 1;
         }
+
+    for (int i = 0; i < n; i++)
+        if (rows[i].ok && rows[i].passes > 1)
+            rows[i].meas_s /= rows[i].passes;
 
     /* ---- ranks, errors, table ---- */
     report_row *order[MAX_LAYOUTS];
