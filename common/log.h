@@ -28,4 +28,15 @@ static inline void log_msg(const char *fmt, ...)
 /* Prints "triad: <message>" and exits with status 1 (runtime failure). */
 #define log_die(...) do { log_msg(__VA_ARGS__); exit(TRIAD_EXIT_FAIL); } while (0)
 
+/* The integer value of command-line option --opt of command cmd, which
+ * must lie in lo..hi; otherwise one line naming both and exit status 2. */
+static inline long log_opt_long(const char *cmd, const char *opt, const char *s, long lo, long hi)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        log_die_input("%s: --%s '%s' is not an integer in %ld..%ld", cmd, opt, s, lo, hi);
+    return v;
+}
+
 #endif /* TRIAD_LOG_H */

@@ -424,21 +424,13 @@ int exec_cmd_profile(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'D': device = optarg; break;
         case 'b': mbs_s = optarg; break;
-        case 's':
-            samples = strtol(optarg, &end, 10);
-            if (!*optarg || *end || samples < 1 || samples > MAX_SAMPLES)
-                log_die_input("profile: --samples '%s' is not an integer in 1..%d", optarg, MAX_SAMPLES);
-            break;
+        case 's': samples = log_opt_long("profile", "samples", optarg, 1, MAX_SAMPLES); break;
         case 't':
             min_ms = strtod(optarg, &end);
             if (!*optarg || *end || !(min_ms >= 0.01 && min_ms <= 1000))
                 log_die_input("profile: --min-ms '%s' is not a number in 0.01..1000", optarg);
             break;
-        case 'P':
-            passes = strtol(optarg, &end, 10);
-            if (!*optarg || *end || passes < 1 || passes > 100)
-                log_die_input("profile: --passes '%s' is not an integer in 1..100", optarg);
-            break;
+        case 'P': passes = log_opt_long("profile", "passes", optarg, 1, 100); break;
         case 'f': force = 1; break;
         case 'h': usage(stdout); return 0;
         default:

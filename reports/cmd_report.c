@@ -264,7 +264,6 @@ int report_cmd_report(int argc, char **argv)
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
         switch (ch) {
         case 'm': model_s = optarg; break;
         case 'o': out = optarg; break;
@@ -273,31 +272,11 @@ int report_cmd_report(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'M': measured = optarg; break;
         case 'f': force = 1; break;
-        case 'g':
-            gpus = strtol(optarg, &end, 10);
-            if (!*optarg || *end || gpus < 1 || gpus > 64)
-                log_die_input("report: --gpus '%s' is not an integer in 1..64 (ranks on this machine)", optarg);
-            break;
-        case 'b':
-            batch = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || batch < 1 || batch > 1 << 20)
-                log_die_input("report: --global-batch '%s' is not a positive integer", optarg);
-            break;
-        case 's':
-            steps = strtol(optarg, &end, 10);
-            if (!*optarg || *end || steps < 2 || steps > 100000)
-                log_die_input("report: --steps '%s' is not an integer >= 2", optarg);
-            break;
-        case 'w':
-            warm = strtol(optarg, &end, 10);
-            if (!*optarg || *end || warm < 0 || warm > 100000)
-                log_die_input("report: --warmup-steps '%s' is not an integer >= 0", optarg);
-            break;
-        case 'r':
-            repeat = strtol(optarg, &end, 10);
-            if (!*optarg || *end || repeat < 1 || repeat > 100)
-                log_die_input("report: --repeat '%s' is not an integer in 1..100", optarg);
-            break;
+        case 'g': gpus = log_opt_long("report", "gpus", optarg, 1, 64); break;
+        case 'b': batch = log_opt_long("report", "global-batch", optarg, 1, 1 << 20); break;
+        case 's': steps = log_opt_long("report", "steps", optarg, 2, 100000); break;
+        case 'w': warm = log_opt_long("report", "warmup-steps", optarg, 0, 100000); break;
+        case 'r': repeat = log_opt_long("report", "repeat", optarg, 1, 100); break;
         case 'h': usage(stdout); return 0;
         default:
             log_msg("report: unknown or incomplete option '%s' (see triad report --help)", argv[optind - 1]);
