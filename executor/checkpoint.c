@@ -261,47 +261,49 @@ typedef struct {
     char *err;
 } loader;
 
-/* Size and CRC of shard s, once. */
+/* Open shard s and check its size and CRC, once; the file stays open for
+ * the reads that follow (closed by close_shards). */
 static int verify_shard(loader *ld, ckpt_shard *s)
 {
     if (s->verified)
         return 0;
     char fp[4400];
     snprintf(fp, sizeof fp, "%s/%s", ld->dir, s->file);
-    FILE *g = fopen(fp, "rb");
+    int fd = open(fp, O_RDONLY);
     struct stat st;
-    if (!g || fstat(fileno(g), &st) || (int64_t)st.st_size != s->bytes) {
+    if (fd < 0 || fstat(fd, &st) || (int64_t)st.st_size != s->bytes) {
         snprintf(ld->err, SPEC_ERR_LEN, "checkpoint: '%s' is missing or truncated (expected %lld bytes)", fp,
                  (long long)s->bytes);
-        if (g)
-            fclose(g);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     static unsigned char buf[1 << 20];
     uint32_t crc = 0;
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, g)) > 0)
-        crc = exec_crc32(crc, buf, got);
-    fclose(g);
-    if (crc != s->crc) {
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0)
+        crc = exec_crc32(crc, buf, (size_t)got);
+    if (got < 0 || crc != s->crc) {
         snprintf(ld->err, SPEC_ERR_LEN, "checkpoint: '%s' fails its checksum (corrupted); refusing to resume", fp);
+        close(fd);
         return -1;
     }
+    s->fd = fd;
     s->verified = 1;
     return 0;
 }
 
-static int read_floats(loader *ld, const ckpt_shard *s, int64_t at, float *dst, int64_t n)
+static void close_shards(ckpt_manifest *mf)
 {
-    char fp[4400];
-    snprintf(fp, sizeof fp, "%s/%s", ld->dir, s->file);
-    int fd = open(fp, O_RDONLY);
-    if (fd < 0)
-        return -1;
+    for (int i = 0; i < mf->n_shards; i++)
+        if (mf->shards[i].verified)
+            close(mf->shards[i].fd);
+}
+
+static int read_floats(const ckpt_shard *s, int64_t at, float *dst, int64_t n)
+{
     size_t want = sizeof(float) * (size_t)n;
-    ssize_t got = pread(fd, dst, want, (off_t)(sizeof(float) * (size_t)at));
-    close(fd);
-    return got == (ssize_t)want ? 0 : -1;
+    return pread(s->fd, dst, want, (off_t)(sizeof(float) * (size_t)at)) == (ssize_t)want ? 0 : -1;
 }
 
 /* Elements [a, b) of saved stage st, tp rank r: which 0 = parameters, 1 =
@@ -326,7 +328,7 @@ static int64_t read_range(loader *ld, int which, int r, int st, int64_t a, int64
         }
         if (verify_shard(ld, s))
             return -1;
-        if (read_floats(ld, s, at, dst + (x - a), y - x)) {
+        if (read_floats(s, at, dst + (x - a), y - x)) {
             snprintf(ld->err, SPEC_ERR_LEN, "checkpoint: cannot read '%s/%s'", ld->dir, s->file);
             return -1;
         }
@@ -482,6 +484,7 @@ int exec_ckpt_load_latest(const char *dir, exec_model *md, const exec_ckpt_ctx *
     for (int i = 0; i < md->n_p && rc == 0; i++)
         rc = load_tensor(&ld, md, ctx, &md->p[i]);
     free(ld.stage_params);
+    close_shards(&mf);
     ckpt_manifest_free(&mf);
     if (rc == 0)
         *step = steps[0];

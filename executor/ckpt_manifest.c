@@ -1,21 +1,12 @@
 /* ckpt_manifest.c — checkpoint MANIFEST parser (see ckpt_manifest.h). */
 #include "ckpt_manifest.h"
+#include "model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DIM_MAX ((int64_t)1 << 31)
-
-static int tp_split_dim(const char *name)
-{
-    if (!strcmp(name, "attprojw") || !strcmp(name, "fcprojw"))
-        return 1;
-    if (!strcmp(name, "qkvw") || !strcmp(name, "qkvb") || !strcmp(name, "fcw") || !strcmp(name, "fcb") ||
-        !strcmp(name, "wte") || !strcmp(name, "wte_head"))
-        return 0;
-    return -1; /* replicated */
-}
 
 static int parse_line(const char *s, int lineno, ckpt_manifest *mf, int *have, char err[SPEC_ERR_LEN])
 {
@@ -89,7 +80,7 @@ static int parse_line(const char *s, int lineno, ckpt_manifest *mf, int *have, c
         /* the shard's shape must be the whole shape cut by tp along the
          * tensor's split dimension, so indexing the whole tensor from a
          * shard cannot go out of bounds */
-        int split = tp_split_dim(name);
+        int split = exec_param_tp_split_dim(name);
         for (int d = 0; d < 2; d++) {
             int64_t want = a[1 + d] * (d == split ? mf->tp : 1);
             if (a[3 + d] != want)

@@ -16,7 +16,8 @@ typedef struct {
     int tp_rank, pp_rank, dp_rank, has_params;
     int64_t lo, hi, bytes; /* moments [lo, hi) of the stage's flat vector; file size */
     uint32_t crc;
-    int verified;          /* the loader's: size and CRC checked */
+    int verified;          /* the loader's: size and CRC checked, and ... */
+    int fd;                /* ... the file open for reading (valid only when verified) */
 } ckpt_shard;
 
 typedef struct {

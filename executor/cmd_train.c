@@ -1,5 +1,6 @@
 /* cmd_train.c — `triad train` and `triad data`. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +44,6 @@ static int parse_double(const char *name, const char *s, double lo, double *out)
     return 0;
 }
 
-static int parse_long(const char *name, const char *s, long long lo, long long *out)
-{
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || v < lo) {
-        log_msg("train: %s '%s' is not an integer >= %lld", name, s, lo);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int exec_cmd_train(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -84,23 +73,16 @@ int exec_cmd_train(int argc, char **argv)
         case 'm': model_s = optarg; break;
         case 'l': layout_s = optarg; break;
         case 'b':
-            if (parse_long("--global-batch", optarg, 1, &batch))
-                return TRIAD_EXIT_INPUT;
+            batch = log_opt_long("train", "global-batch", optarg, 1, 1L << 40);
             have_batch = 1;
             break;
         case 'd': o.data = optarg; break;
-        case 's':
-            if (parse_long("--steps", optarg, 1, &steps))
-                return TRIAD_EXIT_INPUT;
-            break;
+        case 's': steps = log_opt_long("train", "steps", optarg, 1, INT_MAX); break;
         case 'r':
             if (parse_double("--lr", optarg, 0, &o.lr))
                 return TRIAD_EXIT_INPUT;
             break;
-        case 'w':
-            if (parse_long("--warmup", optarg, 0, &warmup))
-                return TRIAD_EXIT_INPUT;
-            break;
+        case 'w': warmup = log_opt_long("train", "warmup", optarg, 0, INT_MAX); break;
         case 'n':
             if (parse_double("--min-lr-frac", optarg, 0, &o.min_lr_frac))
                 return TRIAD_EXIT_INPUT;
@@ -113,10 +95,7 @@ int exec_cmd_train(int argc, char **argv)
             if (parse_double("--clip", optarg, 0, &o.clip))
                 return TRIAD_EXIT_INPUT;
             break;
-        case 'S':
-            if (parse_long("--seed", optarg, 0, &seed))
-                return TRIAD_EXIT_INPUT;
-            break;
+        case 'S': seed = log_opt_long("train", "seed", optarg, 0, LONG_MAX); break;
         case 'M': o.metrics_path = optarg; break;
         case 'p': plan_s = optarg; break;
         case 'D': device = optarg; break;
@@ -128,12 +107,10 @@ int exec_cmd_train(int argc, char **argv)
         case 'K':
         case 'X':
         case 'N': {
-            long long v;
-            const char *nm = ch == 'E' ? "--checkpoint-every" : ch == 'K' ? "--checkpoint-keep"
-                             : ch == 'X' ? "--exit-after" : "--inject-nan";
-            if (parse_long(nm, optarg, 1, &v))
-                return TRIAD_EXIT_INPUT;
-            *(ch == 'E' ? &o.ckpt_every : ch == 'K' ? &o.ckpt_keep : ch == 'X' ? &o.exit_after : &o.inject_nan) = (int)v;
+            const char *nm = ch == 'E' ? "checkpoint-every" : ch == 'K' ? "checkpoint-keep"
+                             : ch == 'X' ? "exit-after" : "inject-nan";
+            int v = (int)log_opt_long("train", nm, optarg, 1, INT_MAX);
+            *(ch == 'E' ? &o.ckpt_every : ch == 'K' ? &o.ckpt_keep : ch == 'X' ? &o.exit_after : &o.inject_nan) = v;
             break;
         }
         case 'q': o.quiet = 1; break;

@@ -92,8 +92,9 @@ uint64_t exec_param_global_index(const char *name, const shapes_tensor *t, int64
 void exec_param_global_shape(const char *name, const shapes_tensor *t, int tp, int64_t dims[2])
 {
     dims[0] = t->dims[0], dims[1] = t->ndim == 2 ? t->dims[1] : 1;
-    if (tp > 1 && exec_param_tp_sharded(name))
-        dims[!strcmp(name, "attprojw") || !strcmp(name, "fcprojw") ? 1 : 0] *= tp;
+    int split = exec_param_tp_split_dim(name);
+    if (split >= 0)
+        dims[split] *= tp;
 }
 
 static uint64_t global_index_of(const exec_model *md, int r, const char *name, const shapes_tensor *t, int64_t i)
@@ -106,11 +107,6 @@ static uint64_t global_index(const exec_model *md, const char *name, const shape
     return global_index_of(md, md->tp_rank, name, t, i);
 }
 
-int exec_param_tp_sharded(const char *nm)
-{
-    return !strcmp(nm, "qkvw") || !strcmp(nm, "qkvb") || !strcmp(nm, "fcw") || !strcmp(nm, "fcb") ||
-           !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") || !strcmp(nm, "wte") || !strcmp(nm, "wte_head");
-}
 
 static void init_tensor(exec_model *md, float *dst, const char *name, int layer, const shapes_tensor *t,
                         uint64_t seed)
@@ -599,13 +595,10 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
         }
         if (writer) {
             fprintf(man, "%s", name);
-            int col = !strcmp(p->shape.name, "attprojw") || !strcmp(p->shape.name, "fcprojw");
-            for (int d = 0; d < p->shape.ndim; d++) {
-                int64_t dim = p->shape.dims[d];
-                if (tp > 1 && exec_param_tp_sharded(p->shape.name) && d == (col ? 1 : 0))
-                    dim *= tp; /* the whole tensor's shape */
-                fprintf(man, " %lld", (long long)dim);
-            }
+            int64_t whole[2]; /* the whole tensor's shape */
+            exec_param_global_shape(p->shape.name, &p->shape, tp, whole);
+            for (int d = 0; d < p->shape.ndim; d++)
+                fprintf(man, " %lld", (long long)whole[d]);
             fprintf(man, "\n");
             snprintf(path, sizeof path, "%s/%s%s.bin", dir, prefix, name);
             FILE *f = fopen(path, "wb");

@@ -31,6 +31,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../common/spec.h"
 #include "../costmodel/shapes.h"
@@ -124,9 +125,21 @@ void exec_model_zero_grad(exec_model *md);
  * o in [lo, hi) (a ZeRO-1 shard, or the whole vector). No-op without sp. */
 void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t hi);
 
-/* Whether a parameter tensor (by name) is split over the tensor-parallel
- * group; the others are replicated on every tp rank. */
-int exec_param_tp_sharded(const char *name);
+/* The dimension tensor parallelism splits a parameter tensor along (by
+ * name): 0 for column-parallel weights and biases (qkv, fc) and the
+ * vocabulary rows of wte, 1 for row-parallel weights (attproj, fcproj), -1
+ * for tensors replicated on every tp rank. Header-only: the checkpoint
+ * manifest parser checks shard shapes with it without the model. */
+static inline int exec_param_tp_split_dim(const char *name)
+{
+    if (!strcmp(name, "attprojw") || !strcmp(name, "fcprojw"))
+        return 1;
+    if (!strcmp(name, "qkvw") || !strcmp(name, "qkvb") || !strcmp(name, "fcw") || !strcmp(name, "fcb") ||
+        !strcmp(name, "wte") || !strcmp(name, "wte_head"))
+        return 0;
+    return -1;
+}
+static inline int exec_param_tp_sharded(const char *name) { return exec_param_tp_split_dim(name) >= 0; }
 
 /* The parameter table of pipeline stage pp_rank under layout l (local,
  * tp-sharded shapes; the same on every tp rank): blocks in order, then the
