@@ -196,7 +196,8 @@ double cost_gemm_s(int64_t m, int64_t n, int64_t k, const spec_cluster *c, const
     double peak = c->peak_tflops * 1e12;
     if (prec == SPEC_PREC_FP32 && c->gpu != SPEC_GPU_CPU)
         peak /= 16.0; /* fp32 without tensor cores: A100 19.5 of 312 */
-    return 2.0 * (double)m * (double)n * (double)k / (peak * eff) + pp->launch_s;
+    /* device time only: launches are counted per block (cost_block_times) */
+    return 2.0 * (double)m * (double)n * (double)k / (peak * eff);
 }
 
 double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profile *p)
@@ -210,25 +211,38 @@ double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profil
 
 /* Attention core of one micro-batch on one rank: scores and weighted values
  * (two batched GEMMs of b*a/t problems, head size k = h/a) plus the softmax
- * passes over the (b, a/t, s, s) matrix (read + write, scale+mask+softmax
- * fused as in Megatron's fused kernel). */
+ * over the (b, a/t, s, s) matrix (scale+mask+softmax fused as in Megatron's
+ * kernel: read + write forward; read output and its gradient, write the
+ * input gradient backward) and, in Megatron-LM, dropout on the
+ * probabilities (read, write the kept values and a 1-byte mask; backward
+ * reads mask and gradient and writes the gradient; Korthikanti et al. 2022
+ * Sec 4.1 list the mask). Backward: data and weight gradient of each GEMM. */
 static double attention_core_s(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                                const cost_profile *p, int backward)
 {
     double B = l->mbs, s = (double)m->seq, hd = (double)(m->hidden / m->heads);
     double heads = (double)(m->heads / l->tp);
     double eb = elem_bytes(l->precision);
+    const profile_params *pp = profile_params_of(prof_or_builtin(p, c));
+    double dropout = pp->dropout;
+    if (pp->flash_attention > 0) {
+        /* Fused attention (FlashAttention, Dao et al. 2022; the cuDNN /
+         * Transformer Engine kernels of Megatron-Core): the s x s matrix
+         * never reaches memory, dropout is drawn inside the kernel, and a
+         * causal mask skips the blocks above the diagonal, so the two
+         * GEMMs do 2 b (a/t) s^2 d of the 4 b (a/t) s^2 d a dense pair
+         * would. Backward recomputes the scores: five GEMMs of that size
+         * for the forward's two (x 2.5). */
+        double flops = 2.0 * B * heads * s * s * hd;
+        double t = flops / (c->peak_tflops * 1e12 * pp->attn_eff);
+        return backward ? 2.5 * t : t;
+    }
     double g1 = cost_gemm_s((int64_t)s, (int64_t)s, (int64_t)hd, c, p, l->precision);
     double g2 = cost_gemm_s((int64_t)s, (int64_t)hd, (int64_t)s, c, p, l->precision);
-    double gemm = (g1 + g2 - 2 * profile_params_of(prof_or_builtin(p, c))->launch_s) * B * heads +
-                  2 * profile_params_of(prof_or_builtin(p, c))->launch_s;
-    double sm_bytes = B * heads * s * s * eb * 2.0; /* read + write */
-    /* dropout on the probabilities (Megatron-LM): read them, write the
-     * kept values and a 1-byte mask; backward reads mask and gradient and
-     * writes the gradient (Korthikanti et al. 2022 Sec 4.1 list the mask) */
-    sm_bytes += profile_params_of(prof_or_builtin(p, c))->dropout * B * heads * s * s * (2.0 * eb + 1.0);
-    double t = gemm + cost_elementwise_s(sm_bytes, c, p);
-    return backward ? 2.0 * t : t;
+    double gemm = (g1 + g2) * B * heads;
+    double e = B * heads * s * s; /* elements of the score matrix */
+    double sm_bytes = (backward ? 3.0 : 2.0) * e * eb + dropout * e * (2.0 * eb + 1.0);
+    return (backward ? 2.0 : 1.0) * gemm + cost_elementwise_s(sm_bytes, c, p);
 }
 
 /* ---- measured kernels (a profile from `triad profile`) ------------------------------------ */
@@ -286,20 +300,30 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     double g = cost_gemm_s(bs, 3 * h / t, h, c, p, pr) + cost_gemm_s(bs, h, h / t, c, p, pr) +
                cost_gemm_s(bs, f / t, h, c, p, pr) + cost_gemm_s(bs, h, f / t, c, p, pr);
     double core_f = attention_core_s(m, c, l, p, 0), core_b = attention_core_s(m, c, l, p, 1);
-    /* Element-wise passes, read + write, bytes: two LayerNorms over the
-     * positions this rank holds (s/t with sp), bias+residual twice, GELU over
-     * b s f/t. Backward moves about twice the bytes. */
+    /* Element-wise passes, in elements of b s h over the rows this rank
+     * holds (s/t with sp) and of b s f/t, each read or write once
+     * (a row fits on chip, so a LayerNorm reads its input once):
+     *  forward: 2 LayerNorms (read x, write y: 4), 2 fused
+     *    bias-dropout-residual adds (read x and residual, write: 6), fused
+     *    bias-GELU (read, write: 2 of b s f/t);
+     *  backward: 2 LayerNorms (read x and dy, write dx: 6), the residual
+     *    gradient summed with each branch's (read 2, write 1: 6), 2 dropouts
+     *    (read dy, write dx: 4), bias gradients of the two row-parallel
+     *    GEMMs (read dy: 2) and of the column-parallel ones (read dy: b s
+     *    f/t + 3 b s h/t), GELU (read x and dy, write dx: 3 of b s f/t).
+     * Dropout masks (1 byte, both residual branches) are written forward and
+     * read backward. */
     double ss = (double)(l->sp ? s / t : s);
-    double ew_bytes = eb * (2.0 * 2.0 * B * ss * h * 2.0 /* LN in+out, 2 LNs, x2 stats/reads */
-                            + 2.0 * 3.0 * B * ss * h     /* bias + residual: 2 reads 1 write, x2 */
-                            + 2.0 * (double)bs * (double)(f / t) /* GELU in + out */);
-    /* dropout on both residual branches: a 1-byte mask written forward and
-     * read backward, fused with bias + residual in Megatron-LM */
-    ew_bytes += pp->dropout * 2.0 * B * ss * h;
-    double ew = cost_elementwise_s(ew_bytes, c, p);
-    double launches = pp->kernels_per_layer * pp->launch_s;
-    out->fwd_s = g + core_f + ew + launches;
-    out->bwd_s = 2.0 * g + core_b + 2.0 * ew + 2.0 * launches;
+    double E = B * ss * h, Ef = (double)bs * (double)(f / t), Eq = (double)bs * (double)(3 * h / t);
+    double ew_f = cost_elementwise_s(eb * (10.0 * E + 2.0 * Ef) + pp->dropout * 2.0 * E, c, p);
+    double ew_b = cost_elementwise_s(eb * (18.0 * E + 4.0 * Ef + Eq) + pp->dropout * 2.0 * E, c, p);
+    /* Kernels are issued asynchronously: a block costs its device time plus
+     * a small gap per kernel, unless issuing them takes the host longer. */
+    double k = pp->kernels_per_layer;
+    double dev_f = g + core_f + ew_f + k * pp->kernel_gap_s;
+    double dev_b = 2.0 * g + core_b + ew_b + 2.0 * k * pp->kernel_gap_s;
+    out->fwd_s = fmax(dev_f, k * pp->launch_s);
+    out->bwd_s = fmax(dev_b, 2.0 * k * pp->launch_s);
     if (rc == SPEC_RECOMPUTE_FULL)
         out->recompute_s = out->fwd_s;
     else if (rc == SPEC_RECOMPUTE_SELECTIVE)
@@ -317,12 +341,31 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
         double ag = cost_collective_s(COST_ALLGATHER, (int)t, bytes, cross, c, p);
         double one = l->sp ? rs + ag : cost_collective_s(COST_ALLREDUCE, (int)t, bytes, cross, c, p);
         out->tp_fwd_s = 2.0 * one;
-        /* triad's executor (measured profiles) gathers the sharded
-         * LayerNorm output again in backward, per sub-layer, without
-         * overlapping it; Megatron-LM overlaps that all-gather with the
-         * input-gradient GEMM (Korthikanti et al. 2022 Sec 4.2.2) */
-        double bwd_one = l->sp && profile_has_kernels(p) ? one + ag : one;
-        out->tp_bwd_s = 2.0 * bwd_one + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
+        /* Backward, per sub-layer (attention, MLP): the row-parallel GEMM's
+         * output gradient is all-gathered with sp (the backward of the
+         * forward reduce-scatter; nothing without sp), the column-parallel
+         * GEMM's input gradient is all-reduced (sp: reduce-scattered, and
+         * its input all-gathered again for the weight gradient). Megatron-LM
+         * starts those two asynchronously and computes the data / weight
+         * gradient meanwhile: only what a GEMM does not cover is exposed.
+         * triad's executor runs them one after another. */
+        double exposed[2];
+        double col_dgrad[2] = {cost_gemm_s(bs, h, 3 * h / t, c, p, pr), cost_gemm_s(bs, h, f / t, c, p, pr)};
+        double col_wgrad[2] = {cost_gemm_s(3 * h / t, h, bs, c, p, pr), cost_gemm_s(f / t, h, bs, c, p, pr)};
+        int overlap = pp->tp_bwd_overlap > 0 && !profile_has_kernels(p);
+        /* hidden is not free: the collective's kernels hold comm_sm_frac
+         * of the SMs, and the GEMM under it runs that much slower */
+        double sm = pp->comm_sm_frac;
+        for (int i = 0; i < 2; i++) {
+            if (!l->sp)
+                exposed[i] = overlap ? fmax(0.0, one - col_wgrad[i]) + sm * fmin(one, col_wgrad[i]) : one;
+            else if (overlap)
+                exposed[i] = ag + fmax(0.0, ag - col_dgrad[i]) + sm * fmin(ag, col_dgrad[i]) +
+                             fmax(0.0, rs - col_wgrad[i]) + sm * fmin(rs, col_wgrad[i]);
+            else
+                exposed[i] = ag + ag + rs;
+        }
+        out->tp_bwd_s = exposed[0] + exposed[1] + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
     }
     shapes_tensor ts[32];
     int n = cost_shapes_layer_acts(m, l, rc, ts, 32);
@@ -429,10 +472,15 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
             }
         }
     }
-    /* Optimizer: memory-bound pass over the (sharded) state: read weights,
-     * grads, master, m, v; write them back (bf16: 2+2+12 read, 2+12 write). */
+    /* Optimizer: memory-bound passes over the (sharded) state, as the
+     * mixed-precision optimizers of Megatron-LM and DeepSpeed run them:
+     * gradient norm for clipping (read grads), fused Adam (read grads,
+     * master, m, v; write master, m, v), copy of the master weights to the
+     * 16-bit ones (read 4, write 2), zeroing the grads (write). bf16:
+     * 2 + (2 + 12 + 12) + 6 + 2 = 36 bytes per parameter; fp32 (no master
+     * copy): 4 + (4 + 12 + 12) + 4 = 36. */
     int64_t Po = l->zero >= 1 ? (P + l->dp - 1) / l->dp : P;
-    double per = l->precision == SPEC_PREC_FP32 ? (4 + 4 + 8) + (4 + 8) : (2 + 2 + 12) + (2 + 12);
+    double per = 36.0;
     out->optimizer_s = cost_elementwise_s(per * (double)Po, c, p);
     if (profile_has_kernels(p))
         out->optimizer_s = K(p, "adamw", (double)Po, 1, 1);

@@ -18,10 +18,16 @@
 #include <csv.h>
 
 /* Parameters per device kind. Sources:
- *  gemm_eff_max: large bf16 GEMMs reach ~85% of the A100's 312 TFLOP/s and
- *    ~75% of the H100's 989 in cuBLAS (NVIDIA "Matrix Multiplication
- *    Background User's Guide", A100 GEMM performance figures; H100 measured
- *    ~750-800 TFLOP/s on 8192^3 bf16 in public microbenchmarks).
+ *  gemm_eff_max: asymptotic fraction of peak of a bf16 GEMM in the
+ *    software of the runs being modelled. A100 (Megatron-LM 2021-22,
+ *    CUDA 11): PyTorch fp16 matmul at n = 8192 measured 230 TFLOP/s on an
+ *    A100-80GB (mli/transformers-benchmarks, micro_bench, CUDA 11.x);
+ *    with the curve below that is max = 230/312 x (1 + 3 x 96/8192) =
+ *    0.763. A later shape search (Bekman, ml-engineering "Maximum
+ *    Achievable Matmul FLOPS", CUDA 12.1) finds 267.9 on A100 and 792.1 on
+ *    H100 SXM at their single best shapes; the A100's typical-to-best
+ *    ratio at that shape (223/268 = 0.83) applied to the H100's best gives
+ *    660 TFLOP/s at 6144x17920x2816, max = 660/989 x 1.073 = 0.72.
  *  gemm_dim_half: dimension scale of the efficiency curve, eff = max /
  *    (1 + d/m + d/n + d/k): with d = 96 a 2048^3 GEMM runs at ~88% of max,
  *    a 128-deep batched attention GEMM at ~55% (same guide: wave
@@ -31,37 +37,65 @@
  *  nvlink_eff, ib_eff: nccl-tests all-reduce bus bandwidth on DGX A100
  *    reaches ~230 GB/s of NVLink's 300 per direction (0.77) and ~21-23 GB/s
  *    per HDR HCA of 25 (0.85-0.9) for large messages (NVIDIA DGX A100 user
- *    guide / nccl-tests PERFORMANCE.md figures).
- *  launch_s: per-kernel launch and framework overhead, ~5 us for PyTorch
- *    eager kernels (Megatron-LM), several kernels per op.
+ *    guide / nccl-tests PERFORMANCE.md figures); on H100 NCCL's ring gets
+ *    ~370 GB/s of NVLink4's 450 after ~20% protocol overhead (NCCL
+ *    maintainer, NVIDIA/nccl-tests issue 212, 2024): 0.80.
+ *  launch_s: host time to issue one kernel, ~5 us for PyTorch eager
+ *    kernels (Megatron-LM). Launches are asynchronous: the host runs ahead
+ *    of the device and this is paid only when a block's kernels are too
+ *    short to cover it (a block costs max(device time, host issue time)).
+ *  kernel_gap_s: what the device loses between back-to-back kernels when
+ *    the host is ahead, ~1 us: NVIDIA's CUDA Graphs post (Gray 2019)
+ *    measures 2.9 us kernels at 3.8 us each with overlapped stream
+ *    launches.
  *  kernels_per_layer: forward kernels per block in Megatron-LM 2021 (the
  *    GEMMs, fused bias-gelu, fused softmax, layernorms, dropout, residual).
  *  dropout: the GPU profiles describe Megatron-LM training, whose GPT
  *    configurations apply dropout 0.1 to the attention probabilities and
  *    to both residual branches (Narayanan et al. 2021; Korthikanti et al.
  *    2022 Sec 4.1 count its masks); triad's own executor has none (0).
+ *  tp_bwd_overlap: Megatron-LM (since 2021, `async_tensor_model_parallel
+ *    _allreduce`; with sp Korthikanti et al. 2022 Sec 4.2.2) starts the
+ *    column-parallel input-gradient all-reduce (sp: all-gather of the
+ *    input, reduce-scatter of its gradient) asynchronously and computes
+ *    the weight gradient (sp: the data gradient) meanwhile; only what the
+ *    GEMM does not cover is exposed. triad's executor does not overlap (0).
+ *  comm_sm_frac: NCCL runs a collective as one thread block per channel,
+ *    and those blocks hold their SMs for the collective's duration; a GEMM
+ *    overlapped with it runs on the rest. 0.15 of the SMs for NVLink
+ *    collectives on DGX A100 / H100 (the value Calculon, Isaev et al.
+ *    SC'23, uses for its NVLink network).
+ *  flash_attention, attn_eff: the A100 profiles model Megatron-LM 2021-22,
+ *    whose attention writes the s x s scores and softmax to memory (0). The
+ *    H100 profile models Megatron-Core / NeMo, whose fused attention
+ *    (cuDNN / FlashAttention, Transformer Engine) never materialises them
+ *    (1); attn_eff 0.5: FlashAttention-3 (Shah et al. 2024) measures the
+ *    fused bf16 kernels (cuDNN, FA3) at 500-660 TFLOP/s forward and
+ *    ~450-550 backward on H100 for head size 128 (about half of 989).
  *  ranks, cores: written by `triad profile` — how many ranks timed the
  *    kernels at once, on how many cores. When ranks outnumber cores every
  *    measured time includes that contention; the simulator then models
  *    how busy the cores really are in each layout (sim.c). 0: not stated.
  */
-static const profile_params SHEET_A100 = {0.85, 96.0, 0.80, 0.77, 0.88, 5e-6, 30.0, 1.0, 0, 0};
-static const profile_params SHEET_H100 = {0.75, 128.0, 0.85, 0.80, 0.88, 4e-6, 30.0, 1.0, 0, 0};
-static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 30.0, 0.0, 0, 0};
+static const profile_params SHEET_A100 = {0.763, 96.0, 0.80, 0.77, 0.88, 5e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 0.0, 0.5, 0, 0};
+static const profile_params SHEET_H100 = {0.72, 128.0, 0.85, 0.80, 0.88, 4e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 1.0, 0.5, 0, 0};
+static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0, 0};
 
 static cost_profile BUILTIN[SPEC_GPU_COUNT];
 static int builtin_ready;
 
 static const char *PARAM_NAMES[] = {"gemm_eff_max", "gemm_dim_half", "hbm_eff",           "nvlink_eff",
-                                    "ib_eff",       "launch_s",      "kernels_per_layer", "dropout",
-                                    "ranks",        "cores"};
+                                    "ib_eff",       "launch_s",      "kernel_gap_s",      "kernels_per_layer",
+                                    "dropout",      "tp_bwd_overlap", "comm_sm_frac",    "flash_attention",
+                                    "attn_eff",     "ranks",         "cores"};
 #define N_PARAMS ((int)(sizeof PARAM_NAMES / sizeof PARAM_NAMES[0]))
 
 static double *param_ptr(profile_params *p, int i)
 {
     double *f[] = {&p->gemm_eff_max, &p->gemm_dim_half, &p->hbm_eff,          &p->nvlink_eff,
-                   &p->ib_eff,       &p->launch_s,      &p->kernels_per_layer, &p->dropout,
-                   &p->ranks,        &p->cores};
+                   &p->ib_eff,       &p->launch_s,      &p->kernel_gap_s,       &p->kernels_per_layer,
+                   &p->dropout,      &p->tp_bwd_overlap, &p->comm_sm_frac, &p->flash_attention,
+                   &p->attn_eff,     &p->ranks,         &p->cores};
     return f[i];
 }
 
@@ -183,6 +217,13 @@ static void cb_field(void *s, size_t len, void *data)
     c->field++;
 }
 
+/* flags and the device gap may be 0; every other parameter must be > 0 */
+static int zero_ok(const char *param)
+{
+    return !strcmp(param, "dropout") || !strcmp(param, "tp_bwd_overlap") || !strcmp(param, "kernel_gap_s") ||
+           !strcmp(param, "comm_sm_frac") || !strcmp(param, "flash_attention");
+}
+
 static int num(load_ctx *c, int col, double *out, int allow_zero)
 {
     if (!c->have[col]) {
@@ -244,7 +285,7 @@ static void cb_record(int ch, void *data)
             return;
         }
         double v;
-        if (num(c, COL_VALUE, &v, !strcmp(PARAM_NAMES[idx], "dropout")) == 0)
+        if (num(c, COL_VALUE, &v, zero_ok(PARAM_NAMES[idx])) == 0)
             *param_ptr(&p->params, idx) = v;
     } else if (!strcmp(kind, "gemm")) {
         double m, n, k, t;

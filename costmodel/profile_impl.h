@@ -12,9 +12,15 @@ typedef struct {
     double hbm_eff;           /* fraction of HBM bandwidth reached by element-wise kernels */
     double nvlink_eff;        /* achievable fraction of intra-node bandwidth (busbw) */
     double ib_eff;            /* achievable fraction of inter-node bandwidth (busbw) */
-    double launch_s;          /* per-kernel launch overhead, seconds */
+    double launch_s;          /* host time to issue one kernel, seconds */
+    double kernel_gap_s;      /* device idle between back-to-back kernels when the host runs ahead */
     double kernels_per_layer; /* forward kernels per block */
     double dropout;           /* 1: the modelled framework applies dropout (Megatron-LM runs), 0: none */
+    double tp_bwd_overlap;    /* 1: backward tp collectives of column-parallel GEMMs overlap their
+                                 weight-gradient GEMMs (Megatron-LM), 0: serial */
+    double comm_sm_frac;      /* fraction of the SMs a collective's kernels hold while it overlaps a GEMM */
+    double flash_attention;   /* 1: fused causal attention (no s x s matrix in memory), 0: explicit softmax */
+    double attn_eff;          /* fraction of peak the fused attention kernels reach (flash_attention = 1) */
     double ranks, cores;      /* measured profiles: ranks that ran at once on `cores` cores (0: not stated) */
 } profile_params;
 

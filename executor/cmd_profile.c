@@ -481,6 +481,7 @@ int exec_cmd_profile(int argc, char **argv)
         fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
         /* parameters the measured rows do not replace: no dropout in the executor */
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
+        fprintf(c.f, "param,tp_bwd_overlap,0,,,,,,,,,,\n"); /* the executor's collectives are synchronous */
         fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
         /* the conditions of the measurement: ranks timing at once, cores they shared */
         fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);

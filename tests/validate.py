@@ -24,6 +24,8 @@ def main():
     print("# assumptions: micro-batch 1 where the paper does not state it; the nar21 rows use the")
     print("#   plain 1F1B schedule (v=1) since the interleaving degree is not stated;")
     print("#   cluster dgx-a100-80gb (8 GPUs/node, 25 GB/s/GPU InfiniBand), built-in A100 profile")
+    print("#   (profiles/dgx-a100-80gb.csv: Megatron-LM 2021-22 software - GEMM efficiency of its CUDA 11")
+    print("#   era, explicit softmax and dropout, backward tp collectives overlapped with the GEMMs)")
     hdr = "%-28s %5s %4s %4s %4s %3s %-9s %9s %9s %7s %8s %7s %7s %7s %7s" % (
         "id", "gpus", "tp", "pp", "dp", "v", "recompute", "measured", "predicted", "err%",
         "compute", "tp_comm", "pp_comm", "dp_exp", "bubble")
