@@ -469,6 +469,13 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
                 int n = cost_shapes_layer_params(m, l, t, 16);
                 double lb = eb * (double)cost_shapes_sum_elems(t, n);
                 out->zero3_ag_layer_s = cost_collective_s(COST_ALLGATHER, l->dp, lb, cross, c, p);
+                double rs = cost_collective_s(COST_REDUCESCATTER, l->dp, lb, cross, c, p);
+                cost_block blk;
+                cost_block_times(m, c, l, l->recompute, p, &blk);
+                out->zero3_fwd_layer_s = fmax(0.0, out->zero3_ag_layer_s - (blk.fwd_s + blk.tp_fwd_s));
+                out->zero3_bwd_layer_s =
+                    fmax(0.0, out->zero3_ag_layer_s + rs - (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s));
+                out->zero3_edge_s = 2.0 * out->zero3_ag_layer_s;
             }
         }
     }
@@ -521,7 +528,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
     /* Per-stage times for one micro-batch (all chunks of the rank). */
     cost_block blk;
     cost_block_times(m, c, l, l->recompute, p, &blk);
-    double worst = 0, worst_comp = 0, worst_tp = 0, worst_pp = 0;
+    double worst = 0, worst_comp = 0, worst_tp = 0, worst_pp = 0, worst_z3 = 0;
     /* With uniform stages the first rank holds the most blocks (the extra
      * ones of an uneven split), the embedding and the most in-flight
      * micro-batches, and the last holds the LM head: every middle rank is
@@ -535,17 +542,17 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         cost_extra_times(m, c, l, r, p, &ex);
         double comp = layers * (blk.fwd_s + blk.bwd_s + blk.recompute_s) + ex.fwd_s + ex.bwd_s;
         double tp = layers * (blk.tp_fwd_s + blk.tp_bwd_s) + ex.tp_fwd_s + ex.tp_bwd_s;
-        if (l->zero == 3)
-            tp += layers * 2.0 * cm.zero3_ag_layer_s; /* not overlapped: conservative */
+        double z3 = l->zero == 3 ? layers * (cm.zero3_fwd_layer_s + cm.zero3_bwd_layer_s) + cm.zero3_edge_s : 0;
         /* Blocking sends: a forward send and a backward send per micro-batch
          * per chunk on the critical path (Megatron p2p_communication). */
         double pcomm = P > 1 ? 2.0 * v * cm.p2p_s : 0.0;
-        double stage = comp + tp + pcomm;
+        double stage = comp + tp + pcomm + z3;
         if (stage > worst) {
             worst = stage;
             worst_comp = comp;
             worst_tp = tp;
             worst_pp = pcomm;
+            worst_z3 = z3;
         }
     }
     /* 1F1B and GPipe: (m + p - 1)(t_f + t_b) (Narayanan et al. 2021 eq. 1
@@ -564,7 +571,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
      * too. ZeRO-1/2 reduce-scatter overlaps the same way; its parameter
      * all-gather follows the optimizer and is exposed. Tied embedding sync
      * is exposed. */
-    double dp_traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
+    double dp_traffic = l->zero == 0 ? cm.dp_allreduce_s : l->zero <= 2 ? cm.zero_rs_s : 0.0;
     double exposed = 0;
     if (dp_traffic > 0) {
         int layers0 = cost_shapes_rank_layers(m, l, 0);
@@ -577,7 +584,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         if (exposed < bucket)
             exposed = bucket;
     }
-    exposed += cm.zero_ag_s + cm.embed_sync_s;
+    exposed += cm.zero_ag_s + cm.embed_sync_s + mb * worst_z3; /* ZeRO-3: per micro-batch, in the stages */
     out->dp_comm_exposed_s = exposed;
     out->optimizer_s = cm.optimizer_s;
     out->step_time_s = out->compute_s + out->tp_comm_s + out->pp_comm_s + out->bubble_s +

@@ -126,6 +126,13 @@ typedef struct {
     double zero_rs_s;         /* reduce-scatter of gradients (zero >= 1) */
     double zero_ag_s;         /* all-gather of parameters after the step (zero 1, 2) */
     double zero3_ag_layer_s;  /* per-block parameter all-gather (zero 3) */
+    /* ZeRO-3 (DeepSpeed stage 3, FSDP full sharding), per micro-batch: each
+     * block's weights are all-gathered before its forward and again before
+     * its backward, its gradient reduce-scattered after; the next block's
+     * gather is prefetched under the current block's compute. Exposed per
+     * block: what compute does not cover; per stage and micro-batch: the
+     * first gather of forward and of backward, which nothing precedes. */
+    double zero3_fwd_layer_s, zero3_bwd_layer_s, zero3_edge_s;
     double optimizer_s;       /* AdamW update of this rank's (sharded) state */
     double embed_sync_s;      /* tied-embedding gradient all-reduce first<->last stage */
 } cost_comm;

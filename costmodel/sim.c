@@ -442,9 +442,9 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         int layers = spec_layout_stage_layers(l, m, vs);
         double f = layers * (blk.fwd_s + blk.tp_fwd_s);
         double b = layers * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s);
-        if (l->zero == 3) {
-            f += layers * cm.zero3_ag_layer_s;
-            b += layers * cm.zero3_ag_layer_s;
+        if (l->zero == 3) { /* exposed ZeRO-3 gathers / scatters (cost_comm_times) */
+            f += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
+            b += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
         }
         int64_t a = layers * blk.act_bytes;
         cost_extra ex;
@@ -477,7 +477,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         cost_mem mm;
         cost_memory_rank(m, l, global_batch, r, &mm);
         in.static_bytes[r] = mm.param_bytes + mm.grad_bytes + mm.optim_bytes + mm.scratch_bytes;
-        double traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
+        double traffic = l->zero == 0 ? cm.dp_allreduce_s : l->zero <= 2 ? cm.zero_rs_s : 0.0;
         int64_t Pr = cost_shapes_param_elems(m, l, r);
         double nb = eb * (double)Pr / cm.dp_bucket_bytes;
         in.dp_buckets = nb > 1 ? (int)ceil(nb) : 1;

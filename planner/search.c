@@ -83,7 +83,8 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     pr->layers = (int)m->layers;
     pr->n_rc = 1;
     pr->rc[0] = l->recompute;
-    pr->t_block_s[0] = blk.fwd_s + blk.bwd_s + blk.recompute_s + blk.tp_fwd_s + blk.tp_bwd_s;
+    pr->t_block_s[0] = blk.fwd_s + blk.bwd_s + blk.recompute_s + blk.tp_fwd_s + blk.tp_bwd_s +
+                       (l->zero == 3 ? cm.zero3_fwd_layer_s + cm.zero3_bwd_layer_s : 0.0);
     pr->act_block_bytes[0] = (double)blk.act_bytes;
     pr->static_block_bytes = bpp * (double)cost_shapes_sum_elems(t, n);
     int64_t mb = spec_layout_n_micro(l, batch);
