@@ -80,6 +80,8 @@ static const cluster_preset CLUSTER_PRESETS[] = {
      "DGX A100 (Selene, Narayanan et al. 2021 Sec 5): NVLink3 300 GB/s/dir, 25 GB/s/GPU IB"},
     {{"dgx-h100-80gb", SPEC_GPU_H100_80GB, 1, 8, 450.0, 50.0, 3.0, 5.0, 80.0, 989.0, 3350.0},
      "DGX H100: NVLink4 450 GB/s/dir, 8x400 Gb/s NDR IB (50 GB/s/GPU), H100 SXM datasheet"},
+    {{"dgx-h200-141gb", SPEC_GPU_H200_141GB, 1, 8, 450.0, 50.0, 3.0, 5.0, 141.0, 989.0, 4800.0},
+     "DGX H200: as DGX H100 with 141 GB HBM3e at 4.8 TB/s (H200 SXM datasheet)"},
     {{"cpu", SPEC_GPU_CPU, 1, 2, 5.0, 5.0, 1.0, 1.0, 8.0, 0.1, 20.0},
      "this machine's cores as ranks; numbers are placeholders a measured profile replaces"},
 };
