@@ -10,6 +10,13 @@ worst 12%.
 """
 import argparse, csv, os, subprocess, sys
 
+def padded_vocab(r):
+    """Megatron-LM pads the vocabulary to a multiple of 128 x tp
+    (--make-vocab-size-divisible-by 128), so every tp rank holds an equal
+    shard; the published runs trained on the padded size."""
+    v, q = int(r["vocab"]), 128 * int(r["tp"] or 1)
+    return (v + q - 1) // q * q
+
 def cluster_of(r):
     """The cluster preset of a row's GPU (a100-80gb -> dgx-a100-80gb; the
     built-in profile of that GPU kind comes with it), its GPUs per node."""
@@ -31,7 +38,8 @@ def main():
     rows = list(csv.DictReader(open(a.dev)))
     print("# triad validate: %d published runs from %s" % (len(rows), os.path.basename(a.dev)))
     print("# assumptions: micro-batch 1 where the paper does not state it; the nar21 rows use the")
-    print("#   plain 1F1B schedule (v=1) since the interleaving degree is not stated;")
+    print("#   plain 1F1B schedule (v=1) since the interleaving degree is not stated; the vocabulary")
+    print("#   padded to a multiple of 128 x tp as Megatron-LM does;")
     print("#   cluster dgx-<gpu> of each row (A100 rows: dgx-a100-80gb, 8 GPUs/node, 25 GB/s/GPU")
     print("#   InfiniBand) with the built-in profile of that GPU kind")
     print("#   (profiles/dgx-a100-80gb.csv: Megatron-LM 2021-22 software - GEMM efficiency of its CUDA 11")
@@ -43,8 +51,8 @@ def main():
     errs, out = [], []
     for r in rows:
         mbs = r["micro_batch"] or "1"
-        model = "layers=%s,hidden=%s,heads=%s,ffn=%s,vocab=%s,seq=%s" % (
-            r["layers"], r["hidden"], r["heads"], r["ffn"], r["vocab"], r["seq"])
+        model = "layers=%s,hidden=%s,heads=%s,ffn=%s,vocab=%d,seq=%s" % (
+            r["layers"], r["hidden"], r["heads"], r["ffn"], padded_vocab(r), r["seq"])
         v = int(r["v"] or 1)
         sched = "interleaved" if v > 1 else "1f1b"
         layout = "tp=%s,pp=%s,dp=%s,mbs=%s,sp=%s,zero=%s,recompute=%s,schedule=%s,v=%d" % (
@@ -85,8 +93,8 @@ def main():
         print("%-28s %-34s %9s %9s %7s" % ("id", "plan's best layout", "best s", "publ. s", "faster"))
         worse = 0
         for r, o in zip(rows, out):
-            model = "layers=%s,hidden=%s,heads=%s,ffn=%s,vocab=%s,seq=%s" % (
-                r["layers"], r["hidden"], r["heads"], r["ffn"], r["vocab"], r["seq"])
+            model = "layers=%s,hidden=%s,heads=%s,ffn=%s,vocab=%d,seq=%s" % (
+                r["layers"], r["hidden"], r["heads"], r["ffn"], padded_vocab(r), r["seq"])
             cluster = cluster_of(r)
             p = subprocess.run([a.triad, "plan", "--model", model, "--cluster", cluster, "--gpus", r["gpus"],
                                 "--global-batch", r["global_batch"], "--format", "csv", "--top", "1"],
