@@ -2,6 +2,8 @@
  * checkpoint.h). */
 #include "checkpoint.h"
 
+#include "../kernels/kernels.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -193,6 +195,19 @@ int exec_ckpt_save(const char *dir, int step, const exec_model *md, const exec_c
     size_t bytes[3] = {has_params ? sizeof(float) * (size_t)md->n_params : 0, sizeof(float) * (size_t)nm,
                        sizeof(float) * (size_t)nm};
     const void *bufs[3] = {md->params, ctx->m, ctx->v};
+    void *host[3] = {NULL, NULL, NULL}; /* device backends: the shard copied out first */
+    for (int i = 0; i < 3 && !exec_backend_is_host(); i++)
+        if (bytes[i]) {
+            host[i] = malloc(bytes[i]);
+            if (!host[i]) {
+                snprintf(err, SPEC_ERR_LEN, "checkpoint: cannot allocate %zu bytes to copy the shard out", bytes[i]);
+                for (int j = 0; j < i; j++)
+                    free(host[j]);
+                return -1;
+            }
+            exec_backend()->to_host(host[i], bufs[i], (int64_t)bytes[i]);
+            bufs[i] = host[i];
+        }
     int64_t rec[R_N] = {ctx->rank, md->tp_rank, md->pp_rank, ctx->dp_rank, has_params,
                         has_moments ? ctx->lo : 0, has_moments ? ctx->hi : 0,
                         (int64_t)(bytes[0] + bytes[1] + bytes[2]), 0, 0};
@@ -205,6 +220,8 @@ int exec_ckpt_save(const char *dir, int step, const exec_model *md, const exec_c
         }
         rec[R_CRC] = crc;
     }
+    for (int i = 0; i < 3; i++)
+        free(host[i]);
     int nranks = ctx->world ? comm_group_size(ctx->world) : 1;
     int64_t *all = malloc(sizeof(int64_t) * R_N * (size_t)nranks);
     if (ctx->world)
@@ -398,8 +415,19 @@ static int load_tensor(loader *ld, exec_model *md, const exec_ckpt_ctx *ctx, con
         if (rc)
             break;
         float *dst = which == 0 ? md->params : which == 1 ? ctx->m - ctx->lo : ctx->v - ctx->lo;
-        for (int64_t k = a - q->offset; k < b - q->offset; k++)
-            dst[q->offset + k] = full[exec_param_global_index(name, &q->shape, md->m.hidden, md->l.tp, md->tp_rank, k)];
+        /* this rank's part of the whole tensor, gathered on the host, then
+         * copied where the backend keeps it */
+        int64_t k0 = a - q->offset, k1 = b - q->offset;
+        float *part = malloc(sizeof(float) * (size_t)(k1 - k0 > 0 ? k1 - k0 : 1));
+        if (!part) {
+            snprintf(ld->err, SPEC_ERR_LEN, "checkpoint: out of memory loading %s", name);
+            rc = -1;
+            break;
+        }
+        for (int64_t k = k0; k < k1; k++)
+            part[k - k0] = full[exec_param_global_index(name, &q->shape, md->m.hidden, md->l.tp, md->tp_rank, k)];
+        exec_backend()->to_device(dst + q->offset + k0, part, (int64_t)sizeof(float) * (k1 - k0));
+        free(part);
     }
     free(full);
     free(buf);

@@ -8,7 +8,10 @@
 #include "../common/cmds.h"
 #include "../common/log.h"
 #include "../common/planfile.h"
+#include "../kernels/kernels.h"
+#include "comm.h"
 #include "data.h"
+#include "model.h"
 #include "train.h"
 
 static void usage(FILE *f)
@@ -17,7 +20,7 @@ static void usage(FILE *f)
             "usage: triad train --model M --layout L --global-batch N --data D --steps K\n"
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
-            "                   [--device cpu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
+            "                   [--device cpu|cuda|emu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
             "                   [--checkpoint-dir DIR --checkpoint-every K [--checkpoint-keep 3]] [--resume]\n"
             "\n"
             "Trains a GPT-2 style model. D is markov:vocab=V,order=K,seed=S (a source of known\n"
@@ -29,7 +32,45 @@ static void usage(FILE *f)
             "--steps is the whole job: --resume continues from the newest complete\n"
             "checkpoint to the same last step, with the same learning-rate schedule.\n"
             "--exit-after K stops after step K as if the job were killed, --inject-nan K puts\n"
-            "a NaN into one gradient at step K (both for testing failure handling).\n");
+            "a NaN into one gradient at step K (both for testing failure handling).\n"
+            "--device cuda trains on the GPU (CUDA build; every rank on the GPU its local rank\n"
+            "picks, collectives staged through the host); emu runs the CPU kernels on memory\n"
+            "the host may only touch through the backend, to test device code paths without a GPU.\n");
+}
+
+static void emu_to_host(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_host(dst, src, bytes); }
+static void emu_to_device(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_device(dst, src, bytes); }
+
+/* The backend of --device: 0, or -1 with the reason logged. */
+static int select_device(const char *device)
+{
+    if (!strcmp(device, "cpu"))
+        return 0;
+    if (!strcmp(device, "emu")) {
+        static const comm_device_hooks hooks = {kern_emu_is_device, emu_to_host, emu_to_device};
+        exec_set_backend(kern_ops_emu());
+        comm_set_device_hooks(&hooks);
+        return 0;
+    }
+    if (!strcmp(device, "cuda")) {
+#if TRIAD_HAVE_CUDA
+        /* ranks of a node share its GPUs round-robin (several per GPU
+         * when oversubscribed: the comm layer stages through the host) */
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        char why[160];
+        if (kern_cuda_use_device(lr ? atoi(lr) : 0, why, (int)sizeof why) < 0) {
+            log_msg("train: --device cuda: no usable GPU (%s)", why);
+            return -1;
+        }
+        exec_set_backend(kern_ops_cuda()); /* comm stages through CUDA's own copies */
+        return 0;
+#else
+        log_msg("train: --device 'cuda' is not available in this build (no CUDA toolkit at build time)");
+        return -1;
+#endif
+    }
+    log_msg("train: --device '%s' is not one of cpu, cuda, emu", device);
+    return -1;
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)
@@ -124,10 +165,8 @@ int exec_cmd_train(int argc, char **argv)
         log_msg("train: unexpected argument '%s'", argv[optind]);
         return TRIAD_EXIT_INPUT;
     }
-    if (strcmp(device, "cpu")) {
-        log_msg("train: --device '%s' is not available in this build (cpu)", device);
+    if (select_device(device))
         return TRIAD_EXIT_INPUT;
-    }
     char err[SPEC_ERR_LEN];
     spec_layout_default(&o.layout);
     if (plan_s) {

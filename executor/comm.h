@@ -87,4 +87,17 @@ comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t,
 
 size_t comm_dtype_size(comm_dtype t);
 
+/* Device memory for the MPI backend's staging: how to tell a device pointer
+ * from a host one and copy between them. A device group (COMM_MEM_DEVICE)
+ * accepts both kinds of pointer; only device ones are staged through the
+ * host. A CUDA build uses CUDA's when none are set; a build without CUDA
+ * needs them set before building device groups (the executor's emulated
+ * device, exec_set_backend). NULL unsets. */
+typedef struct {
+    int (*is_device)(const void *p);
+    void (*to_host)(void *dst, const void *src, int64_t bytes);
+    void (*to_device)(void *dst, const void *src, int64_t bytes);
+} comm_device_hooks;
+void comm_set_device_hooks(const comm_device_hooks *h);
+
 #endif /* TRIAD_COMM_H */

@@ -191,34 +191,75 @@ static void comm_narrow(const float *f, uint16_t *h, size_t n)
 
 /* ---- staging of device buffers ---------------------------------------------- */
 
-/* Host view of count elements at p: p itself for host groups, else a staged
- * copy (filled from the device when fill). */
-static void *comm_stage_in(const comm_group *c, const void *p, size_t count, comm_dtype t, int fill)
+/* How device memory is told apart and copied: set by the executor for its
+ * backend (comm_set_device_hooks); in a CUDA build, when never set, CUDA's
+ * own (cudaPointerGetAttributes, cudaMemcpy). */
+static comm_device_hooks g_hooks;
+static int g_have_hooks;
+
+void comm_set_device_hooks(const comm_device_hooks *h)
 {
-    if (c->mem == COMM_MEM_HOST || !p)
-        return (void *)p;
+    if (h)
+        g_hooks = *h;
+    g_have_hooks = h != NULL;
+}
+
 #if TRIAD_HAVE_CUDA
-    void *h = comm_xmalloc(count * comm_dtype_size(t));
-    if (fill && count)
-        cudaCheck(cudaMemcpy(h, p, count * comm_dtype_size(t), cudaMemcpyDeviceToHost));
-    return h;
+static int cuda_is_device(const void *p)
+{
+    struct cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        (void)cudaGetLastError(); /* a plain host pointer on older runtimes */
+        return 0;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+static void cuda_to_host(void *dst, const void *src, int64_t bytes)
+{
+    cudaCheck(cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyDeviceToHost));
+}
+static void cuda_to_device(void *dst, const void *src, int64_t bytes)
+{
+    cudaCheck(cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyHostToDevice));
+}
+#endif
+
+static const comm_device_hooks *hooks(void)
+{
+#if TRIAD_HAVE_CUDA
+    static const comm_device_hooks cuda = {cuda_is_device, cuda_to_host, cuda_to_device};
+    return g_have_hooks ? &g_hooks : &cuda;
 #else
-    (void)count; (void)t; (void)fill;
-    COMM_DIE("device buffer in a build without CUDA");
-    return NULL;
+    if (!g_have_hooks)
+        COMM_DIE("device buffers need comm_set_device_hooks in a build without CUDA");
+    return &g_hooks;
 #endif
 }
-/* Copy a staged host buffer back to the device (when back) and free it. */
+
+/* Host view of count elements at p: p itself for host groups and for host
+ * pointers in device groups (a device group's caller may pass either),
+ * else a staged copy (filled from the device when fill). */
+static void *comm_stage_in(const comm_group *c, const void *p, size_t count, comm_dtype t, int fill)
+{
+    if (c->mem == COMM_MEM_HOST || !p || !hooks()->is_device(p))
+        return (void *)p;
+    void *h = comm_xmalloc(count ? count * comm_dtype_size(t) : 1);
+    if (fill && count)
+        hooks()->to_host(h, p, (int64_t)(count * comm_dtype_size(t)));
+    return h;
+}
+/* Copy a staged buffer h back to dev (when back) and free it; nothing when
+ * h is dev itself (not staged). */
 static void comm_stage_out(const comm_group *c, void *dev, void *h, size_t count, comm_dtype t, int back)
 {
-    if (c->mem == COMM_MEM_HOST || !dev)
+    if (c->mem == COMM_MEM_HOST || !dev || h == dev)
         return;
-#if TRIAD_HAVE_CUDA
-    if (back && count)
-        cudaCheck(cudaMemcpy(dev, h, count * comm_dtype_size(t), cudaMemcpyHostToDevice));
-#else
-    (void)count; (void)t; (void)back;
-#endif
+    if (back && count) {
+        if (hooks()->is_device(dev))
+            hooks()->to_device(dev, h, (int64_t)(count * comm_dtype_size(t)));
+        else
+            memcpy(dev, h, count * comm_dtype_size(t));
+    }
     free(h);
 }
 
@@ -317,8 +358,8 @@ void comm_groups_init(comm_groups *g, int tp, int dp, int pp, comm_backend backe
 {
     memset(g, 0, sizeof *g);
 #if !TRIAD_HAVE_CUDA
-    if (mem == COMM_MEM_DEVICE)
-        COMM_DIE("COMM_MEM_DEVICE needs a CUDA build");
+    if (mem == COMM_MEM_DEVICE && !g_have_hooks)
+        COMM_DIE("COMM_MEM_DEVICE needs a CUDA build or comm_set_device_hooks");
     if (backend == COMM_BACKEND_NCCL)
         COMM_DIE("COMM_BACKEND_NCCL needs a CUDA build");
 #endif

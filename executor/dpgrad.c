@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include "../kernels/kernels.h"
+#include "model.h"
+
+/* every float buffer here lives in the executor's backend (exec_backend) */
+#define OPS exec_backend()
 
 int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const size_t *seg_off, int n_seg,
                 size_t bucket_elems, int zero1)
@@ -48,10 +52,11 @@ int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const s
     if (zero1) {
         int n = comm_group_size(dp);
         d->shard_elems = (n_elems + (size_t)n - 1) / (size_t)n;
-        d->shard_grad = calloc(d->shard_elems ? d->shard_elems : 1, sizeof(float));
-        d->adam_m = calloc(d->shard_elems ? d->shard_elems : 1, sizeof(float));
-        d->adam_v = calloc(d->shard_elems ? d->shard_elems : 1, sizeof(float));
-        d->padded = calloc(d->shard_elems * (size_t)n + 1, sizeof(float));
+        int64_t shard_bytes = (int64_t)sizeof(float) * (int64_t)(d->shard_elems ? d->shard_elems : 1);
+        d->shard_grad = OPS->alloc(shard_bytes);
+        d->adam_m = OPS->alloc(shard_bytes);
+        d->adam_v = OPS->alloc(shard_bytes);
+        d->padded = OPS->alloc((int64_t)sizeof(float) * (int64_t)(d->shard_elems * (size_t)n + 1));
         if (!d->shard_grad || !d->adam_m || !d->adam_v || !d->padded)
             goto fail;
     }
@@ -71,10 +76,10 @@ void dpgrad_free(dpgrad *d)
     free(d->bucket_hi);
     free(d->bucket_left);
     free(d->bucket_req);
-    free(d->shard_grad);
-    free(d->adam_m);
-    free(d->adam_v);
-    free(d->padded);
+    float *dev[] = {d->shard_grad, d->adam_m, d->adam_v, d->padded};
+    for (int i = 0; i < 4; i++)
+        if (dev[i])
+            OPS->free(dev[i]);
     memset(d, 0, sizeof *d);
 }
 
@@ -100,11 +105,11 @@ void dpgrad_finish(dpgrad *d)
     int n = comm_group_size(d->dp);
     float inv = 1.0f / (float)n;
     if (d->zero1) {
-        memset(d->padded, 0, sizeof(float) * d->shard_elems * (size_t)n);
-        memcpy(d->padded, d->grads, sizeof(float) * d->n_elems);
+        OPS->memset0(d->padded, (int64_t)(sizeof(float) * d->shard_elems * (size_t)n));
+        OPS->copy(d->padded, d->grads, (int64_t)(sizeof(float) * d->n_elems));
         comm_reducescatter_sum(d->dp, d->padded, d->shard_grad, d->shard_elems, COMM_F32);
         if (n > 1)
-            kern_cpu_scale(d->shard_grad, inv, (int64_t)d->shard_elems);
+            OPS->scale(d->shard_grad, inv, (int64_t)d->shard_elems);
     } else if (n > 1) {
         for (int b = 0; b < d->n_buckets; b++)
             dpgrad_start(d, b);
@@ -112,7 +117,7 @@ void dpgrad_finish(dpgrad *d)
             comm_wait(d->bucket_req[b]);
             d->bucket_req[b] = NULL;
         }
-        kern_cpu_scale(d->grads, inv, (int64_t)d->n_elems);
+        OPS->scale(d->grads, inv, (int64_t)d->n_elems);
     }
     for (int b = 0; b < d->n_buckets; b++)
         d->bucket_left[b] = 0;
@@ -123,8 +128,8 @@ void dpgrad_finish(dpgrad *d)
 double dpgrad_grad_sumsq(dpgrad *d)
 {
     if (!d->zero1)
-        return kern_cpu_sum_squares(d->grads, (int64_t)d->n_elems);
-    double s = kern_cpu_sum_squares(d->shard_grad, (int64_t)d->shard_elems); /* padding is zero */
+        return OPS->sum_squares(d->grads, (int64_t)d->n_elems);
+    double s = OPS->sum_squares(d->shard_grad, (int64_t)d->shard_elems); /* padding is zero */
     comm_allreduce_sum(d->dp, &s, 1, COMM_F64);
     return s;
 }
@@ -132,9 +137,9 @@ double dpgrad_grad_sumsq(dpgrad *d)
 void dpgrad_scale(dpgrad *d, float s)
 {
     if (d->zero1)
-        kern_cpu_scale(d->shard_grad, s, (int64_t)d->shard_elems);
+        OPS->scale(d->shard_grad, s, (int64_t)d->shard_elems);
     else
-        kern_cpu_scale(d->grads, s, (int64_t)d->n_elems);
+        OPS->scale(d->grads, s, (int64_t)d->n_elems);
 }
 
 void dpgrad_zero1_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
@@ -144,7 +149,7 @@ void dpgrad_zero1_adamw(dpgrad *d, float *params, const unsigned char *decay, fl
     size_t lo = (size_t)r * d->shard_elems, hi = lo + d->shard_elems;
     if (hi > d->n_elems)
         hi = d->n_elems;
-    memcpy(d->padded, params, sizeof(float) * d->n_elems);
+    OPS->copy(d->padded, params, (int64_t)(sizeof(float) * d->n_elems));
     float *p = d->padded;
     /* runs of equal decay inside the shard */
     size_t i = lo;
@@ -153,16 +158,17 @@ void dpgrad_zero1_adamw(dpgrad *d, float *params, const unsigned char *decay, fl
         size_t j = i + 1;
         while (j < hi && (decay ? decay[j] != 0 : 1) == dec)
             j++;
-        kern_cpu_adamw(p + i, d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
+        OPS->adamw(p + i, d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
                        (int64_t)(j - i), lr, b1, b2, eps, dec ? wd : 0.0f, t);
         i = j;
     }
     /* all-gather the updated shards: my shard is sent from a copy */
     float *mine = d->shard_grad; /* the gradient shard is no longer needed */
-    memcpy(mine, p + lo, sizeof(float) * (hi > lo ? hi - lo : 0));
+    OPS->copy(mine, p + lo, (int64_t)(sizeof(float) * (hi > lo ? hi - lo : 0)));
     if (hi - lo < d->shard_elems)
-        memset(mine + (hi > lo ? hi - lo : 0), 0, sizeof(float) * (d->shard_elems - (hi > lo ? hi - lo : 0)));
+        OPS->memset0(mine + (hi > lo ? hi - lo : 0),
+                     (int64_t)(sizeof(float) * (d->shard_elems - (hi > lo ? hi - lo : 0))));
     comm_allgather(d->dp, mine, d->padded, d->shard_elems, COMM_F32);
-    memcpy(params, d->padded, sizeof(float) * d->n_elems);
+    OPS->copy(params, d->padded, (int64_t)(sizeof(float) * d->n_elems));
     (void)n;
 }

@@ -9,13 +9,20 @@
 
 #include "../kernels/kernels.h"
 
-/* ---- memory accounting ------------------------------------------------------ */
+/* ---- backend and memory accounting ------------------------------------------- */
 
+/* The kern_ops table every model, optimizer buffer and pipeline buffer of
+ * this process lives in (exec_set_backend); host CPU by default. */
+static const kern_ops *g_ops;
 static int64_t g_mem_now, g_mem_peak;
+
+void exec_set_backend(const kern_ops *ops) { g_ops = ops; }
+const kern_ops *exec_backend(void) { return g_ops ? g_ops : kern_ops_cpu(); }
+int exec_backend_is_host(void) { return !strcmp(exec_backend()->name, "cpu"); }
 
 void *exec_mem_alloc(size_t bytes)
 {
-    void *p = calloc(1, bytes ? bytes : 1);
+    void *p = exec_backend()->alloc((int64_t)bytes);
     if (p) {
         g_mem_now += (int64_t)bytes;
         if (g_mem_now > g_mem_peak)
@@ -28,7 +35,7 @@ void exec_mem_free(void *p, size_t bytes)
 {
     if (!p)
         return;
-    free(p);
+    exec_backend()->free(p);
     g_mem_now -= (int64_t)bytes;
 }
 
@@ -210,10 +217,21 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)off);
         return -1;
     }
+    md->ops = exec_backend();
+    int64_t biggest = 0;
+    for (int i = 0; i < md->n_p; i++)
+        if (md->p[i].shape.elems > biggest)
+            biggest = md->p[i].shape.elems;
+    float *host = malloc(sizeof(float) * (size_t)(biggest > 0 ? biggest : 1)); /* one tensor at a time */
+    if (!host) {
+        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)biggest);
+        return -1;
+    }
     for (int i = 0; i < md->n_p; i++) {
         exec_param *p = &md->p[i];
         float *w = md->params + p->offset, *g = md->grads + p->offset;
-        init_tensor(md, w, p->shape.name, p->layer, &p->shape, seed);
+        init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
+        md->ops->to_device(w, host, (int64_t)sizeof(float) * p->shape.elems);
         if (p->layer >= 0) {
             int L = p->layer - md->first_layer, j = i % nl;
             md->lp[L][j] = w;
@@ -228,6 +246,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
             md->lnfb = w, md->dlnfb = g;
         }
     }
+    free(host);
 
     /* activations: one micro-batch of every local block, then extras */
     shapes_tensor at[16], xt[8], st[32];
@@ -290,7 +309,38 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         }
     md->lnf0[0] = md->lnf_in, md->lnf0[1] = md->lnf, md->lnf0[2] = md->lnf_mean, md->lnf0[3] = md->lnf_rstd;
     md->logits_slot = -1;
+    /* a device backend reads tokens and targets from its own memory; the
+     * loss statistics come back to the host (3 values per row) */
+    int64_t N = (int64_t)md->B * md->T;
+    if (!exec_backend_is_host()) {
+        md->d_tokens = md->ops->alloc((int64_t)sizeof(int) * 2 * N);
+        if (!md->d_tokens) {
+            snprintf(err, SPEC_ERR_LEN, "train: cannot allocate the token buffers (%lld tokens)", (long long)N);
+            return -1;
+        }
+    }
+    md->h_stats = malloc(sizeof(float) * (size_t)(3 * N));
+    if (!md->h_stats) {
+        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate the loss statistics (%lld rows)", (long long)N);
+        return -1;
+    }
     return 0;
+}
+
+/* tokens and targets where the backend's kernels read them */
+static void stage_tokens(exec_model *md, const int **tokens, const int **targets)
+{
+    if (!md->d_tokens)
+        return;
+    int64_t N = (int64_t)md->B * md->T;
+    if (*tokens) {
+        md->ops->to_device(md->d_tokens, *tokens, (int64_t)sizeof(int) * N);
+        *tokens = md->d_tokens;
+    }
+    if (*targets) {
+        md->ops->to_device(md->d_tokens + N, *targets, (int64_t)sizeof(int) * N);
+        *targets = md->d_tokens + N;
+    }
 }
 
 /* Point the activation views at slot s (kept tensors move, recompute
@@ -318,13 +368,16 @@ void exec_model_free(exec_model *md)
     exec_mem_free(md->grads, sizeof(float) * (size_t)md->n_params);
     exec_mem_free(md->acts, sizeof(float) * (size_t)md->act_elems);
     exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
+    if (md->d_tokens)
+        md->ops->free(md->d_tokens);
+    free(md->h_stats);
     free(md->p);
     memset(md, 0, sizeof *md);
 }
 
 void exec_model_zero_grad(exec_model *md)
 {
-    memset(md->grads, 0, sizeof(float) * (size_t)md->n_params);
+    md->ops->memset0(md->grads, (int64_t)sizeof(float) * md->n_params);
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
@@ -334,13 +387,6 @@ static void tp_sum(exec_model *md, float *x, int64_t n)
 {
     if (md->l.tp > 1)
         comm_allreduce_sum(md->tpg, x, (size_t)n, COMM_F32);
-}
-
-static void add_bias(float *x, const float *b, int N, int C)
-{
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < C; c++)
-            x[(int64_t)i * C + c] += b[c];
 }
 
 /* sp: all-gather the token shards x (Ns rows) into xfer (all B*T rows). */
@@ -367,26 +413,26 @@ static void block_forward(exec_model *md, int L, float *out)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, NH = md->NH, HS = md->HS, F = md->F;
     float **w = md->lp[L], **a = md->la[L];
-    kern_cpu_layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
+    md->ops->layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
     const float *x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
-    kern_cpu_matmul_forward(a[A_QKV], x, w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
-    kern_cpu_attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
+    md->ops->matmul_forward(a[A_QKV], x, w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
+    md->ops->attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
     /* attention projection (row-parallel): partial sums, all-reduce (or
      * reduce-scatter), bias once, residual */
     float *part = md->sp ? md->xfer : a[A_RES2];
-    kern_cpu_matmul_forward(part, a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
+    md->ops->matmul_forward(part, a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
     tp_reduce(md, part, a[A_RES2]);
-    add_bias(a[A_RES2], w[P_ATTPROJB], Ns, C);
-    kern_cpu_add_inplace(a[A_RES2], a[A_INP], (int64_t)Ns * C);
-    kern_cpu_layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], Ns, C);
+    md->ops->add_bias(a[A_RES2], w[P_ATTPROJB], Ns, C);
+    md->ops->add_inplace(a[A_RES2], a[A_INP], (int64_t)Ns * C);
+    md->ops->layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], Ns, C);
     x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
-    kern_cpu_matmul_forward(a[A_FCH], x, w[P_FCW], w[P_FCB], N, C, F);
-    kern_cpu_gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
+    md->ops->matmul_forward(a[A_FCH], x, w[P_FCW], w[P_FCB], N, C, F);
+    md->ops->gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
     part = md->sp ? md->xfer : out;
-    kern_cpu_matmul_forward(part, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
+    md->ops->matmul_forward(part, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
     tp_reduce(md, part, out);
-    add_bias(out, w[P_FCPROJB], Ns, C);
-    kern_cpu_add_inplace(out, a[A_RES2], (int64_t)Ns * C);
+    md->ops->add_bias(out, w[P_FCPROJB], Ns, C);
+    md->ops->add_inplace(out, a[A_RES2], (int64_t)Ns * C);
 }
 
 /* The LM head and the cross-entropy statistics of the current slot into
@@ -394,22 +440,24 @@ static void block_forward(exec_model *md, int L, float *out)
 static float head_forward(exec_model *md, const int *targets)
 {
     int N = md->B * md->T, C = md->C, V = md->V;
-    kern_cpu_layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, md->Ns, C);
+    md->ops->layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, md->Ns, C);
     const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
-    kern_cpu_matmul_forward(md->logits, x, md->wte, NULL, N, C, V);
+    md->ops->matmul_forward(md->logits, x, md->wte, NULL, N, C, V);
     /* vocabulary-parallel cross-entropy: this rank holds rows [v0, v0 + V) */
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
     int v0 = md->tp_rank * V;
-    kern_cpu_xent_rowmax(mx, md->logits, N, V);
+    md->ops->xent_rowmax(mx, md->logits, N, V);
     if (md->l.tp > 1)
         comm_allreduce_max(md->tpg, mx, (size_t)N, COMM_F32);
-    kern_cpu_xent_sumexp(se, md->logits, mx, N, V);
-    kern_cpu_xent_target(tl, md->logits, targets, N, V, v0);
+    md->ops->xent_sumexp(se, md->logits, mx, N, V);
+    md->ops->xent_target(tl, md->logits, targets, N, V, v0);
     tp_sum(md, se, 2 * (int64_t)N); /* sum of exponentials and the target logit, adjacent */
     md->logits_slot = md->slot;
+    float *h = md->h_stats; /* max, sum-exp, target logit: adjacent */
+    md->ops->to_host(h, mx, (int64_t)sizeof(float) * 3 * N);
     double loss = 0.0;
     for (int i = 0; i < N; i++)
-        loss += log((double)se[i]) + mx[i] - tl[i];
+        loss += log((double)h[N + i]) + h[i] - h[2 * N + i];
     return (float)(loss / N);
 }
 
@@ -418,13 +466,14 @@ float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, cons
 {
     int B = md->B, T = md->T, C = md->C, V = md->V;
     use_slot(md, slot);
+    stage_tokens(md, &tokens, &targets);
     if (md->has_embed) {
         /* vocabulary-parallel: each rank adds its rows; positions once (tp rank 0) */
         float *part = md->sp ? md->xfer : md->la[0][A_INP];
-        kern_cpu_encoder_forward(part, tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V, md->tp_rank == 0);
+        md->ops->encoder_forward(part, tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V, md->tp_rank == 0);
         tp_reduce(md, part, md->la[0][A_INP]);
     } else
-        memcpy(md->la[0][A_INP], in, sizeof(float) * (size_t)md->Ns * C);
+        md->ops->copy(md->la[0][A_INP], in, (int64_t)sizeof(float) * md->Ns * C);
     for (int L = 0; L < md->n_layers; L++) {
         /* with full recompute the block's intermediates land in the shared
          * recompute buffers; only its output (the next input) is kept */
@@ -446,6 +495,7 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
     use_slot(md, slot);
+    stage_tokens(md, &tokens, &targets);
     if (md->has_head) {
         /* the logits scratch may hold another micro-batch's (GPipe runs
          * every forward first): recompute this one's */
@@ -453,20 +503,20 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
             head_forward(md, targets);
         float *mx = md->xent_stats, *se = mx + N;
         /* dlogits = (softmax - onehot) / N * grad_scale, in place */
-        kern_cpu_xent_backward_inplace(md->logits, mx, se, targets, N, V, md->tp_rank * V, grad_scale / (float)N);
+        md->ops->xent_backward_inplace(md->logits, mx, se, targets, N, V, md->tp_rank * V, grad_scale / (float)N);
         md->logits_slot = -1;
         /* LM head (tied to wte): d lnf = dlogits @ wte (partial over the
          * vocabulary shards: all-reduced, or reduce-scattered with sp),
          * dwte += dlogits^T lnf (lnf gathered again with sp) */
         const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
-        kern_cpu_matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, x, md->wte, N, C, V, 0.0f);
+        md->ops->matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, x, md->wte, N, C, V, 0.0f);
         float *dlnf = md->sp ? md->xfer : md->d_ln1;
         tp_reduce(md, md->d_ln1, dlnf);
-        memset(md->dres, 0, sizeof(float) * (size_t)Ns * C);
-        kern_cpu_layernorm_backward(md->dres, md->dlnfw, md->dlnfb, dlnf, md->lnf_in, md->lnfw, md->lnf_mean,
+        md->ops->memset0(md->dres, (int64_t)sizeof(float) * Ns * C);
+        md->ops->layernorm_backward(md->dres, md->dlnfw, md->dlnfb, dlnf, md->lnf_in, md->lnfw, md->lnf_mean,
                                     md->lnf_rstd, Ns, C);
     } else {
-        memcpy(md->dres, dout, sizeof(float) * (size_t)Ns * C);
+        md->ops->copy(md->dres, dout, (int64_t)sizeof(float) * Ns * C);
     }
     for (int L = md->n_layers - 1; L >= 0; L--) {
         float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
@@ -475,31 +525,31 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
             float *tmp_out = md->d_ln2; /* (B,T,C) scratch, free until fcproj backward */
             block_forward(md, L, tmp_out);
         } else if (md->recompute_att) {
-            kern_cpu_attention_forward(md->d_atty, a[A_ATT], a[A_QKV], B, T, NH, HS); /* att only */
+            md->ops->attention_forward(md->d_atty, a[A_ATT], a[A_QKV], B, T, NH, HS); /* att only */
         }
         /* MLP: dres is d(out); out = res2 + fcproj(gelu(fc(ln2(res2)))).
          * With sp the GEMMs see all B*T rows: dres and ln2 are gathered,
          * d ln2 reduce-scattered back to this rank's rows. */
         const float *dy = md->sp ? sp_gather(md, md->dres) : md->dres;
-        kern_cpu_matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU], w[P_FCPROJW], N, F,
+        md->ops->matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU], w[P_FCPROJW], N, F,
                                  C, 0.0f);
-        kern_cpu_gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
+        md->ops->gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
         const float *x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
-        kern_cpu_matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, w[P_FCW], N, C, F, 0.0f);
+        md->ops->matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, w[P_FCW], N, C, F, 0.0f);
         float *dx = md->sp ? md->xfer : md->d_ln2;
         tp_reduce(md, md->d_ln2, dx); /* column-parallel: input gradient summed */
-        kern_cpu_layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], dx, a[A_RES2], w[P_LN2W], a[A_LN2_MEAN],
+        md->ops->layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], dx, a[A_RES2], w[P_LN2W], a[A_LN2_MEAN],
                                     a[A_LN2_RSTD], Ns, C);
         /* attention: res2 = inp + attproj(attn(qkv(ln1(inp)))) */
         dy = md->sp ? sp_gather(md, md->dres) : md->dres;
-        kern_cpu_matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], w[P_ATTPROJW], N, NH * HS,
+        md->ops->matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], w[P_ATTPROJW], N, NH * HS,
                                  C, 0.0f);
-        kern_cpu_attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
+        md->ops->attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
         x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
-        kern_cpu_matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, w[P_QKVW], N, C, 3 * NH * HS, 0.0f);
+        md->ops->matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, w[P_QKVW], N, C, 3 * NH * HS, 0.0f);
         dx = md->sp ? md->xfer : md->d_ln1;
         tp_reduce(md, md->d_ln1, dx);
-        kern_cpu_layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], dx, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
+        md->ops->layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], dx, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
                                     a[A_LN1_RSTD], Ns, C);
         if (hook) { /* this block's 12 tensors are contiguous in the slab */
             const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
@@ -508,9 +558,9 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
     }
     if (md->has_embed) { /* dres (gathered with sp) is the same on every tp rank: each keeps its wpe gradient whole */
         const float *d = md->sp ? sp_gather(md, md->dres) : md->dres;
-        kern_cpu_encoder_backward(md->dwte, md->dwpe, d, tokens, B, T, C, md->tp_rank * V, V, 1);
+        md->ops->encoder_backward(md->dwte, md->dwpe, d, tokens, B, T, C, md->tp_rank * V, V, 1);
     } else {
-        memcpy(din, md->dres, sizeof(float) * (size_t)Ns * C);
+        md->ops->copy(din, md->dres, (int64_t)sizeof(float) * Ns * C);
     }
     if (hook) {
         int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;
@@ -525,7 +575,8 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
 }
 
 /* Copy the LayerNorm gradients inside [lo, hi) between grads and a packed
- * buffer (pack: grads -> buf, else buf -> grads); buf NULL only counts. */
+ * buffer (pack: grads -> buf, else buf -> grads), both in the backend's
+ * memory; buf NULL only counts. */
 static int64_t ln_grads_packed(const exec_model *md, float *grads, int64_t lo, int64_t hi, float *buf, int pack)
 {
     int64_t k = 0;
@@ -535,9 +586,16 @@ static int64_t ln_grads_packed(const exec_model *md, float *grads, int64_t lo, i
         if (strncmp(nm, "ln1", 3) && strncmp(nm, "ln2", 3) && strncmp(nm, "lnf", 3))
             continue;
         int64_t a = q->offset > lo ? q->offset : lo, b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
-        for (int64_t o = a; o < b; o++, k++)
-            if (buf)
-                *(pack ? &buf[k] : &grads[o]) = pack ? grads[o] : buf[k];
+        if (b <= a)
+            continue;
+        if (buf) {
+            int64_t bytes = (int64_t)sizeof(float) * (b - a);
+            if (pack)
+                md->ops->copy(buf + k, grads + a, bytes);
+            else
+                md->ops->copy(grads + a, buf + k, bytes);
+        }
+        k += b - a;
     }
     return k;
 }
@@ -549,11 +607,15 @@ void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t 
     int64_t n = ln_grads_packed(md, grads, lo, hi, NULL, 1);
     if (n == 0) /* the same on every tp rank: they hold the same ranges */
         return;
-    float *buf = malloc(sizeof(float) * (size_t)n);
+    float *buf = md->ops->alloc((int64_t)sizeof(float) * n);
+    if (!buf) {
+        fprintf(stderr, "triad: train: cannot allocate %lld LayerNorm gradients for the sp sum\n", (long long)n);
+        exit(1);
+    }
     ln_grads_packed(md, grads, lo, hi, buf, 1);
     comm_allreduce_sum(md->tpg, buf, (size_t)n, COMM_F32);
     ln_grads_packed(md, grads, lo, hi, buf, 0);
-    free(buf);
+    md->ops->free(buf);
 }
 
 /* ---- dumps for the independent reference ------------------------------------------------ */
@@ -579,12 +641,14 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
             snprintf(name, sizeof name, "%s.%d", p->shape.name, p->layer);
         else
             snprintf(name, sizeof name, "%s", p->shape.name);
-        const float *src = (grads ? md->grads : md->params) + p->offset;
         int64_t n = p->shape.elems;
+        float *mine = malloc(sizeof(float) * (size_t)n); /* this rank's shard, on the host */
+        md->ops->to_host(mine, (grads ? md->grads : md->params) + p->offset, (int64_t)sizeof(float) * n);
+        const float *src = mine;
         float *full = NULL;
         if (tp > 1 && exec_param_tp_sharded(p->shape.name)) {
             float *all = malloc(sizeof(float) * (size_t)(n * tp));
-            comm_allgather(md->tpg, src, all, (size_t)n, COMM_F32);
+            comm_allgather(md->tpg, src, all, (size_t)n, COMM_F32); /* host buffers: never staged */
             full = malloc(sizeof(float) * (size_t)(n * tp));
             for (int r = 0; r < tp; r++)
                 for (int64_t k = 0; k < n; k++)
@@ -608,6 +672,7 @@ int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, i
                 fclose(f);
         }
         free(full);
+        free(mine);
     }
     fclose(man);
     return rc;

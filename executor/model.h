@@ -90,6 +90,10 @@ typedef struct {
     float *logits, *xent_stats, *dres, *d_ln1, *d_qkv, *d_att, *d_atty, *d_ln2, *d_fch, *d_fch_gelu;
     float *rc[EXEC_LAYER_ACTS]; /* recompute buffers (NULL where kept) */
     int64_t act_elems, scratch_elems;
+
+    const struct kern_ops *ops; /* the backend every buffer above lives in (exec_backend at init) */
+    int *d_tokens;              /* device backends: tokens then targets (2 B T), NULL on the host */
+    float *h_stats;             /* host copy of the cross-entropy statistics (3 B T) */
 } exec_model;
 
 /* Allocate and initialise, with n_slots activation slots (the micro-batches
@@ -164,7 +168,18 @@ float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, cons
 void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
                                const float *dout, float *din, const exec_grad_hook *hook);
 
-/* Memory the run has allocated through exec_mem_alloc: now and at peak. */
+/* The kern_ops table (kernels/kernels.h) the executor computes with and
+ * allocates from: set once, before any model is built (cmd_train's
+ * --device); the host CPU table when never set. Every float buffer of a
+ * model, of the optimizer and of the pipeline lives in its memory; the
+ * comm groups must be built for it (comm_mem_for_backend). */
+struct kern_ops;
+void exec_set_backend(const struct kern_ops *ops);
+const struct kern_ops *exec_backend(void);
+int exec_backend_is_host(void); /* the CPU table: buffers are plain host memory */
+
+/* Memory the run has allocated through exec_mem_alloc (in the backend's
+ * memory): now and at peak. */
 void *exec_mem_alloc(size_t bytes);
 void exec_mem_free(void *p, size_t bytes);
 int64_t exec_mem_peak_bytes(void);

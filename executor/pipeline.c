@@ -2,6 +2,8 @@
 #include "pipeline.h"
 
 #include "../costmodel/shapes.h"
+#include "../kernels/kernels.h"
+#include "model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +26,12 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
     pe->grad_slots = cost_pipe_send_slots(kind, pe->p, pe->stage, m, v, 1);
     pe->act_req = calloc((size_t)pe->act_slots, sizeof *pe->act_req);
     pe->grad_req = calloc((size_t)pe->grad_slots, sizeof *pe->grad_req);
-    pe->in_buf = malloc(sizeof(float) * act_elems);
-    pe->grad_buf = malloc(sizeof(float) * act_elems);
-    pe->send_act = malloc(sizeof(float) * act_elems * (size_t)pe->act_slots);
-    pe->send_grad = malloc(sizeof(float) * act_elems * (size_t)pe->grad_slots);
+    /* the messages live where the model's activations do (exec_backend) */
+    const kern_ops *ops = exec_backend();
+    pe->in_buf = ops->alloc((int64_t)(sizeof(float) * act_elems));
+    pe->grad_buf = ops->alloc((int64_t)(sizeof(float) * act_elems));
+    pe->send_act = ops->alloc((int64_t)(sizeof(float) * act_elems * (size_t)pe->act_slots));
+    pe->send_grad = ops->alloc((int64_t)(sizeof(float) * act_elems * (size_t)pe->grad_slots));
     if (!pe->ops || !pe->act_req || !pe->grad_req || !pe->in_buf || !pe->grad_buf || !pe->send_act || !pe->send_grad) {
         snprintf(err, SPEC_ERR_LEN, "pipeline: out of memory for %d micro-batches x %d chunks of %zu elements", m,
                  v, act_elems);
@@ -52,10 +56,15 @@ void pipe_free(pipe_exec *pe)
     free(pe->ops);
     free(pe->act_req);
     free(pe->grad_req);
-    free(pe->in_buf);
-    free(pe->grad_buf);
-    free(pe->send_act);
-    free(pe->send_grad);
+    const kern_ops *ops = exec_backend();
+    if (pe->in_buf)
+        ops->free(pe->in_buf);
+    if (pe->grad_buf)
+        ops->free(pe->grad_buf);
+    if (pe->send_act)
+        ops->free(pe->send_act);
+    if (pe->send_grad)
+        ops->free(pe->send_grad);
     memset(pe, 0, sizeof *pe);
 }
 

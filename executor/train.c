@@ -125,7 +125,8 @@ int exec_train_run(const exec_train_opts *o)
     spec_layout l = o->layout;
     char err[SPEC_ERR_LEN];
     if (l.precision != SPEC_PREC_FP32) {
-        log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
+        log_msg("train: the %s backend trains in fp32 (layout said %s)", exec_backend()->name,
+                spec_precision_name(l.precision));
         l.precision = SPEC_PREC_FP32;
     }
     if (spec_layout_check(&l, m, o->global_batch, -1, err)) {
@@ -150,7 +151,9 @@ int exec_train_run(const exec_train_opts *o)
     int rank = 0, world = 1, multi = l.dp * l.pp * l.tp > 1;
     if (multi) {
         comm_init(NULL, NULL, &rank, &world);
-        comm_groups_init(&g, l.tp, l.dp, l.pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
+        /* device backends: MPI with the buffers staged through the host */
+        comm_groups_init(&g, l.tp, l.dp, l.pp, COMM_BACKEND_MPI,
+                         exec_backend_is_host() ? COMM_MEM_HOST : COMM_MEM_DEVICE);
     }
     exec_model md;
     int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
@@ -332,7 +335,11 @@ int exec_train_run(const exec_train_opts *o)
         }
         loss /= (double)n_micro;
         if (o->inject_nan > 0 && step == o->inject_nan && md.n_layers > 0)
-            md.grads[md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset] = NAN; /* testing only */
+        { /* testing only */
+            const float nan = NAN;
+            exec_backend()->to_device(md.grads + md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset, &nan,
+                                      (int64_t)sizeof nan);
+        }
         double norm;
         if (l.dp > 1) {
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
@@ -367,7 +374,7 @@ int exec_train_run(const exec_train_opts *o)
                 int64_t b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
                 if (b <= a)
                     continue;
-                double x = kern_cpu_sum_squares(gsrc + a, b - a);
+                double x = exec_backend()->sum_squares(gsrc + a, b - a);
                 *(exec_param_tp_sharded(nm) ? &ss_sh : &ss_rep) += x;
             }
             if (zero_sharded) {
@@ -387,7 +394,7 @@ int exec_train_run(const exec_train_opts *o)
             char where[160] = "a tensor on another rank";
             for (int i = 0; i < md.n_p; i++) {
                 const exec_param *q = &md.p[i];
-                if (!isfinite(kern_cpu_sum_squares(md.grads + q->offset, q->shape.elems))) {
+                if (!isfinite(exec_backend()->sum_squares(md.grads + q->offset, q->shape.elems))) {
                     if (q->layer >= 0)
                         snprintf(where, sizeof where, "gradient of %s in block %d", q->shape.name, q->layer);
                     else
@@ -414,7 +421,7 @@ int exec_train_run(const exec_train_opts *o)
             if (l.dp > 1)
                 dpgrad_scale(&dg, (float)(o->clip / norm));
             else
-                kern_cpu_scale(md.grads, (float)(o->clip / norm), n);
+                exec_backend()->scale(md.grads, (float)(o->clip / norm), n);
         }
         double lr = exec_train_lr(o, step);
         if (l.dp > 1 && l.zero >= 1)
@@ -423,7 +430,7 @@ int exec_train_run(const exec_train_opts *o)
         else
         for (int i = 0; i < md.n_p; i++) {
             exec_param *p = &md.p[i];
-            kern_cpu_adamw(md.params + p->offset, md.grads + p->offset, am + p->offset, av + p->offset,
+            exec_backend()->adamw(md.params + p->offset, md.grads + p->offset, am + p->offset, av + p->offset,
                            p->shape.elems, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
                            p->decay ? (float)o->weight_decay : 0.0f, step);
         }

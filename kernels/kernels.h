@@ -164,16 +164,32 @@ typedef struct kern_ops {
                                 int C, int OC);
     void (*adamw_bf16)(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
                        float b1, float b2, float eps, float wd, int t);
+
+    /* For the trainer (both tables):
+     *   copy: dst = src, bytes, both in this table's memory (may not overlap)
+     *   add_bias: x (N,C) += b (C) on every row */
+    void (*copy)(void *dst, const void *src, int64_t bytes);
+    void (*add_bias)(float *x, const float *b, int N, int C);
 } kern_ops;
 
 /* The CPU table (host buffers); never NULL. */
 const kern_ops *kern_ops_cpu(void);
+
+/* An emulated device (kern_ops_emu.c): the CPU kernels on buffers the host
+ * cannot touch outside an op (PROT_NONE mappings), for testing device code
+ * paths on a machine without a GPU. kern_emu_is_device tells its buffers
+ * from host memory (for the comm layer's staging). */
+const kern_ops *kern_ops_emu(void);
+int kern_emu_is_device(const void *p);
 
 #if defined(TRIAD_HAVE_CUDA) && TRIAD_HAVE_CUDA
 /* The CUDA table (device buffers, current device, default stream); ops are
  * asynchronous except to_host and sum_squares. Errors in CUDA or cuBLAS
  * print file:line and the error string on stderr and exit(1). */
 const kern_ops *kern_ops_cuda(void);
+/* Make GPU local_rank % (GPUs visible) current for this process; returns
+ * the device picked, or -1 with the CUDA error in err (n bytes). */
+int kern_cuda_use_device(int local_rank, char *err, int n);
 #endif
 
 #ifdef __cplusplus

@@ -18,6 +18,12 @@ static void cpu_memset0(void *p, int64_t bytes)
         memset(p, 0, (size_t)bytes);
 }
 static void cpu_sync(void) {}
+static void cpu_add_bias(float *x, const float *b, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            x[(int64_t)i * C + c] += b[c];
+}
 
 static const kern_ops cpu_ops = {
     .name = "cpu",
@@ -51,6 +57,8 @@ static const kern_ops cpu_ops = {
     .to_bf16 = NULL, /* CUDA only */
     .matmul_forward_bf16 = NULL,
     .adamw_bf16 = NULL,
+    .copy = cpu_copy,
+    .add_bias = cpu_add_bias,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

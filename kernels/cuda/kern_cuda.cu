@@ -99,6 +99,11 @@ static void cu_memset0(void *p, int64_t bytes)
         cudaCheck(cudaMemset(p, 0, (size_t)bytes));
 }
 static void cu_sync(void) { cudaCheck(cudaDeviceSynchronize()); }
+static void cu_copy(void *dst, const void *src, int64_t bytes)
+{
+    if (bytes > 0)
+        cudaCheck(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDeviceToDevice, 0));
+}
 
 /* ---- encoder (vocabulary-parallel embedding) ---------------------------- */
 __global__ void encoder_forward_k(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
@@ -518,6 +523,20 @@ static void cu_residual_forward(float *out, const float *a, const float *b, int6
     residual_k<<<blocks_for(n, 256), 256>>>(out, a, b, n);
     launchCheck();
 }
+__global__ void add_bias_k(float *x, const float *b, int64_t n, int C)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[i] += b[i % C];
+}
+static void cu_add_bias(float *x, const float *b, int N, int C)
+{
+    int64_t n = (int64_t)N * C;
+    if (n <= 0)
+        return;
+    add_bias_k<<<blocks_for(n, 256), 256>>>(x, b, n, C);
+    launchCheck();
+}
 static void cu_add_inplace(float *y, const float *x, int64_t n)
 {
     if (n <= 0)
@@ -738,6 +757,25 @@ static const kern_ops cuda_ops = {
     cu_to_bf16,
     cu_matmul_forward_bf16,
     cu_adamw_bf16,
+    cu_copy,
+    cu_add_bias,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }
+
+extern "C" int kern_cuda_use_device(int local_rank, char *err, int n)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count < 1) {
+        snprintf(err, (size_t)n, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device visible");
+        return -1;
+    }
+    int d = (local_rank > 0 ? local_rank : 0) % count;
+    e = cudaSetDevice(d);
+    if (e != cudaSuccess) {
+        snprintf(err, (size_t)n, "cudaSetDevice(%d): %s", d, cudaGetErrorString(e));
+        return -1;
+    }
+    return d;
+}

@@ -216,6 +216,17 @@ int main(void)
         H->scale(o, 0.37f, n);
         D->scale(dO, 0.37f, n);
         check("scale", "x", o, dO, n, 0, 0);
+        /* the trainer's two: device-to-device copy, row-broadcast bias add
+         * (n = 1000003 = 997 rows x 1003 columns, odd both ways) */
+        D->copy(dO, dx, n * (int64_t)sizeof(float));
+        check("copy", "dst", x, dO, n, 0, 0);
+        float *bias = hrand(1003, 1), *dbias = DF(bias, 1003);
+        memcpy(o, x, sizeof(float) * (size_t)n); /* dO holds x too, from the copy */
+        H->add_bias(o, bias, 997, 1003);
+        D->add_bias(dO, dbias, 997, 1003);
+        check("add_bias", "x", o, dO, n, 0, 0);
+        D->free(dbias);
+        free(bias);
         double hs = H->sum_squares(x, n), ds = D->sum_squares(dx, n);
         int ok = fabs(hs - ds) <= 1e-9 * hs;
         printf("%-22s %-8s %9lld  cpu %.10g gpu %.10g  %s\n", "sum_squares", "double", (long long)n, hs, ds,

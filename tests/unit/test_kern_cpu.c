@@ -8,7 +8,10 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "assert_close.h"
 #include "../../kernels/kernels.h"
@@ -423,6 +426,61 @@ static void test_ops_table(void **state)
     K->free(d);
 }
 
+/* The trainer's two ops (copy, add_bias) in the CPU table, by hand. */
+static void test_copy_add_bias(void **state)
+{
+    (void)state;
+    const kern_ops *K = kern_ops_cpu();
+    float x[6] = {1, 2, 3, 4, 5, 6}, b[3] = {0.5f, -1, 2}, y[6];
+    K->copy(y, x, sizeof x);
+    assert_memory_equal(y, x, sizeof x);
+    K->add_bias(y, b, 2, 3);
+    const float want[6] = {1.5f, 1, 5, 4.5f, 4, 8};
+    assert_memory_equal(y, want, sizeof want);
+}
+
+/* The emulated device: its buffers cannot be touched from the host (a
+ * child that tries dies of SIGSEGV), every op gives the CPU table's bits,
+ * and kern_emu_is_device tells its buffers from host memory. */
+static void test_emu_device(void **state)
+{
+    (void)state;
+    const kern_ops *E = kern_ops_emu(), *K = kern_ops_cpu();
+    enum { N = 4, C = 8 };
+    float x[N * C], w[C], bias[C], host[N * C], want[N * C];
+    for (int i = 0; i < N * C; i++)
+        x[i] = (float)((i * 37) % 11) - 5.0f;
+    for (int c = 0; c < C; c++)
+        w[c] = 1.0f + 0.1f * (float)c, bias[c] = 0.01f * (float)c;
+    float *dx = E->alloc(sizeof x), *dw = E->alloc(sizeof w), *db = E->alloc(sizeof bias), *dy = E->alloc(sizeof x);
+    float *dm = E->alloc(N * sizeof(float)), *dr = E->alloc(N * sizeof(float));
+    assert_non_null(dx);
+    assert_true(kern_emu_is_device(dx) && kern_emu_is_device(dx + N * C - 1) && !kern_emu_is_device(x));
+    E->to_device(dx, x, sizeof x), E->to_device(dw, w, sizeof w), E->to_device(db, bias, sizeof bias);
+    E->layernorm_forward(dy, dm, dr, dx, dw, db, N, C);
+    E->add_bias(dy, db, N, C);
+    E->to_host(host, dy, sizeof host);
+    float m[N], r[N];
+    K->layernorm_forward(want, m, r, x, w, bias, N, C);
+    K->add_bias(want, bias, N, C);
+    assert_memory_equal(host, want, sizeof want);
+    assert_true(E->sum_squares(dy, N * C) == K->sum_squares(want, N * C));
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* cmocka's handler would report it as this test failing */
+        volatile float v = dx[0]; /* a host read of device memory */
+        (void)v;
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    float *all[] = {dx, dw, db, dy, dm, dr};
+    for (int i = 0; i < 6; i++)
+        E->free(all[i]);
+    assert_false(kern_emu_is_device(dx));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_encoder_vocab_parallel), cmocka_unit_test(test_crossentropy_sharded),
         cmocka_unit_test(test_adamw),            cmocka_unit_test(test_sum_squares_exact),
         cmocka_unit_test(test_elementwise_exact), cmocka_unit_test(test_ops_table),
+        cmocka_unit_test(test_copy_add_bias),    cmocka_unit_test(test_emu_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
