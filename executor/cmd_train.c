@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/cmds.h"
 #include "../common/log.h"
@@ -20,7 +21,7 @@ static void usage(FILE *f)
             "usage: triad train --model M --layout L --global-batch N --data D --steps K\n"
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
-            "                   [--device cpu|cuda|emu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
+            "                   [--device auto|cpu|cuda|emu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
             "                   [--checkpoint-dir DIR --checkpoint-every K [--checkpoint-keep 3]] [--resume]\n"
             "\n"
             "Trains a GPT-2 style model. D is markov:vocab=V,order=K,seed=S (a source of known\n"
@@ -35,15 +36,29 @@ static void usage(FILE *f)
             "a NaN into one gradient at step K (both for testing failure handling).\n"
             "--device cuda trains on the GPU (CUDA build; every rank on the GPU its local rank\n"
             "picks, collectives staged through the host); emu runs the CPU kernels on memory\n"
-            "the host may only touch through the backend, to test device code paths without a GPU.\n");
+            "the host may only touch through the backend, to test device code paths without a GPU;\n"
+            "auto (the default) is cuda when the build has CUDA and a GPU is visible, else cpu.\n");
 }
 
 static void emu_to_host(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_host(dst, src, bytes); }
 static void emu_to_device(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_device(dst, src, bytes); }
 
-/* The backend of --device: 0, or -1 with the reason logged. */
+/* The backend of --device: 0, or -1 with the reason logged. The default
+ * (auto) is cuda where the build has CUDA and a GPU is visible, else cpu. */
 static int select_device(const char *device)
 {
+    if (!strcmp(device, "auto")) {
+#if TRIAD_HAVE_CUDA
+        char why[160];
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        /* no NVIDIA device node: do not start the CUDA runtime at all */
+        if (access("/dev/nvidiactl", F_OK) == 0 && kern_cuda_use_device(lr ? atoi(lr) : 0, why, (int)sizeof why) >= 0) {
+            exec_set_backend(kern_ops_cuda());
+            return 0;
+        }
+#endif
+        return 0;
+    }
     if (!strcmp(device, "cpu"))
         return 0;
     if (!strcmp(device, "emu")) {
@@ -103,7 +118,7 @@ int exec_cmd_train(int argc, char **argv)
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
-    const char *model_s = NULL, *layout_s = NULL, *plan_s = NULL, *device = "cpu";
+    const char *model_s = NULL, *layout_s = NULL, *plan_s = NULL, *device = "auto";
     long long batch = 0, steps = -1, seed = -1, warmup = 0;
     int have_batch = 0;
     optind = 1;

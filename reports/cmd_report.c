@@ -157,8 +157,10 @@ static int run_layout(const char *mpirun, int n, const char *model, const char *
     int a = 0;
     for (char *tok = strtok(mcopy, " "); tok && a < 40; tok = strtok(NULL, " "))
         argv[a++] = tok;
-    const char *rest[] = {"-np", np, self, "train", "--model", model, "--layout", layout, "--global-batch", gb,
-                          "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics, "--quiet"};
+    /* the CPU loop: the profile measured the CPU's kernels */
+    const char *rest[] = {"-np", np, self, "train", "--device", "cpu", "--model", model, "--layout", layout,
+                          "--global-batch", gb, "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics,
+                          "--quiet"};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         argv[a++] = (char *)rest[i];
     argv[a] = NULL;

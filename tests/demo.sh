@@ -38,7 +38,7 @@ $T plan --model $SMALL --cluster cpu,gpus_per_node=$NP --gpus $NP --global-batch
    --top 3 --out "$OUT/plan-small.ini" --force 2>&1 | sed -n '5,8p'
 H=$($T data --describe markov:vocab=256,order=1,seed=7 | sed -n 's/entropy_rate_nats=//p')
 echo "  source entropy rate: $H nats/token (the loss a perfect model reaches)"
-mpirun -np $NP $T train --plan "$OUT/plan-small.ini" --data markov:vocab=256,order=1,seed=7 --steps 400 \
+mpirun -np $NP $T train --device cpu --plan "$OUT/plan-small.ini" --data markov:vocab=256,order=1,seed=7 --steps 400 \
    --lr 1e-2 --warmup 20 --metrics "$OUT/train-small.csv" 2> "$OUT/train-small.log" \
    || { cat "$OUT/train-small.log"; exit 1; }
 grep -E '^step +(1|100|200|300|400)/' "$OUT/train-small.log"
