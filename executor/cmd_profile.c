@@ -44,8 +44,12 @@
 #include "../costmodel/shapes.h"
 #include "../kernels/kernels.h"
 #include "comm.h"
+#include "model.h"
 
 #define MAX_SAMPLES 15
+
+/* the backend whose kernels are timed (--device): buffers live in its memory */
+static const kern_ops *P;
 
 typedef struct {
     comm_group *world; /* barrier across every rank */
@@ -77,10 +81,12 @@ typedef void (*op_fn)(void *arg);
  * every rank, so the ranks stay in lockstep. */
 static double time_op(prof_ctx *ctx, op_fn fn, void *arg)
 {
-    fn(arg); /* warm-up: page faults, BLAS buffers */
+    fn(arg); /* warm-up: page faults, BLAS buffers, CUDA's first launch */
+    P->sync();
     comm_barrier(ctx->world);
     double t0 = now_s();
     fn(arg);
+    P->sync(); /* device kernels are asynchronous: time to their end */
     double one = now_s() - t0;
     int64_t reps = (int64_t)ceil(ctx->min_s / fmax(one, 1e-7));
     reps = reps < 1 ? 1 : reps > 10000 ? 10000 : reps;
@@ -91,6 +97,7 @@ static double time_op(prof_ctx *ctx, op_fn fn, void *arg)
         t0 = now_s();
         for (int64_t r = 0; r < reps; r++)
             fn(arg);
+        P->sync();
         s[i] = (now_s() - t0) / (double)reps;
     }
     qsort(s, (size_t)ctx->samples, sizeof s[0], cmp_double);
@@ -113,78 +120,90 @@ typedef struct {
 static void f_mm_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_matmul_forward(k->big, k->x, k->w, k->mm_bias ? k->db : NULL, k->mm_n, k->mm_c, k->mm_oc);
+    P->matmul_forward(k->big, k->x, k->w, k->mm_bias ? k->db : NULL, k->mm_n, k->mm_c, k->mm_oc);
 }
 static void f_mm_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_matmul_backward(k->big2, k->dw, k->mm_bias ? k->db : NULL, k->big, k->x, k->w, k->mm_n, k->mm_c,
+    P->matmul_backward(k->big2, k->dw, k->mm_bias ? k->db : NULL, k->big, k->x, k->w, k->mm_n, k->mm_c,
                              k->mm_oc, 0.0f);
 }
 static void f_att_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_attention_forward(k->y, k->att, k->qkv, k->B, k->T, k->NH, k->HS);
+    P->attention_forward(k->y, k->att, k->qkv, k->B, k->T, k->NH, k->HS);
 }
 static void f_att_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_attention_backward(k->dqkv, k->datt, k->y, k->qkv, k->att, k->B, k->T, k->NH, k->HS);
+    P->attention_backward(k->dqkv, k->datt, k->y, k->qkv, k->att, k->B, k->T, k->NH, k->HS);
 }
 static void f_ln_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->db, k->N, k->C);
+    P->layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->db, k->N, k->C);
 }
 static void f_ln_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_layernorm_backward(k->z, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->N, k->C);
+    P->layernorm_backward(k->z, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->N, k->C);
 }
 static void f_gelu_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_gelu_forward(k->big, k->big2, k->n_elem);
+    P->gelu_forward(k->big, k->big2, k->n_elem);
 }
 static void f_gelu_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_gelu_backward(k->big, k->big2, k->big, k->n_elem);
+    P->gelu_backward(k->big, k->big2, k->big, k->n_elem);
 }
 static void f_add(void *a)
 {
     kbufs *k = a;
-    kern_cpu_add_inplace(k->y, k->x, k->n_elem);
+    P->add_inplace(k->y, k->x, k->n_elem);
 }
 static void f_enc_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_encoder_forward(k->y, k->tok, k->w, k->dw, k->B, k->T, k->C, 0, k->V, 1);
+    P->encoder_forward(k->y, k->tok, k->w, k->dw, k->B, k->T, k->C, 0, k->V, 1);
 }
 static void f_enc_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_encoder_backward(k->dw, k->z, k->y, k->tok, k->B, k->T, k->C, 0, k->V, 1);
+    P->encoder_backward(k->dw, k->z, k->y, k->tok, k->B, k->T, k->C, 0, k->V, 1);
 }
 static void f_xent_fwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_xent_rowmax(k->mean, k->big, k->N, k->V);
-    kern_cpu_xent_sumexp(k->rstd, k->big, k->mean, k->N, k->V);
-    kern_cpu_xent_target(k->z, k->big, k->tok, k->N, k->V, 0);
+    P->xent_rowmax(k->mean, k->big, k->N, k->V);
+    P->xent_sumexp(k->rstd, k->big, k->mean, k->N, k->V);
+    P->xent_target(k->z, k->big, k->tok, k->N, k->V, 0);
 }
 static void f_xent_bwd(void *a)
 {
     kbufs *k = a;
-    kern_cpu_xent_backward_inplace(k->big, k->mean, k->rstd, k->tok, k->N, k->V, 0, 1e-3f);
+    P->xent_backward_inplace(k->big, k->mean, k->rstd, k->tok, k->N, k->V, 0, 1e-3f);
 }
 static void f_adamw(void *a)
 {
     kbufs *k = a;
-    kern_cpu_adamw(k->big, k->big2, k->x, k->z, k->n_elem, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+    P->adamw(k->big, k->big2, k->x, k->z, k->n_elem, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
 }
 
-static float *falloc(int64_t n, unsigned seed)
+/* A copy of host data in the backend's memory. */
+static void *upload(const void *h, int64_t bytes)
+{
+    void *d = P->alloc(bytes > 0 ? bytes : 1);
+    if (!d)
+        log_die("profile: out of %s memory (%lld bytes)", P->name, (long long)bytes);
+    P->to_device(d, h, bytes);
+    return d;
+}
+
+/* n small pseudo-random floats in the backend's memory; mode 1: |x| + 1
+ * (sums of exponentials, second moments), else in [-0.1, 0.1). */
+static float *falloc_mode(int64_t n, unsigned seed, int mode)
 {
     float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (!p)
@@ -193,8 +212,18 @@ static float *falloc(int64_t n, unsigned seed)
     for (int64_t i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
         p[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+        if (mode == 1)
+            p[i] = fabsf(p[i]) + 1.0f;
     }
-    return p;
+    float *d = upload(p, (int64_t)sizeof(float) * n);
+    free(p);
+    return d;
+}
+static float *falloc(int64_t n, unsigned seed) { return falloc_mode(n, seed, 0); }
+static void ffree(void *p)
+{
+    if (p)
+        P->free(p);
 }
 
 /* One kernel row of this pass: recorded on the first pass, summed on the
@@ -268,18 +297,20 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     k.dw = falloc(wmax, 5);
     k.db = falloc(F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), 6);
     k.mean = falloc(N, 7);
-    k.rstd = falloc(N, 8);
+    k.rstd = falloc_mode(N, 8, 1); /* sums of exponentials are >= 1 */
     k.big = falloc(amax, 9);
     k.big2 = falloc(amax, 10);
     k.qkv = falloc(N * C3, 11);
     k.dqkv = falloc(N * C3, 12);
     k.att = falloc((int64_t)b * k.NH * k.T * k.T, 13);
     k.datt = falloc((int64_t)b * k.NH * k.T * k.T, 14);
-    k.tok = malloc(sizeof(int) * (size_t)N);
+    int *tok = malloc(sizeof(int) * (size_t)N);
+    if (!tok)
+        log_die("profile: out of memory");
     for (int64_t i = 0; i < N; i++)
-        k.tok[i] = (int)((i * 7919) % V);
-    for (int64_t i = 0; i < N; i++)
-        k.rstd[i] = 1.0f + (float)(i % 3); /* sums of exponentials are >= 1 */
+        tok[i] = (int)((i * 7919) % V);
+    k.tok = upload(tok, (int64_t)sizeof(int) * N);
+    free(tok);
 
     /* the block's four GEMMs and the LM head, as model.c calls them */
     struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {k.NH * (int64_t)k.HS, C, 0}, {C, F, 1}, {F, C, 0},
@@ -309,8 +340,9 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     row_kernel(c, "xent_fwd", N, V, 1, time_op(c, f_xent_fwd, &k));
     row_kernel(c, "xent_bwd", N, V, 1, time_op(c, f_xent_bwd, &k));
 
-    free(k.x); free(k.y); free(k.z); free(k.w); free(k.dw); free(k.db); free(k.mean); free(k.rstd);
-    free(k.big); free(k.big2); free(k.qkv); free(k.dqkv); free(k.att); free(k.datt); free(k.tok);
+    void *all[] = {k.x, k.y, k.z, k.w, k.dw, k.db, k.mean, k.rstd, k.big, k.big2, k.qkv, k.dqkv, k.att, k.datt, k.tok};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ffree(all[i]);
 }
 
 /* AdamW and the gradient norm per parameter, at this rank's largest size. */
@@ -321,12 +353,10 @@ static void profile_optimizer(prof_ctx *c, int64_t n)
     k.big = falloc(n, 1);
     k.big2 = falloc(n, 2);
     k.x = falloc(n, 3);
-    k.z = falloc(n, 4);
-    for (int64_t i = 0; i < n; i++)
-        k.z[i] = fabsf(k.z[i]);
+    k.z = falloc_mode(n, 4, 1); /* second moments are positive */
     k.n_elem = n;
     row_kernel(c, "adamw", n, 1, 1, time_op(c, f_adamw, &k));
-    free(k.big); free(k.big2); free(k.x); free(k.z);
+    ffree(k.big), ffree(k.big2), ffree(k.x), ffree(k.z);
 }
 
 /* ---- collectives --------------------------------------------------------------------- */
@@ -362,7 +392,8 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
         if (world % n)
             continue;
         comm_groups g;
-        comm_groups_init(&g, n, world / n, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+        comm_groups_init(&g, n, world / n, 1, COMM_BACKEND_MPI,
+                         strcmp(P->name, "cpu") ? COMM_MEM_DEVICE : COMM_MEM_HOST);
         for (int op = 0; op < 4; op++) {
             if (op == 3 && n != 2)
                 continue; /* pipeline hops are pairs */
@@ -377,8 +408,8 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
                 if (c->f)
                     fprintf(c->f, "collective,,,,,,%s,%d,%lld,%.6g,%.4g,%.4g,\n", OPS[op], n,
                             (long long)(b.count * 4), t, algbw, algbw * factor);
-                free(b.send);
-                free(b.recv);
+                ffree(b.send);
+                ffree(b.recv);
             }
         }
         comm_groups_free(&g);
@@ -390,7 +421,7 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mpirun -np N triad profile --model M --out FILE [--device cpu] [--mbs 1,2,4]\n"
+            "usage: mpirun -np N triad profile --model M --out FILE [--device cpu|cuda|emu] [--mbs 1,2,4]\n"
             "                     [--samples 5] [--passes 2] [--min-ms MS] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
@@ -399,7 +430,9 @@ static void usage(FILE *f)
             "Writes a profile CSV (schema: profiles/README.md) that triad plan, simulate and\n"
             "report read with --profile FILE. Each timed sample repeats an op for at least\n"
             "--min-ms (5, or 25 when the ranks outnumber the cores, so that a sample spans\n"
-            "several scheduler time slices and sees each rank's share of the cores).\n");
+            "several scheduler time slices and sees each rank's share of the cores).\n"
+            "--device cuda times the CUDA kernels (every rank on the GPU of its local rank; the\n"
+            "collectives of the MPI comm staged through the host), emu the emulated device.\n");
 }
 
 int exec_cmd_profile(int argc, char **argv)
@@ -442,8 +475,13 @@ int exec_cmd_profile(int argc, char **argv)
         log_die_input("profile: unexpected argument '%s'", argv[optind]);
     if (!model_s || !out)
         log_die_input("profile: missing %s (see triad profile --help)", !model_s ? "--model" : "--out");
-    if (strcmp(device, "cpu"))
-        log_die_input("profile: --device '%s' is not available to the profiler yet (cpu)", device);
+    long units = 0; /* what the ranks share: cores, or GPUs */
+    {
+        char derr[SPEC_ERR_LEN];
+        if (exec_use_device(device, &units, derr))
+            log_die_input("profile: %s", derr);
+        P = exec_backend();
+    }
     int mbs[16];
     int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
@@ -475,7 +513,7 @@ int exec_cmd_profile(int argc, char **argv)
         time_t now = time(NULL);
         char date[32];
         strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&now));
-        fprintf(c.f, "# triad profile: device cpu, %d ranks at once, model %s, %s\n", world, m.name, date);
+        fprintf(c.f, "# triad profile: device %s, %d ranks at once, model %s, %s\n", P->name, world, m.name, date);
         fprintf(c.f, "# kernels at the model's shapes (median of %ld samples, the slowest rank, mean of %ld "
                      "passes), collectives of the comm layer (MPI)\n", samples, passes);
         fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
@@ -485,7 +523,7 @@ int exec_cmd_profile(int argc, char **argv)
         fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
         /* the conditions of the measurement: ranks timing at once, cores they shared */
         fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);
-        fprintf(c.f, "param,cores,%ld,,,,,,,,,,\n", sysconf(_SC_NPROCESSORS_ONLN));
+        fprintf(c.f, "param,cores,%ld,,,,,,,,,,\n", units); /* cores, or the GPUs the ranks share */
     }
     /* the largest parameter count a rank holds: the whole model at tp=1, pp=1 */
     spec_layout one;

@@ -40,54 +40,6 @@ static void usage(FILE *f)
             "auto (the default) is cuda when the build has CUDA and a GPU is visible, else cpu.\n");
 }
 
-static void emu_to_host(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_host(dst, src, bytes); }
-static void emu_to_device(void *dst, const void *src, int64_t bytes) { kern_ops_emu()->to_device(dst, src, bytes); }
-
-/* The backend of --device: 0, or -1 with the reason logged. The default
- * (auto) is cuda where the build has CUDA and a GPU is visible, else cpu. */
-static int select_device(const char *device)
-{
-    if (!strcmp(device, "auto")) {
-#if TRIAD_HAVE_CUDA
-        char why[160];
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        /* no NVIDIA device node: do not start the CUDA runtime at all */
-        if (access("/dev/nvidiactl", F_OK) == 0 && kern_cuda_use_device(lr ? atoi(lr) : 0, why, (int)sizeof why) >= 0) {
-            exec_set_backend(kern_ops_cuda());
-            return 0;
-        }
-#endif
-        return 0;
-    }
-    if (!strcmp(device, "cpu"))
-        return 0;
-    if (!strcmp(device, "emu")) {
-        static const comm_device_hooks hooks = {kern_emu_is_device, emu_to_host, emu_to_device};
-        exec_set_backend(kern_ops_emu());
-        comm_set_device_hooks(&hooks);
-        return 0;
-    }
-    if (!strcmp(device, "cuda")) {
-#if TRIAD_HAVE_CUDA
-        /* ranks of a node share its GPUs round-robin (several per GPU
-         * when oversubscribed: the comm layer stages through the host) */
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        char why[160];
-        if (kern_cuda_use_device(lr ? atoi(lr) : 0, why, (int)sizeof why) < 0) {
-            log_msg("train: --device cuda: no usable GPU (%s)", why);
-            return -1;
-        }
-        exec_set_backend(kern_ops_cuda()); /* comm stages through CUDA's own copies */
-        return 0;
-#else
-        log_msg("train: --device 'cuda' is not available in this build (no CUDA toolkit at build time)");
-        return -1;
-#endif
-    }
-    log_msg("train: --device '%s' is not one of cpu, cuda, emu", device);
-    return -1;
-}
-
 static int parse_double(const char *name, const char *s, double lo, double *out)
 {
     char *end = NULL;
@@ -180,8 +132,13 @@ int exec_cmd_train(int argc, char **argv)
         log_msg("train: unexpected argument '%s'", argv[optind]);
         return TRIAD_EXIT_INPUT;
     }
-    if (select_device(device))
-        return TRIAD_EXIT_INPUT;
+    {
+        char derr[SPEC_ERR_LEN];
+        if (exec_use_device(device, NULL, derr)) {
+            log_msg("train: %s", derr);
+            return TRIAD_EXIT_INPUT;
+        }
+    }
     char err[SPEC_ERR_LEN];
     spec_layout_default(&o.layout);
     if (plan_s) {

@@ -178,6 +178,13 @@ void exec_set_backend(const struct kern_ops *ops);
 const struct kern_ops *exec_backend(void);
 int exec_backend_is_host(void); /* the CPU table: buffers are plain host memory */
 
+/* Set the backend by name (device.c): cpu, cuda (the GPU of this rank's
+ * local rank, OMPI_COMM_WORLD_LOCAL_RANK, modulo the GPUs visible), emu
+ * (the emulated device, with the comm layer's staging hooks), or auto (cuda
+ * when the build has CUDA and a GPU answers, else cpu). *units (may be
+ * NULL): what the ranks share, CPU cores or GPUs. 0, or -1 with err. */
+int exec_use_device(const char *name, long *units, char err[SPEC_ERR_LEN]);
+
 /* Memory the run has allocated through exec_mem_alloc (in the backend's
  * memory): now and at peak. */
 void *exec_mem_alloc(size_t bytes);

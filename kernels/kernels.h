@@ -190,6 +190,8 @@ const kern_ops *kern_ops_cuda(void);
 /* Make GPU local_rank % (GPUs visible) current for this process; returns
  * the device picked, or -1 with the CUDA error in err (n bytes). */
 int kern_cuda_use_device(int local_rank, char *err, int n);
+/* GPUs visible to this process (0 when none). */
+int kern_cuda_device_count(void);
 #endif
 
 #ifdef __cplusplus

@@ -64,10 +64,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
-            "                    [--repeat 2] [--measured DIR] [--force]\n"
+            "                    [--repeat 2] [--measured DIR] [--device cpu|cuda|emu] [--force]\n"
             "\n"
-            "Runs every feasible layout of the job on this machine (N ranks under mpirun, CPU\n"
-            "backend), joins the measured step time and memory with triad's predictions and\n"
+            "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
+            "backend of --device, cpu by default: the one the profile measured), joins the\n"
+            "measured step time and memory with triad's predictions and\n"
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
             "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
             "list K times in turn and reports each layout's mean of medians. The mpirun command\n"
@@ -139,7 +140,7 @@ static int read_metrics(const char *path, int skip, double *step_s, int64_t *mem
 /* Run one layout: mpirun -np N <this triad> train ..., stdout and stderr to
  * the log. Returns the exit status (or -1 when it could not start). */
 static int run_layout(const char *mpirun, int n, const char *model, const char *layout, long long batch,
-                      const char *data, int steps, const char *metrics, const char *logpath)
+                      const char *data, int steps, const char *metrics, const char *logpath, const char *device)
 {
     char self[4096];
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -157,8 +158,8 @@ static int run_layout(const char *mpirun, int n, const char *model, const char *
     int a = 0;
     for (char *tok = strtok(mcopy, " "); tok && a < 40; tok = strtok(NULL, " "))
         argv[a++] = tok;
-    /* the CPU loop: the profile measured the CPU's kernels */
-    const char *rest[] = {"-np", np, self, "train", "--device", "cpu", "--model", model, "--layout", layout,
+    /* the backend the profile measured (--device) */
+    const char *rest[] = {"-np", np, self, "train", "--device", device, "--model", model, "--layout", layout,
                           "--global-batch", gb, "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics,
                           "--quiet"};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
@@ -255,10 +256,11 @@ int report_cmd_report(int argc, char **argv)
         {"warmup-steps", required_argument, 0, 'w'}, {"mbs", required_argument, 0, 'u'},
         {"data", required_argument, 0, 'd'},    {"measured", required_argument, 0, 'M'},
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
-        {"repeat", required_argument, 0, 'r'},
+        {"repeat", required_argument, 0, 'r'},  {"device", required_argument, 0, 'D'},
         {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
+    const char *device = "cpu";
     long gpus = 0, steps = 12, warm = 3, repeat = 2;
     long long batch = 0;
     int force = 0;
@@ -273,6 +275,11 @@ int report_cmd_report(int argc, char **argv)
         case 'u': mbs_s = optarg; break;
         case 'd': data = optarg; break;
         case 'M': measured = optarg; break;
+        case 'D':
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "emu"))
+                log_die_input("report: --device '%s' is not one of cpu, cuda, emu", optarg);
+            device = optarg;
+            break;
         case 'f': force = 1; break;
         case 'g': gpus = log_opt_long("report", "gpus", optarg, 1, 64); break;
         case 'b': batch = log_opt_long("report", "global-batch", optarg, 1, 1 << 20); break;
@@ -410,7 +417,7 @@ int report_cmd_report(int argc, char **argv)
             if (!measured) {
                 fprintf(stderr, "triad: report: [pass %d/%ld, %d/%d] %s\n", pass + 1, repeat, i + 1, n, w->name);
                 remove(metrics);
-                int rc = run_layout(mpirun, (int)gpus, model_s, w->arg, batch, data, (int)steps, metrics, logp);
+                int rc = run_layout(mpirun, (int)gpus, model_s, w->arg, batch, data, (int)steps, metrics, logp, device);
                 if (rc) {
                     log_msg("report: %s: the run failed (exit %d), see %s", w->name, rc, logp);
                     failed++;

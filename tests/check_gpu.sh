@@ -183,6 +183,21 @@ PYEOF
 train_check >>"$train_log" 2>&1
 st=$?; cat "$train_log"; record training $st
 
+# ---- section: the closed loop on the GPU (issue: profile, plan, run, compare) ----
+# triad profile --device cuda with 2 ranks on the one GPU (collectives through
+# the MPI comm, staged), then triad report --device cuda over every feasible
+# layout of a small GPT on 2 ranks: comparison.csv and its summary
+section "loop: profile + report --device cuda"
+loop_check() {
+  local L=$LOG/loop; rm -rf "$L"; mkdir -p "$L"
+  mpirun --oversubscribe -np 2 $TR profile --device cuda --model tiny --out "$L/profile.csv" --force || return 1
+  $TR report --device cuda --model tiny --gpus 2 --global-batch 16 --profile "$L/profile.csv" --out "$L/report" \
+    --steps 20 --warmup-steps 5 --force || return 1
+  head -12 "$L/report/comparison.csv"
+}
+loop_check >"$LOG/loop.log" 2>&1
+st=$?; cat "$LOG/loop.log"; record loop $st
+
 section "summary"
 cat "$SUMMARY"
 exit $FAILED

@@ -779,3 +779,13 @@ extern "C" int kern_cuda_use_device(int local_rank, char *err, int n)
     }
     return d;
 }
+
+extern "C" int kern_cuda_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}

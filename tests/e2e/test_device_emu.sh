@@ -9,7 +9,8 @@
 # with SIGSEGV. Each layout below must train to the same loss and gradient
 # norm, to the bit, as on the host CPU backend (the same kernels run), and
 # write the same final weights; a checkpoint written on the emulated device
-# must resume on the host on another layout like one written there.
+# must resume on the host on another layout like one written there, and
+# the profile -> report loop runs on it.
 # Where the build has CUDA but the machine no GPU, --device cuda must be
 # refused with one line.
 set -u
@@ -67,6 +68,21 @@ if [ -s "$tmp/res_e.csv" ] && cmp -s <(grep -v '^#' "$tmp/res_e.csv" | cut -d, -
   echo "ok   checkpoint from the emulated device resumes on the host (tp2 sp), steps 4-6 as from a host checkpoint"
 else
   echo "FAIL resumed runs differ"; fail=1
+fi
+
+# the closed loop on the emulated device: profile its kernels and
+# collectives, run every feasible layout of 2 ranks on it, compare
+rm -rf "$tmp/rep"
+if mpirun --oversubscribe -np 2 $T profile --model tiny --out "$tmp/p_emu.csv" --device emu --mbs 1 --samples 3 \
+     --passes 1 >/dev/null 2>"$tmp/prof.err" &&
+   grep -q '^# triad profile: device emu, 2 ranks' "$tmp/p_emu.csv" &&
+   $T report --model tiny --gpus 2 --global-batch 8 --out "$tmp/rep" --profile "$tmp/p_emu.csv" --device emu \
+     --steps 4 --warmup-steps 1 --repeat 1 --mbs 1 >"$tmp/rep.out" 2>&1 &&
+   [ "$(grep -c '^"' "$tmp/rep/comparison.csv")" -ge 3 ]; then
+  echo "ok   profile + report on the emulated device: $(grep -c '^"' "$tmp/rep/comparison.csv") layouts," \
+       "$(grep -o 'memory error worst [0-9.]*%' "$tmp/rep.out")"
+else
+  echo "FAIL profile / report --device emu"; cat "$tmp/prof.err" "$tmp/rep.out" 2>/dev/null | grep triad: | head -5; fail=1
 fi
 
 # --device cuda where no GPU can be used: one line, exit 2
