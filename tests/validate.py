@@ -10,6 +10,23 @@ worst 12%.
 """
 import argparse, csv, os, subprocess, sys
 
+DEFAULTS = {"tp": "1", "pp": "1", "sp": "0", "zero": "0", "recompute": "none", "v": "1",
+            "gpu": "a100-80gb", "gpus_per_node": "8"}
+
+def normalise(r):
+    """Blank fields take the value a Megatron-LM run has when the option is
+    not given (tp = pp = 1, no sp, no ZeRO, no recomputation, plain 1F1B);
+    dp follows from gpus / (tp pp) when blank; spaces and case are ignored."""
+    r = {k.strip(): (v or "").strip() for k, v in r.items() if k}
+    for k, d in DEFAULTS.items():
+        if not r.get(k):
+            r[k] = d
+    r["recompute"] = r["recompute"].lower()
+    r["gpu"] = r["gpu"].lower()
+    if not r.get("dp"):
+        r["dp"] = str(int(r["gpus"]) // (int(r["tp"]) * int(r["pp"])))
+    return r
+
 def padded_vocab(r):
     """Megatron-LM pads the vocabulary to a multiple of 128 x tp
     (--make-vocab-size-divisible-by 128), so every tp rank holds an equal
@@ -35,7 +52,7 @@ def main():
     ap.add_argument("--csv", help="also write the per-row table as CSV here")
     ap.add_argument("--no-plan", action="store_true", help="skip the planner comparison")
     a = ap.parse_args()
-    rows = list(csv.DictReader(open(a.dev)))
+    rows = [normalise(r) for r in csv.DictReader(open(a.dev))]
     print("# triad validate: %d published runs from %s" % (len(rows), os.path.basename(a.dev)))
     print("# assumptions: micro-batch 1 where the paper does not state it; the nar21 rows use the")
     print("#   plain 1F1B schedule (v=1) since the interleaving degree is not stated; the vocabulary")
@@ -117,7 +134,7 @@ def main():
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(out[0].keys()))
             w.writeheader(); w.writerows(out)
-    if a.strict and (mean > 5.0 or worst > 12.0):
+    if a.strict and not (mean <= 5.0 and worst <= 12.0):  # NaN fails too
         return 1
     return 0
 
