@@ -124,9 +124,19 @@ int exec_train_run(const exec_train_opts *o)
     const spec_model *m = &o->model;
     spec_layout l = o->layout;
     char err[SPEC_ERR_LEN];
+    exec_backend()->set_math(KERN_MATH_FP32);
     if (l.precision != SPEC_PREC_FP32) {
-        log_msg("train: the %s backend trains in fp32 (layout said %s)", exec_backend()->name,
-                spec_precision_name(l.precision));
+        if (exec_backend_is_host()) {
+            log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
+        } else {
+            /* device backends: every GEMM on bf16-rounded inputs, fp32
+             * accumulation; everything is stored in fp32, so memory is
+             * predicted as fp32 */
+            exec_backend()->set_math(KERN_MATH_BF16);
+            if (!o->quiet)
+                log_msg("train: %s: GEMMs on bf16 inputs with fp32 accumulation; weights, activations and "
+                        "optimizer state in fp32", exec_backend()->name);
+        }
         l.precision = SPEC_PREC_FP32;
     }
     if (spec_layout_check(&l, m, o->global_batch, -1, err)) {

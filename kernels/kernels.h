@@ -95,6 +95,16 @@ void kern_cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, flo
 double kern_cpu_sum_squares(const float *x, int64_t n);
 void kern_cpu_scale(float *x, float s, int64_t n);
 
+/* GEMM math modes (set_math below, kern_cpu_set_math): plain fp32, or both
+ * inputs rounded to bfloat16 with fp32 accumulation (tensor-core GEMMs on
+ * bf16 operands; cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF). Storage stays fp32
+ * either way. */
+enum { KERN_MATH_FP32 = 0, KERN_MATH_BF16 = 1 };
+void kern_cpu_set_math(int mode);
+int kern_cpu_math(void);
+/* x rounded to the nearest bfloat16 (ties to even), as an fp32 value */
+float kern_bf16_round(float x);
+
 /* ---- backend-neutral dispatch ------------------------------------------------
  * The same ops as a table of function pointers, so model code runs on either
  * backend. Buffers passed to a table's ops live where that table says: host
@@ -170,6 +180,8 @@ typedef struct kern_ops {
      *   add_bias: x (N,C) += b (C) on every row */
     void (*copy)(void *dst, const void *src, int64_t bytes);
     void (*add_bias)(float *x, const float *b, int N, int C);
+    /*   set_math: how every GEMM of the table computes from now on (KERN_MATH_*) */
+    void (*set_math)(int mode);
 } kern_ops;
 
 /* The CPU table (host buffers); never NULL. */

@@ -130,8 +130,10 @@ fi
 #     dp2*tp2 ZeRO-1 sp, tp2*pp2 1F1B, dp2*pp2 GPipe against the single GPU
 #     rank, loss within 1e-4 at every step;
 #  3. measured device memory against triad's prediction (within 2%);
-#  4. speed: gpt2-124m, micro-batch 8, sequence 1024, one rank, median
-#     tokens/s of steps 3-10 (the GPU benchmark).
+#  4. bf16 math (GEMMs on bf16 inputs, fp32 accumulation, fp32 master
+#     weights): tiny to the Markov source's entropy rate + 0.05;
+#  5. speed: gpt2-124m, micro-batch 8, sequence 1024, one rank, fp32 and
+#     bf16 math, median tokens/s of steps 3-12 and MFU (the GPU benchmark).
 section "training: triad train --device cuda"
 TR=${TRIAD:-build/triad}
 train_log=$LOG/training.log
@@ -169,15 +171,36 @@ print("%s %s: loss max rel diff %.2e (limit %g); device memory measured vs predi
 sys.exit(0 if ok else 1)
 PYEOF
   done
-  $TR train --model gpt2-124m --layout mbs=8,precision=fp32 --global-batch 8 --data markov:vocab=4096,order=1,seed=1 \
-    --steps 10 --device cuda --quiet --metrics "$t/bench.csv" || return 1
-  python3 - "$t/bench.csv" <<'PYEOF'
-import sys, statistics
+  # bf16 math (the default precision): tiny on the Markov source to its
+  # entropy rate + 0.05 (mean of the last 50 of 700 steps)
+  $TR train --model tiny --layout mbs=16 --global-batch 32 --data markov:vocab=64,order=1,seed=7 --steps 700 \
+    --lr 2e-2 --warmup 20 --device cuda --quiet --metrics "$t/bf16.csv" || return 1
+  H=$($TR data --describe markov:vocab=64,order=1,seed=7 | sed -n 's/^entropy_rate_nats=//p')
+  python3 - "$t/bf16.csv" "$H" <<'PYEOF' || st=1
+import sys
 r = [l.split(",") for l in open(sys.argv[1]) if l[0].isdigit()]
-tps = statistics.median(float(x[5]) for x in r[2:])
-print("bench gpt2-124m fp32, mbs 8 x seq 1024, one H100 rank: median %.0f tokens/s (steps 3-10), %.3f s/step"
-      % (tps, statistics.median(float(x[4]) for x in r[2:])))
+gap = sum(float(x[1]) for x in r[-50:]) / 50 - float(sys.argv[2])
+ok = len(r) == 700 and gap <= 0.05
+print("%s bf16 GEMMs (fp32 master weights and state): tiny ends %.4f nats above the entropy rate %s (limit 0.05)"
+      % ("ok  " if ok else "FAIL", gap, sys.argv[2]))
+sys.exit(0 if ok else 1)
 PYEOF
+  # speed: gpt2-124m, one rank, micro-batch 8 x 1024, fp32 and bf16 math;
+  # MFU from model FLOPs (no recomputation counted) over the 989 TFLOP/s bf16 peak
+  for prec in fp32 bf16; do
+    $TR train --model gpt2-124m --layout mbs=8,precision=$prec --global-batch 8 --data markov:vocab=4096,order=1,seed=1 \
+      --steps 12 --device cuda --quiet --metrics "$t/bench_$prec.csv" || return 1
+    python3 - "$t/bench_$prec.csv" $prec <<'PYEOF'
+import sys, statistics
+r = [l.split(",") for l in open(sys.argv[1]) if l[0].isdigit()][2:]
+tps = statistics.median(float(x[5]) for x in r)
+L, h, f, V, s = 12, 768, 3072, 50304, 1024
+per_token = 3 * (L * (8 * h * h + 4 * s * h + 4 * h * f) + 2 * h * V)  # fwd + bwd, per token
+print("bench gpt2-124m %s math, mbs 8 x seq 1024, one H100 rank: median %.0f tokens/s (steps 3-12), "
+      "%.3f s/step, MFU %.1f%% (model FLOPs / 989 TFLOP/s)" % (sys.argv[2], tps,
+      statistics.median(float(x[4]) for x in r), 100 * tps * per_token / 989e12))
+PYEOF
+  done
   return $st
 }
 train_check >>"$train_log" 2>&1

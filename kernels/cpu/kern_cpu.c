@@ -6,7 +6,57 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- GEMM and its math mode -------------------------------------------------
+ * KERN_MATH_BF16 rounds both inputs of every GEMM to bfloat16 (nearest even)
+ * and accumulates in fp32, as tensor-core GEMMs on bf16 inputs do; the
+ * default is plain fp32. */
+static int g_math = KERN_MATH_FP32;
+
+void kern_cpu_set_math(int mode) { g_math = mode; }
+int kern_cpu_math(void) { return g_math; }
+
+float kern_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) /* finite: round to nearest even */
+        u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* a dense bf16-rounded copy of the rows x cols matrix at a (leading dim ld) */
+static float *rounded(const float *a, int rows, int cols, int ld)
+{
+    float *r = malloc(sizeof(float) * (size_t)rows * (size_t)cols + 1);
+    if (!r)
+        abort();
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            r[(int64_t)i * cols + j] = kern_bf16_round(a[(int64_t)i * ld + j]);
+    return r;
+}
+
+/* cblas_sgemm, row major, in the current math mode */
+static void gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (g_math != KERN_MATH_BF16) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int ar = ta == CblasNoTrans ? M : K, ac = ta == CblasNoTrans ? K : M;
+    int br = tb == CblasNoTrans ? K : N, bc = tb == CblasNoTrans ? N : K;
+    float *a = rounded(A, ar, ac, lda), *b = rounded(B, br, bc, ldb);
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+    free(a);
+    free(b);
+}
 
 void kern_cpu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
                               int C, int v0, int V, int add_pos)
@@ -113,7 +163,7 @@ void kern_cpu_matmul_forward(float *out, const float *inp, const float *weight, 
         for (int i = 0; i < N; i++)
             memcpy(out + (int64_t)i * OC, bias, sizeof(float) * OC);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
+    gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
                 bias ? 1.0f : 0.0f, out, OC);
 }
 
@@ -121,10 +171,10 @@ void kern_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const f
                               const float *weight, int N, int C, int OC, float dinp_beta)
 {
     if (dinp) /* (N,OC) @ (OC,C) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
                     dinp_beta, dinp, C);
     /* (OC,N) @ (N,C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
 #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
@@ -147,7 +197,7 @@ void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B,
             const float *k = q + C, *v = q + 2 * C;
             float *a = att + ((int64_t)b * NH + h) * T * T;
             /* scores (T,T) = q (T,HS) k^T (HS,T) * scale */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0.0f, a, T);
+            gemm(CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0.0f, a, T);
             for (int t = 0; t < T; t++) {
                 float *row = a + (int64_t)t * T;
                 float mx = -INFINITY;
@@ -165,7 +215,7 @@ void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B,
                     row[t2] = 0.0f;
             }
             /* out (T,HS) = att (T,T) v (T,HS) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, v, C3, 0.0f,
+            gemm(CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, v, C3, 0.0f,
                         out + (int64_t)b * T * C + h * HS, C);
         }
 }
@@ -186,8 +236,8 @@ void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, co
             float *da = datt + ((int64_t)b * NH + h) * T * T;
             const float *dO = dout + (int64_t)b * T * C + h * HS;
             /* datt (T,T) = dO (T,HS) v^T; dv (T,HS) = att^T dO */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dO, C, v, C3, 0.0f, da, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, dO, C, 0.0f, dv, C3);
+            gemm(CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dO, C, v, C3, 0.0f, da, T);
+            gemm(CblasTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, dO, C, 0.0f, dv, C3);
             /* softmax backward, in place: dpre = att (datt - sum att datt), masked */
             for (int t = 0; t < T; t++) {
                 const float *ar = a + (int64_t)t * T;
@@ -201,8 +251,8 @@ void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, co
                     dr[t2] = 0.0f;
             }
             /* dq = dpre k; dk = dpre^T q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, da, T, k, C3, 0.0f, dq, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, da, T, q, C3, 0.0f, dk, C3);
+            gemm(CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, da, T, k, C3, 0.0f, dq, C3);
+            gemm(CblasTrans, CblasNoTrans, T, HS, T, 1.0f, da, T, q, C3, 0.0f, dk, C3);
         }
 }
 

@@ -59,6 +59,7 @@ static const kern_ops cpu_ops = {
     .adamw_bf16 = NULL,
     .copy = cpu_copy,
     .add_bias = cpu_add_bias,
+    .set_math = kern_cpu_set_math,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

@@ -193,6 +193,7 @@ static const kern_ops emu_ops = {
     .adamw_bf16 = NULL,
     .copy = emu_copy,
     .add_bias = emu_add_bias,
+    .set_math = kern_cpu_set_math, /* the CPU kernels' mode: host state, no device memory */
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

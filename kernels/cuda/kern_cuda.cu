@@ -3,7 +3,9 @@
  * accumulation) and AdamW keeping a bf16 copy of the fp32 master.
  *
  * Matrix products go through cuBLAS (cublasSgemm, fp32 accumulation, no
- * TF32), attention as strided-batched GEMMs over the heads of one sequence
+ * TF32; with set_math(KERN_MATH_BF16) cublasGemmEx on the same fp32 buffers
+ * with CUBLAS_COMPUTE_32F_FAST_16BF: bf16 tensor-core math, fp32
+ * accumulation), attention as strided-batched GEMMs over the heads of one sequence
  * with the T x T probabilities kept (the contract of kern_cpu_attention_*),
  * the rest as plain kernels: one warp per row for row reductions, one
  * thread per element otherwise. Written as C-style CUDA C++; the entry
@@ -55,6 +57,34 @@ static cublasHandle_t handle(void)
 }
 
 static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+
+/* GEMM math mode (kern_ops set_math): plain fp32 (pedantic: no TF32), or
+ * fp32 storage with bf16 tensor-core math and fp32 accumulation */
+static int g_math = KERN_MATH_FP32;
+static void cu_set_math(int mode)
+{
+    g_math = mode;
+    cublasCheck(cublasSetMathMode(handle(), mode == KERN_MATH_BF16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+}
+static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc)
+{
+    if (g_math != KERN_MATH_BF16)
+        return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return cublasGemmEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc,
+                        CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
+}
+static cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const float *alpha, const float *A, int lda, long long sa, const float *B, int ldb,
+                                   long long sb, const float *beta, float *C, int ldc, long long sc, int count)
+{
+    if (g_math != KERN_MATH_BF16)
+        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count);
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta,
+                                      C, CUDA_R_32F, ldc, sc, count, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                      CUBLAS_GEMM_DEFAULT);
+}
 
 __device__ inline float warp_sum(float x)
 {
@@ -243,7 +273,7 @@ static void cu_matmul_forward(float *out, const float *inp, const float *weight,
         beta = 1.0f;
     }
     /* column-major: out^T (OC,N) = weight^T... i.e. W (C,OC)^T x inp^T (C,N) */
-    cublasCheck(cublasSgemm(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, C, inp, C, &beta, out, OC));
+    cublasCheck(gemm(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, C, inp, C, &beta, out, OC));
 }
 
 __global__ void column_sum_add_k(float *dbias, const float *dout, int N, int OC)
@@ -261,10 +291,10 @@ static void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const 
 {
     float one = 1.0f;
     if (dinp) /* dinp^T (C,N) = W^T (C,OC) dout^T (OC,N) */
-        cublasCheck(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, weight, C, dout, OC, &dinp_beta,
+        cublasCheck(gemm(handle(), CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, weight, C, dout, OC, &dinp_beta,
                                 dinp, C));
     /* dweight^T (C,OC) += inp^T (C,N) dout (N,OC) */
-    cublasCheck(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dweight, C));
+    cublasCheck(gemm(handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dweight, C));
     if (dbias) {
         column_sum_add_k<<<blocks_for(OC, 128), 128>>>(dbias, dout, N, OC);
         launchCheck();
@@ -303,7 +333,7 @@ static void cu_attention_forward(float *out, float *att, const float *qkv, int B
         const float *q = qkv + (int64_t)b * T * C3, *k = q + C;
         float *a = att + (int64_t)b * NH * TT;
         /* att^T (t2,t) = k q^T: column-major (T,T) per head */
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, k, C3, HS, q, C3,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, k, C3, HS, q, C3,
                                               HS, &zero, a, T, TT, NH));
     }
     causal_softmax_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(att, B * NH * T, T);
@@ -312,7 +342,7 @@ static void cu_attention_forward(float *out, float *att, const float *qkv, int B
         const float *v = qkv + (int64_t)b * T * C3 + 2 * C;
         const float *a = att + (int64_t)b * NH * TT;
         /* out^T (HS,T) = v^T (HS,T) att^T (T,T) */
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, C3, HS, a, T, TT,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, C3, HS, a, T, TT,
                                               &zero, out + (int64_t)b * T * C, C, HS, NH));
     }
 }
@@ -346,10 +376,10 @@ static void cu_attention_backward(float *dqkv, float *datt, const float *dout, c
         float *da = datt + (int64_t)b * NH * TT;
         float *dv = dqkv + (int64_t)b * T * C3 + 2 * C;
         /* datt^T = v dO^T */
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, C3, HS, dO, C, HS,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, C3, HS, dO, C, HS,
                                               &zero, da, T, TT, NH));
         /* dv^T (HS,T) = dO^T (HS,T) att (T,T) */
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dO, C, HS, a, T, TT,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dO, C, HS, a, T, TT,
                                               &zero, dv, C3, HS, NH));
     }
     softmax_backward_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(datt, att, B * NH * T, T, scale);
@@ -359,9 +389,9 @@ static void cu_attention_backward(float *dqkv, float *datt, const float *dout, c
         const float *da = datt + (int64_t)b * NH * TT;
         float *dq = dqkv + (int64_t)b * T * C3, *dk = dq + C;
         /* dq^T (HS,T) = k^T dpre^T ; dk^T (HS,T) = q^T dpre */
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, k, C3, HS, da, T, TT,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, k, C3, HS, da, T, TT,
                                               &zero, dq, C3, HS, NH));
-        cublasCheck(cublasSgemmStridedBatched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, q, C3, HS, da, T, TT,
+        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, q, C3, HS, da, T, TT,
                                               &zero, dk, C3, HS, NH));
     }
 }
@@ -759,6 +789,7 @@ static const kern_ops cuda_ops = {
     cu_adamw_bf16,
     cu_copy,
     cu_add_bias,
+    cu_set_math,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -169,6 +169,20 @@ int main(void)
                   1e-4);
             check(beta ? "matmul_backward(+=)" : "matmul_backward", "dbias", gb, dgb, OC, 1e-4, 1e-4);
         }
+        /* bf16 math (set_math): cuBLAS's FAST_16BF against the CPU's
+         * rounding of both inputs, fp32 accumulation in a different order */
+        H->set_math(KERN_MATH_BF16), D->set_math(KERN_MATH_BF16);
+        H->matmul_forward(out, x, w, b, N, C, OC);
+        D->matmul_forward(dout, dx, dw_, db_, N, C, OC);
+        check("matmul_forward[bf16]", "out", out, dout, (int64_t)N * OC, 1e-4, 1e-4);
+        D->to_device(dgi, gi, (int64_t)N * C * (int64_t)sizeof(float));
+        D->to_device(dgw, gw, (int64_t)OC * C * (int64_t)sizeof(float));
+        D->to_device(dgb, gb, (int64_t)OC * (int64_t)sizeof(float));
+        H->matmul_backward(gi, gw, gb, g, x, w, N, C, OC, 1.0f);
+        D->matmul_backward(dgi, dgw, dgb, dg, dx, dw_, N, C, OC, 1.0f);
+        check("matmul_backward[bf16]", "dinp", gi, dgi, (int64_t)N * C, 1e-4, 1e-4);
+        check("matmul_backward[bf16]", "dweight", gw, dgw, (int64_t)OC * C, 1e-4, 1e-4);
+        H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
     }
 
     /* attention */

@@ -439,6 +439,47 @@ static void test_copy_add_bias(void **state)
     assert_memory_equal(y, want, sizeof want);
 }
 
+/* bf16 math mode: round to nearest even (known bit patterns), and a GEMM
+ * equal to the fp32 GEMM of the rounded inputs (a naive double loop here),
+ * different from the unrounded one. */
+static void test_bf16_math(void **state)
+{
+    (void)state;
+    assert_true(kern_bf16_round(1.0f) == 1.0f);
+    assert_true(kern_bf16_round(1.0f + 1.0f / 256) == 1.0f);              /* halfway: ties to even (down) */
+    assert_true(kern_bf16_round(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256); /* halfway: ties to even (up) */
+    assert_true(kern_bf16_round(1.0f + 1.5f / 256) == 1.0f + 2.0f / 256); /* above halfway: up */
+    assert_true(isnan(kern_bf16_round(NAN)) && isinf(kern_bf16_round(INFINITY)));
+    enum { N = 5, C = 7, OC = 3 };
+    float x[N * C], w[OC * C], out[N * OC], ref[N * OC], exact[N * OC];
+    for (int i = 0; i < N * C; i++)
+        x[i] = 0.1f * (float)(i % 9) + 0.0013f * (float)i;
+    for (int i = 0; i < OC * C; i++)
+        w[i] = 0.07f * (float)((i * 5) % 11) - 0.3f + 0.0007f * (float)i;
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double sr = 0, se = 0;
+            for (int c = 0; c < C; c++) {
+                sr += (double)kern_bf16_round(x[i * C + c]) * (double)kern_bf16_round(w[o * C + c]);
+                se += (double)x[i * C + c] * (double)w[o * C + c];
+            }
+            ref[i * OC + o] = (float)sr, exact[i * OC + o] = (float)se;
+        }
+    kern_cpu_set_math(KERN_MATH_BF16);
+    assert_int_equal(kern_cpu_math(), KERN_MATH_BF16);
+    kern_cpu_matmul_forward(out, x, w, NULL, N, C, OC);
+    kern_cpu_set_math(KERN_MATH_FP32);
+    double diff_exact = 0;
+    for (int i = 0; i < N * OC; i++) {
+        assert_close(out[i], ref[i], 1e-6, 1e-6);
+        diff_exact = fmax(diff_exact, fabs((double)out[i] - exact[i]));
+    }
+    assert_true(diff_exact > 1e-4); /* the rounding is really there */
+    kern_cpu_matmul_forward(out, x, w, NULL, N, C, OC);
+    for (int i = 0; i < N * OC; i++)
+        assert_close(out[i], exact[i], 1e-6, 1e-6);
+}
+
 /* The emulated device: its buffers cannot be touched from the host (a
  * child that tries dies of SIGSEGV), every op gives the CPU table's bits,
  * and kern_emu_is_device tells its buffers from host memory. */
@@ -490,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_adamw),            cmocka_unit_test(test_sum_squares_exact),
         cmocka_unit_test(test_elementwise_exact), cmocka_unit_test(test_ops_table),
         cmocka_unit_test(test_copy_add_bias),    cmocka_unit_test(test_emu_device),
+        cmocka_unit_test(test_bf16_math),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
