@@ -453,6 +453,7 @@ int exec_train_run(const exec_train_opts *o)
             status = TRIAD_EXIT_FAIL;
             break;
         }
+        exec_backend()->sync(); /* a device backend's last kernels belong to this step */
         double dt = now_s() - t0;
         double tps = (double)o->global_batch * T / dt;
         int64_t peak = exec_mem_peak_bytes(), peak_pred = pred.total_bytes;
