@@ -483,3 +483,4 @@ double profile_kernel_time(const cost_profile *p, const char *name, double m, do
 }
 
 int profile_has_kernels(const cost_profile *p) { return p && p->n_kern > 0; }
+int cost_profile_is_executor(const cost_profile *p) { return profile_has_kernels(p); }

@@ -28,5 +28,9 @@ void cost_profile_free(cost_profile *p);
 
 /* A short description ("builtin:a100-80gb" or the file path). */
 const char *cost_profile_name(const cost_profile *p);
+/* 1 when the profile measured triad's own executor (`triad profile`: kernel
+ * rows): its predictions describe triad train, which runs ZeRO 0-1 and the
+ * GPipe / 1F1B schedules only. */
+int cost_profile_is_executor(const cost_profile *p);
 
 #endif /* TRIAD_PROFILE_H */

@@ -152,6 +152,8 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
         return SPEC_ERR;
     }
     spec_cluster c = o->cluster;
+    /* a profile of triad's executor: plan only what triad train runs */
+    int executor = cost_profile_is_executor(o->profile);
     int nodes = (o->gpus + c.gpus_per_node - 1) / c.gpus_per_node;
     if (nodes > c.nodes)
         c.nodes = nodes;
@@ -210,6 +212,12 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                         }
                         if (pp == 1 && sched > 0)
                             continue; /* one stage: the schedule does not matter */
+                        if (executor && sched >= 2) {
+                            reject(rj, PLAN_REJ_EXECUTOR, "a measured executor profile plans for triad train, "
+                                   "which runs gpipe and 1f1b (layout has interleaved v=%d, pp %lld)", l.v,
+                                   (long long)pp);
+                            continue;
+                        }
                         if (sched >= 2 && (n_micro % pp || (int64_t)pp * l.v > m->layers)) {
                             reject(rj, PLAN_REJ_INTERLEAVE,
                                    "interleaved v=%d needs micro-batches divisible by pp and pp*v <= layers (pp %lld)",
@@ -222,6 +230,12 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                                     l.recompute = (spec_recompute)rc;
                                     l.zero = zero;
                                     l.sp = sp;
+                                    if (executor && zero > 1) {
+                                        reject(rj, PLAN_REJ_EXECUTOR, "a measured executor profile plans for "
+                                               "triad train, which runs ZeRO 0 and 1 (layout has zero=%d, dp %lld)",
+                                               zero, (long long)dp);
+                                        continue;
+                                    }
                                     if (sp && m->seq % tp) {
                                         reject(rj, PLAN_REJ_SP_SEQ, "sp needs tp=%d to divide seq=%lld", tp,
                                                (long long)m->seq);

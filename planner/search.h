@@ -3,6 +3,7 @@
  * Enumerates every (dp, tp, pp) with dp*tp*pp = gpus, micro-batch sizes,
  * schedules (1f1b, gpipe, interleaved v=2,4), recomputation, ZeRO stage and
  * sequence parallelism; rejects what cannot run (divisibility, memory,
+ * layouts triad train does not run when the profile measured its executor,
  * tensor-parallel groups wider than a node while anything else fits) with a
  * reason a person can read; ranks the rest by the closed form; gives the
  * best pipelined candidates MILP-optimised stage boundaries (stages.h); and
@@ -40,7 +41,7 @@ typedef struct {
 
 enum {
     PLAN_REJ_TP_HEADS = 0, PLAN_REJ_TP_FFN, PLAN_REJ_TP_VOCAB, PLAN_REJ_PP_LAYERS, PLAN_REJ_BATCH,
-    PLAN_REJ_INTERLEAVE, PLAN_REJ_SP_SEQ, PLAN_REJ_MEMORY, PLAN_REJ_TP_NODE, PLAN_REJ_COUNT
+    PLAN_REJ_INTERLEAVE, PLAN_REJ_SP_SEQ, PLAN_REJ_MEMORY, PLAN_REJ_TP_NODE, PLAN_REJ_EXECUTOR, PLAN_REJ_COUNT
 };
 
 typedef struct {
