@@ -29,6 +29,19 @@ mpirun -np 2 $T profile --model $M --mbs 1 --out "$tmp/p.csv" 2> "$tmp/e.log"; r
   || bad "profile overwrite: rc=$rc $(cat "$tmp/e.log")"
 $T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" > "$tmp/plan.txt" 2>&1 \
   && ok "triad plan reads the measured profile" || { cat "$tmp/plan.txt"; bad "plan --profile"; }
+# a profile of triad's executor plans for triad train: every proposed layout
+# must be one it runs (ZeRO 0-1, gpipe / 1f1b), and the best must train
+$T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" --top 100 --format csv \
+  --out "$tmp/best.ini" > "$tmp/plan.csv" 2>/dev/null
+n=$(python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(len(r), sum(1 for x in r if int(x['zero'])>1 or x['schedule']=='interleaved'))" "$tmp/plan.csv")
+set -- $n
+if [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] &&
+   mpirun -np 2 $T train --device cpu --plan "$tmp/best.ini" --data markov:vocab=64,order=1,seed=1 --steps 2 --quiet \
+     2>/dev/null; then
+  ok "plan with the measured profile: $1 layouts, all ones triad train runs; the best trains"
+else
+  bad "plan with the measured profile proposed $2 of ${1:-0} layouts triad train does not run (or the best did not train)"
+fi
 
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
    --out "$tmp/r" > "$tmp/r.txt" 2> "$tmp/r.log" || { cat "$tmp/r.log"; bad "report ran"; }
