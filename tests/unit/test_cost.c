@@ -342,9 +342,10 @@ static void test_optimizer_bytes(void **state)
 static void test_profile_file_matches_builtin(void **state)
 {
     (void)state;
-    const char *files[] = {"profiles/dgx-a100-80gb.csv", "profiles/dgx-a100-40gb.csv", "profiles/dgx-h100-80gb.csv"};
-    spec_gpu_kind kinds[] = {SPEC_GPU_A100_80GB, SPEC_GPU_A100_40GB, SPEC_GPU_H100_80GB};
-    for (int i = 0; i < 3; i++) {
+    const char *files[] = {"profiles/dgx-a100-80gb.csv", "profiles/dgx-a100-40gb.csv", "profiles/dgx-h100-80gb.csv",
+                           "profiles/dgx-h200-141gb.csv"};
+    spec_gpu_kind kinds[] = {SPEC_GPU_A100_80GB, SPEC_GPU_A100_40GB, SPEC_GPU_H100_80GB, SPEC_GPU_H200_141GB};
+    for (int i = 0; i < 4; i++) {
         cost_profile *p = NULL;
         char err[SPEC_ERR_LEN];
         int rc = cost_profile_load(files[i], &p, err);
