@@ -393,7 +393,7 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
             continue;
         comm_groups g;
         comm_groups_init(&g, n, world / n, 1, COMM_BACKEND_MPI,
-                         strcmp(P->name, "cpu") ? COMM_MEM_DEVICE : COMM_MEM_HOST);
+                         exec_backend_is_host() ? COMM_MEM_HOST : COMM_MEM_DEVICE);
         for (int op = 0; op < 4; op++) {
             if (op == 3 && n != 2)
                 continue; /* pipeline hops are pairs */

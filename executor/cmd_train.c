@@ -4,13 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/cmds.h"
 #include "../common/log.h"
 #include "../common/planfile.h"
-#include "../kernels/kernels.h"
-#include "comm.h"
 #include "data.h"
 #include "model.h"
 #include "train.h"

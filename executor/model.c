@@ -164,6 +164,8 @@ int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exe
     return k;
 }
 
+static int64_t ln_grads_packed(const exec_model *md, float *grads, int64_t lo, int64_t hi, float *buf, int pack);
+
 int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
                     int n_slots, uint64_t seed, char err[SPEC_ERR_LEN])
 {
@@ -324,6 +326,14 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         snprintf(err, SPEC_ERR_LEN, "train: cannot allocate the loss statistics (%lld rows)", (long long)N);
         return -1;
     }
+    if (md->sp) { /* the buffer the per-step sp sum of LayerNorm gradients packs into */
+        int64_t n_ln = ln_grads_packed(md, md->grads, 0, md->n_params, NULL, 1);
+        md->ln_sync = md->ops->alloc((int64_t)sizeof(float) * (n_ln > 0 ? n_ln : 1));
+        if (!md->ln_sync) {
+            snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld LayerNorm gradients", (long long)n_ln);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -370,6 +380,8 @@ void exec_model_free(exec_model *md)
     exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
     if (md->d_tokens)
         md->ops->free(md->d_tokens);
+    if (md->ln_sync)
+        md->ops->free(md->ln_sync);
     free(md->h_stats);
     free(md->p);
     memset(md, 0, sizeof *md);
@@ -607,15 +619,10 @@ void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t 
     int64_t n = ln_grads_packed(md, grads, lo, hi, NULL, 1);
     if (n == 0) /* the same on every tp rank: they hold the same ranges */
         return;
-    float *buf = md->ops->alloc((int64_t)sizeof(float) * n);
-    if (!buf) {
-        fprintf(stderr, "triad: train: cannot allocate %lld LayerNorm gradients for the sp sum\n", (long long)n);
-        exit(1);
-    }
+    float *buf = md->ln_sync; /* holds every LayerNorm gradient of the rank: n fits */
     ln_grads_packed(md, grads, lo, hi, buf, 1);
     comm_allreduce_sum(md->tpg, buf, (size_t)n, COMM_F32);
     ln_grads_packed(md, grads, lo, hi, buf, 0);
-    md->ops->free(buf);
 }
 
 /* ---- dumps for the independent reference ------------------------------------------------ */

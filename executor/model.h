@@ -94,6 +94,7 @@ typedef struct {
     const struct kern_ops *ops; /* the backend every buffer above lives in (exec_backend at init) */
     int *d_tokens;              /* device backends: tokens then targets (2 B T), NULL on the host */
     float *h_stats;             /* host copy of the cross-entropy statistics (3 B T) */
+    float *ln_sync;             /* sp: the LayerNorm gradients packed for their tp sum (backend memory) */
 } exec_model;
 
 /* Allocate and initialise, with n_slots activation slots (the micro-batches
@@ -172,7 +173,8 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
  * allocates from: set once, before any model is built (cmd_train's
  * --device); the host CPU table when never set. Every float buffer of a
  * model, of the optimizer and of the pipeline lives in its memory; the
- * comm groups must be built for it (comm_mem_for_backend). */
+ * comm groups must be built for it (COMM_MEM_DEVICE unless
+ * exec_backend_is_host). */
 struct kern_ops;
 void exec_set_backend(const struct kern_ops *ops);
 const struct kern_ops *exec_backend(void);
