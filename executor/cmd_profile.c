@@ -385,14 +385,14 @@ static void f_coll(void *a)
     }
 }
 
-static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes)
+static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes, int nccl)
 {
     static const char *OPS[] = {"allreduce", "allgather", "reducescatter", "sendrecv"};
     for (int n = 2; n <= world; n++) {
         if (world % n)
             continue;
         comm_groups g;
-        comm_groups_init(&g, n, world / n, 1, COMM_BACKEND_MPI,
+        comm_groups_init(&g, n, world / n, 1, nccl ? COMM_BACKEND_NCCL : COMM_BACKEND_MPI,
                          exec_backend_is_host() ? COMM_MEM_HOST : COMM_MEM_DEVICE);
         for (int op = 0; op < 4; op++) {
             if (op == 3 && n != 2)
@@ -422,7 +422,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N triad profile --model M --out FILE [--device cpu|cuda|emu] [--mbs 1,2,4]\n"
-            "                     [--samples 5] [--passes 2] [--min-ms MS] [--force]\n"
+            "                     [--comm auto|mpi|nccl] [--samples 5] [--passes 2] [--min-ms MS] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
             "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
@@ -431,8 +431,10 @@ static void usage(FILE *f)
             "report read with --profile FILE. Each timed sample repeats an op for at least\n"
             "--min-ms (5, or 25 when the ranks outnumber the cores, so that a sample spans\n"
             "several scheduler time slices and sees each rank's share of the cores).\n"
-            "--device cuda times the CUDA kernels (every rank on the GPU of its local rank; the\n"
-            "collectives of the MPI comm staged through the host), emu the emulated device.\n");
+            "--device cuda times the CUDA kernels (every rank on the GPU of its local rank), emu\n"
+            "the emulated device. --comm picks the collectives timed, as triad train --comm does:\n"
+            "nccl (a GPU per rank), mpi (GPU buffers staged through the host), auto (nccl where\n"
+            "it can run).\n");
 }
 
 int exec_cmd_profile(int argc, char **argv)
@@ -440,10 +442,10 @@ int exec_cmd_profile(int argc, char **argv)
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"out", required_argument, 0, 'o'},
                                          {"device", required_argument, 0, 'D'}, {"mbs", required_argument, 0, 'b'},
                                          {"samples", required_argument, 0, 's'}, {"min-ms", required_argument, 0, 't'},
-                                         {"passes", required_argument, 0, 'P'},
+                                         {"passes", required_argument, 0, 'P'}, {"comm", required_argument, 0, 'O'},
                                          {"force", no_argument, 0, 'f'},        {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4";
+    const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4", *comm_s = "auto";
     long samples = 5, passes = 2;
     double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
     int force = 0;
@@ -456,6 +458,11 @@ int exec_cmd_profile(int argc, char **argv)
         case 'm': model_s = optarg; break;
         case 'o': out = optarg; break;
         case 'D': device = optarg; break;
+        case 'O':
+            if (!exec_comm_name_ok(optarg))
+                log_die_input("profile: --comm '%s' is not one of auto, mpi, nccl", optarg);
+            comm_s = optarg;
+            break;
         case 'b': mbs_s = optarg; break;
         case 's': samples = log_opt_long("profile", "samples", optarg, 1, MAX_SAMPLES); break;
         case 't':
@@ -501,6 +508,13 @@ int exec_cmd_profile(int argc, char **argv)
      * share of the cores each rank gets, as training does. */
     if (min_ms < 0)
         min_ms = world > sysconf(_SC_NPROCESSORS_ONLN) ? 25.0 : 5.0;
+    int nccl = 0;
+    if (world > 1 && exec_pick_comm(comm_s, &nccl, err)) {
+        if (rank == 0)
+            log_msg("profile: %s", err);
+        comm_finalize();
+        return TRIAD_EXIT_INPUT;
+    }
     comm_groups wg;
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, NULL, NULL, 0, 0, 0, 0};
@@ -515,7 +529,8 @@ int exec_cmd_profile(int argc, char **argv)
         strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&now));
         fprintf(c.f, "# triad profile: device %s, %d ranks at once, model %s, %s\n", P->name, world, m.name, date);
         fprintf(c.f, "# kernels at the model's shapes (median of %ld samples, the slowest rank, mean of %ld "
-                     "passes), collectives of the comm layer (MPI)\n", samples, passes);
+                     "passes), collectives of the comm layer (%s)\n", samples, passes,
+                nccl ? "NCCL" : exec_backend_is_host() ? "MPI" : "MPI, staged through host memory");
         fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
         /* parameters the measured rows do not replace: no dropout in the executor */
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
@@ -555,7 +570,7 @@ int exec_cmd_profile(int argc, char **argv)
             maxb = 1 << 20;
         if (maxb > (64 << 20))
             maxb = 64 << 20;
-        profile_collectives(&c, world, maxb * 4);
+        profile_collectives(&c, world, maxb * 4, nccl);
     }
     int rc = 0;
     if (rank == 0) {

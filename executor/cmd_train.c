@@ -18,7 +18,8 @@ static void usage(FILE *f)
             "usage: triad train --model M --layout L --global-batch N --data D --steps K\n"
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
-            "                   [--device auto|cpu|cuda|emu] [--dump DIR] [--dump-final DIR] [--quiet]\n"
+            "                   [--device auto|cpu|cuda|emu] [--comm auto|mpi|nccl]\n"
+            "                   [--dump DIR] [--dump-final DIR] [--quiet]\n"
             "                   [--checkpoint-dir DIR --checkpoint-every K [--checkpoint-keep 3]] [--resume]\n"
             "\n"
             "Trains a GPT-2 style model. D is markov:vocab=V,order=K,seed=S (a source of known\n"
@@ -32,9 +33,12 @@ static void usage(FILE *f)
             "--exit-after K stops after step K as if the job were killed, --inject-nan K puts\n"
             "a NaN into one gradient at step K (both for testing failure handling).\n"
             "--device cuda trains on the GPU (CUDA build; every rank on the GPU its local rank\n"
-            "picks, collectives staged through the host); emu runs the CPU kernels on memory\n"
-            "the host may only touch through the backend, to test device code paths without a GPU;\n"
-            "auto (the default) is cuda when the build has CUDA and a GPU is visible, else cpu.\n");
+            "picks); emu runs the CPU kernels on memory the host may only touch through the\n"
+            "backend, to test device code paths without a GPU; auto (the default) is cuda when\n"
+            "the build has CUDA and a GPU is visible, else cpu.\n"
+            "--comm picks the collectives of parallel layouts: nccl (GPU buffers, one GPU per\n"
+            "rank), mpi (host buffers; GPU buffers staged through host memory, so several\n"
+            "ranks may share one GPU), auto (the default: nccl where it can run, else mpi).\n");
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)
@@ -64,6 +68,7 @@ int exec_cmd_train(int argc, char **argv)
         {"checkpoint-dir", required_argument, 0, 'C'}, {"checkpoint-every", required_argument, 0, 'E'},
         {"checkpoint-keep", required_argument, 0, 'K'}, {"resume", no_argument, 0, 'R'},
         {"exit-after", required_argument, 0, 'X'}, {"inject-nan", required_argument, 0, 'N'},
+        {"comm", required_argument, 0, 'O'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
@@ -104,6 +109,13 @@ int exec_cmd_train(int argc, char **argv)
         case 'M': o.metrics_path = optarg; break;
         case 'p': plan_s = optarg; break;
         case 'D': device = optarg; break;
+        case 'O':
+            if (!exec_comm_name_ok(optarg)) {
+                log_msg("train: --comm '%s' is not one of auto, mpi, nccl", optarg);
+                return TRIAD_EXIT_INPUT;
+            }
+            o.comm = optarg;
+            break;
         case 'u': o.dump_dir = optarg; break;
         case 'F': o.final_dir = optarg; break;
         case 'C': o.ckpt_dir = optarg; break;

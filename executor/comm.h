@@ -44,6 +44,10 @@ typedef struct {
  * rank and size. comm_finalize calls MPI_Finalize. */
 void comm_init(int *argc, char ***argv, int *rank, int *world_size);
 void comm_finalize(void);
+/* After comm_init: the most ranks that share one node (MPI_COMM_TYPE_SHARED),
+ * and the smallest v over the world (collective: every rank calls it). */
+int comm_node_ranks(void);
+int comm_world_min_int(int v);
 
 /* Build the groups for a (tp, dp, pp) layout over MPI_COMM_WORLD. The world
  * size must equal tp * dp * pp (checked by the caller before). mem says

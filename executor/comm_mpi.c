@@ -57,18 +57,21 @@ struct comm_group {
     void *nccl;      /* comm_nccl * when the group runs on NCCL (CUDA build), else NULL */
 };
 
-/* NCCL dispatch: a group with an NCCL communicator hands every call to
- * comm_nccl.c (CUDA build only). */
+/* NCCL dispatch: a group with an NCCL communicator hands a call to
+ * comm_nccl.c when its buffers are device memory (CUDA build only); host
+ * buffers (a flag, a loss, a norm) go through MPI on the same communicator.
+ * a and b are the call's buffers (either may be NULL). */
 #if TRIAD_HAVE_CUDA
-#define COMM_NCCL(c, stmt)      \
-    do {                        \
-        if ((c)->nccl) {        \
-            stmt;               \
-            return;             \
-        }                       \
+static int comm_nccl_buffers(const void *a, const void *b);
+#define COMM_NCCL(c, a, b, stmt)                            \
+    do {                                                    \
+        if ((c)->nccl && comm_nccl_buffers((a), (b))) {     \
+            stmt;                                           \
+            return;                                         \
+        }                                                   \
     } while (0)
 #else
-#define COMM_NCCL(c, stmt) ((void)0)
+#define COMM_NCCL(c, a, b, stmt) ((void)0)
 #endif
 
 struct comm_req {
@@ -236,6 +239,13 @@ static const comm_device_hooks *hooks(void)
 #endif
 }
 
+#if TRIAD_HAVE_CUDA
+static int comm_nccl_buffers(const void *a, const void *b)
+{
+    return (a || b) && (!a || hooks()->is_device(a)) && (!b || hooks()->is_device(b));
+}
+#endif
+
 /* Host view of count elements at p: p itself for host groups and for host
  * pointers in device groups (a device group's caller may pass either),
  * else a staged copy (filled from the device when fill). */
@@ -266,6 +276,7 @@ static void comm_stage_out(const comm_group *c, void *dev, void *h, size_t count
 /* ---- waiting ------------------------------------------------------------------ */
 
 static int g_idle_wait; /* more ranks than cores on this node: sleep while waiting */
+static int g_node_ranks = 1; /* the most ranks any node of the job holds */
 
 static void comm_idle_wait(MPI_Request *req)
 {
@@ -320,8 +331,18 @@ void comm_init(int *argc, char ***argv, int *rank, int *world_size)
     mpiCheck(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     mpiCheck(MPI_Comm_size(node, &local));
     MPI_Comm_free(&node);
+    mpiCheck(MPI_Allreduce(&local, &g_node_ranks, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     const char *force = getenv("TRIAD_IDLE_WAIT");
     g_idle_wait = force && *force ? atoi(force) != 0 : local > sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+int comm_node_ranks(void) { return g_node_ranks; }
+
+int comm_world_min_int(int v)
+{
+    int m = v;
+    mpiCheck(MPI_Allreduce(&v, &m, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    return m;
 }
 
 void comm_finalize(void)
@@ -421,7 +442,7 @@ static void comm_allreduce_op(comm_group *c, void *buf, size_t count, comm_dtype
 {
     if (count == 0)
         return;
-    COMM_NCCL(c, comm_nccl_allreduce(c->nccl, buf, count, t, op == MPI_MAX));
+    COMM_NCCL(c, buf, NULL, comm_nccl_allreduce(c->nccl, buf, count, t, op == MPI_MAX));
     void *h = comm_stage_in(c, buf, count, t, 1);
     if (t == COMM_BF16) {
         size_t chunk = count < COMM_BF16_CHUNK_ELEMS ? count : COMM_BF16_CHUNK_ELEMS;
@@ -466,7 +487,7 @@ static void comm_check_count(size_t count, int size)
 void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
 {
     comm_check_count(count, c->size);
-    COMM_NCCL(c, comm_nccl_allgather(c->nccl, send, recv, count, t));
+    COMM_NCCL(c, send, recv, comm_nccl_allgather(c->nccl, send, recv, count, t));
     size_t total = count * (size_t)c->size;
     void *hs = comm_stage_in(c, send, count, t, 1);
     void *hr = comm_stage_in(c, recv, total, t, 0);
@@ -480,7 +501,7 @@ void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, c
 void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t)
 {
     comm_check_count(count, c->size);
-    COMM_NCCL(c, comm_nccl_reducescatter(c->nccl, send, recv, count, t));
+    COMM_NCCL(c, send, recv, comm_nccl_reducescatter(c->nccl, send, recv, count, t));
     size_t total = count * (size_t)c->size;
     void *hs = comm_stage_in(c, send, total, t, 1);
     void *hr = comm_stage_in(c, recv, count, t, 0);
@@ -504,7 +525,7 @@ void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t 
 void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root)
 {
     comm_check_count(count, 1);
-    COMM_NCCL(c, comm_nccl_broadcast(c->nccl, buf, count, t, root));
+    COMM_NCCL(c, buf, NULL, comm_nccl_broadcast(c->nccl, buf, count, t, root));
     void *h = comm_stage_in(c, buf, count, t, c->rank == root);
     COMM_BLOCKING(MPI_Bcast(h, (int)count, comm_mpi_type(t), root, c->comm),
                   MPI_Ibcast(h, (int)count, comm_mpi_type(t), root, c->comm, &rq_));
@@ -521,7 +542,7 @@ void comm_barrier(comm_group *c)
 void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
-    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, buf, count, peer, NULL, 0, -1, t));
+    COMM_NCCL(c, buf, NULL, comm_nccl_sendrecv(c->nccl, buf, count, peer, NULL, 0, -1, t));
     void *h = comm_stage_in(c, buf, count, t, 1);
     COMM_BLOCKING(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm),
                   MPI_Isend(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
@@ -531,7 +552,7 @@ void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int p
 void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
-    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, NULL, 0, -1, buf, count, peer, t));
+    COMM_NCCL(c, buf, NULL, comm_nccl_sendrecv(c->nccl, NULL, 0, -1, buf, count, peer, t));
     void *h = comm_stage_in(c, buf, count, t, 0);
     COMM_BLOCKING(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE),
                   MPI_Irecv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
@@ -545,7 +566,8 @@ void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int de
     comm_check_count(recv_count, 1);
     if (dest < 0 && src < 0)
         return;
-    COMM_NCCL(c, comm_nccl_sendrecv(c->nccl, sendbuf, send_count, dest, recvbuf, recv_count, src, t));
+    COMM_NCCL(c, dest >= 0 ? sendbuf : NULL, src >= 0 ? recvbuf : NULL,
+              comm_nccl_sendrecv(c->nccl, sendbuf, send_count, dest, recvbuf, recv_count, src, t));
     void *hs = dest >= 0 ? comm_stage_in(c, sendbuf, send_count, t, 1) : NULL;
     void *hr = src >= 0 ? comm_stage_in(c, recvbuf, recv_count, t, 0) : NULL;
     if (g_idle_wait) {
@@ -581,7 +603,7 @@ comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype
     r->is_send = 0;
     r->nccl_event = NULL;
 #if TRIAD_HAVE_CUDA
-    if (c->nccl) {
+    if (c->nccl && comm_nccl_buffers(buf, NULL)) {
         r->nccl_event = comm_nccl_iallreduce(c->nccl, buf, count, t);
         return r;
     }
@@ -641,7 +663,7 @@ comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t,
     r->is_send = 1;
     r->nccl_event = NULL;
 #if TRIAD_HAVE_CUDA
-    if (c->nccl) {
+    if (c->nccl && comm_nccl_buffers(buf, NULL)) {
         r->nccl_event = comm_nccl_isend(c->nccl, buf, count, t, peer);
         return r;
     }

@@ -19,6 +19,7 @@
 struct comm_nccl {
     ncclComm_t comm;
     cudaStream_t stream, send_stream;
+    cudaEvent_t ready; /* the compute stream's work so far */
 };
 
 static void comm_nccl_die(const char *call, const char *msg, const char *file, int line)
@@ -80,6 +81,7 @@ comm_nccl *comm_nccl_create(MPI_Comm comm, int rank, int size)
     ncclCheck(ncclCommInitRank(&n->comm, size, id, rank));
     cudaCheck(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
     cudaCheck(cudaStreamCreateWithFlags(&n->send_stream, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming));
     return n;
 }
 
@@ -90,38 +92,55 @@ void comm_nccl_destroy(comm_nccl *n)
     cudaStreamSynchronize(n->stream);
     cudaStreamSynchronize(n->send_stream);
     ncclCommDestroy(n->comm);
+    cudaEventDestroy(n->ready);
     cudaStreamDestroy(n->stream);
     cudaStreamDestroy(n->send_stream);
     free(n);
 }
 
+/* The comm streams are non-blocking: they do not wait for the default
+ * stream by themselves, where the kernels that wrote the buffers run (and
+ * may still be running: launches are asynchronous). Every call first makes
+ * its stream wait for the default stream's work issued so far; the default
+ * stream is not held back by the comm streams, so a bucket's all-reduce
+ * overlaps the backward kernels issued after it. */
+static cudaStream_t after_compute(comm_nccl *n, cudaStream_t s)
+{
+    cudaCheck(cudaEventRecord(n->ready, 0));
+    cudaCheck(cudaStreamWaitEvent(s, n->ready, 0));
+    return s;
+}
+
 void comm_nccl_allreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t, int is_max)
 {
-    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), is_max ? ncclMax : ncclSum, n->comm, n->stream));
+    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), is_max ? ncclMax : ncclSum, n->comm,
+                            after_compute(n, n->stream)));
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
 void comm_nccl_allgather(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t)
 {
-    ncclCheck(ncclAllGather(send, recv, count, comm_nccl_type(t), n->comm, n->stream));
+    ncclCheck(ncclAllGather(send, recv, count, comm_nccl_type(t), n->comm, after_compute(n, n->stream)));
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
 void comm_nccl_reducescatter(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t)
 {
-    ncclCheck(ncclReduceScatter(send, recv, count, comm_nccl_type(t), ncclSum, n->comm, n->stream));
+    ncclCheck(ncclReduceScatter(send, recv, count, comm_nccl_type(t), ncclSum, n->comm,
+                                after_compute(n, n->stream)));
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
 void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, int root)
 {
-    ncclCheck(ncclBroadcast(buf, buf, count, comm_nccl_type(t), root, n->comm, n->stream));
+    ncclCheck(ncclBroadcast(buf, buf, count, comm_nccl_type(t), root, n->comm, after_compute(n, n->stream)));
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
 void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
                         size_t recv_count, int src, comm_dtype t)
 {
+    after_compute(n, n->stream);
     ncclCheck(ncclGroupStart());
     if (dest >= 0)
         ncclCheck(ncclSend(sendbuf, send_count, comm_nccl_type(t), dest, n->comm, n->stream));
@@ -143,13 +162,14 @@ static void *comm_nccl_event(cudaStream_t s)
 
 void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t)
 {
-    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), ncclSum, n->comm, n->stream));
+    ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), ncclSum, n->comm,
+                            after_compute(n, n->stream)));
     return comm_nccl_event(n->stream);
 }
 
 void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer)
 {
-    ncclCheck(ncclSend(buf, count, comm_nccl_type(t), peer, n->comm, n->send_stream));
+    ncclCheck(ncclSend(buf, count, comm_nccl_type(t), peer, n->comm, after_compute(n, n->send_stream)));
     return comm_nccl_event(n->send_stream);
 }
 

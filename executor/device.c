@@ -67,3 +67,42 @@ int exec_use_device(const char *name, long *units, char err[SPEC_ERR_LEN])
     snprintf(err, SPEC_ERR_LEN, "--device '%s' is not one of cpu, cuda, emu", name);
     return -1;
 }
+
+int exec_comm_name_ok(const char *want)
+{
+    return !strcmp(want, "auto") || !strcmp(want, "mpi") || !strcmp(want, "nccl");
+}
+
+int exec_pick_comm(const char *want, int *nccl, char err[SPEC_ERR_LEN])
+{
+    *nccl = 0;
+    if (!strcmp(want, "mpi"))
+        return 0;
+#if TRIAD_HAVE_CUDA
+    int on_gpu = exec_backend() == kern_ops_cuda();
+    /* collective on every rank, whatever it decides */
+    int gpus = comm_world_min_int(on_gpu ? kern_cuda_device_count() : 0), ranks = comm_node_ranks();
+    int fits = on_gpu && ranks <= gpus; /* NCCL refuses two ranks on one GPU */
+    if (!strcmp(want, "auto")) {
+        *nccl = fits;
+        return 0;
+    }
+    if (!on_gpu) {
+        snprintf(err, SPEC_ERR_LEN, "--comm nccl needs --device cuda (NCCL moves GPU buffers)");
+        return -1;
+    }
+    if (!fits) {
+        snprintf(err, SPEC_ERR_LEN,
+                 "--comm nccl: %d ranks on one node share %d GPU%s, NCCL needs a GPU per rank "
+                 "(--comm mpi stages through the host)", ranks, gpus, gpus == 1 ? "" : "s");
+        return -1;
+    }
+    *nccl = 1;
+    return 0;
+#else
+    if (!strcmp(want, "auto"))
+        return 0;
+    snprintf(err, SPEC_ERR_LEN, "--comm 'nccl' is not available in this build (no CUDA toolkit at build time)");
+    return -1;
+#endif
+}

@@ -187,6 +187,15 @@ int exec_backend_is_host(void); /* the CPU table: buffers are plain host memory 
  * NULL): what the ranks share, CPU cores or GPUs. 0, or -1 with err. */
 int exec_use_device(const char *name, long *units, char err[SPEC_ERR_LEN]);
 
+/* The comm layer under the parallel groups (--comm): mpi (host buffers, or
+ * device buffers staged through the host), nccl (device buffers; needs the
+ * cuda backend and a GPU per rank on every node), or auto (nccl where it
+ * can run, else mpi). exec_comm_name_ok checks the name alone (before MPI
+ * starts); exec_pick_comm decides after comm_init and is collective: every
+ * rank calls it. *nccl = 1 for NCCL. 0, or -1 with err. */
+int exec_comm_name_ok(const char *want);
+int exec_pick_comm(const char *want, int *nccl, char err[SPEC_ERR_LEN]);
+
 /* Memory the run has allocated through exec_mem_alloc (in the backend's
  * memory): now and at peak. */
 void *exec_mem_alloc(size_t bytes);

@@ -33,6 +33,7 @@ void exec_train_opts_default(exec_train_opts *o)
     o->clip = 1.0;
     o->seed = 1337;
     o->ckpt_keep = 3;
+    o->comm = "auto";
 }
 
 double exec_train_lr(const exec_train_opts *o, int step)
@@ -161,8 +162,19 @@ int exec_train_run(const exec_train_opts *o)
     int rank = 0, world = 1, multi = l.dp * l.pp * l.tp > 1;
     if (multi) {
         comm_init(NULL, NULL, &rank, &world);
-        /* device backends: MPI with the buffers staged through the host */
-        comm_groups_init(&g, l.tp, l.dp, l.pp, COMM_BACKEND_MPI,
+        /* device backends: NCCL with a GPU per rank, else MPI with the
+         * buffers staged through the host */
+        int nccl = 0;
+        if (exec_pick_comm(o->comm, &nccl, err)) {
+            if (rank == 0)
+                log_msg("train: %s", err);
+            exec_data_close(data);
+            comm_finalize();
+            return TRIAD_EXIT_INPUT;
+        }
+        if (!o->quiet && rank == 0 && !exec_backend_is_host())
+            log_msg("train: collectives on %s", nccl ? "NCCL" : "the MPI comm, staged through host memory");
+        comm_groups_init(&g, l.tp, l.dp, l.pp, nccl ? COMM_BACKEND_NCCL : COMM_BACKEND_MPI,
                          exec_backend_is_host() ? COMM_MEM_HOST : COMM_MEM_DEVICE);
     }
     exec_model md;

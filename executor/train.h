@@ -30,6 +30,7 @@ typedef struct {
     int exit_after;           /* stop after this step as if interrupted (0: no) */
     int inject_nan;           /* testing: put a NaN into one gradient at this step (0: no) */
     int quiet;                /* no progress lines */
+    const char *comm;         /* auto | mpi | nccl (exec_pick_comm) */
 } exec_train_opts;
 
 void exec_train_opts_default(exec_train_opts *o);

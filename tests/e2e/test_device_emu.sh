@@ -97,4 +97,19 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   grep -q "device 'tpu' is not one of cpu, cuda, emu" "$tmp/tpu.err" && [ $rc = 2 ] &&
     echo "ok   --device tpu refused naming the value" || { echo "FAIL --device tpu: exit $rc"; fail=1; }
 fi
+
+# --comm: a name that is none of auto, mpi, nccl; nccl where the buffers are
+# not on a GPU (the emulated device): one line each, exit 2
+$T train $D --layout mbs=2 --comm ucx 2>"$tmp/comm1.err" >/dev/null; rc=$?
+grep -q "train: --comm 'ucx' is not one of auto, mpi, nccl" "$tmp/comm1.err" && [ $rc = 2 ] &&
+  [ "$(wc -l <"$tmp/comm1.err")" = 1 ] &&
+  echo "ok   --comm ucx refused naming the value" || { echo "FAIL --comm ucx: exit $rc"; cat "$tmp/comm1.err"; fail=1; }
+mpirun --oversubscribe -np 2 $T train $D --layout dp=2,mbs=1,precision=fp32 --device emu --comm nccl \
+  2>"$tmp/comm2.err" >/dev/null; rc=$?
+if [ $rc != 0 ] && [ "$(grep -c '^triad: ' "$tmp/comm2.err")" = 1 ] &&
+   grep -Eq "triad: train: --comm (nccl needs --device cuda|.nccl. is not available in this build)" "$tmp/comm2.err"; then
+  echo "ok   --comm nccl on the emulated device: '$(grep '^triad: ' "$tmp/comm2.err")'"
+else
+  echo "FAIL --comm nccl on the emulated device: exit $rc"; cat "$tmp/comm2.err"; fail=1
+fi
 exit $fail
