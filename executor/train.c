@@ -257,6 +257,9 @@ int exec_train_run(const exec_train_opts *o)
                     (long long)o->global_batch, o->data, (unsigned long long)o->seed);
             fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
                     (long long)pred.total_bytes);
+            /* for MFU: the model's FLOPs of one step (no recomputation counted), all ranks */
+            fprintf(mf, "# model_flops_per_step %.6e (72 B s l h^2 (1 + s/(6h) + V/(12 l h)), B = %lld)\n",
+                    cost_model_flops(m, o->global_batch), (long long)o->global_batch);
             fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes");
             for (int st = 0; l.pp > 1 && st < l.pp; st++)
                 fprintf(mf, ",mem_peak_bytes_stage%d,mem_pred_bytes_stage%d", st, st);
