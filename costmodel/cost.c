@@ -489,8 +489,15 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
     int64_t Po = l->zero >= 1 ? (P + l->dp - 1) / l->dp : P;
     double per = 36.0;
     out->optimizer_s = cost_elementwise_s(per * (double)Po, c, p);
-    if (profile_has_kernels(p))
-        out->optimizer_s = K(p, "adamw", (double)Po, 1, 1);
+    if (profile_has_kernels(p)) {
+        /* triad's executor (train.c, dpgrad.c): zero the gradients, the
+         * data-parallel mean (over the shard with ZeRO-1), the norm over
+         * what the rank holds, AdamW; rows a profile lacks count 0 */
+        out->optimizer_s = K(p, "zero_grad", (double)P, 1, 1) + K(p, "grad_norm", (double)Po, 1, 1) +
+                           K(p, "adamw", (double)Po, 1, 1);
+        if (l->dp > 1)
+            out->optimizer_s += K(p, "scale", (double)Po, 1, 1);
+    }
     /* Tied embedding: first and last stage all-reduce the wte gradient. */
     if (l->pp > 1) {
         int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);
@@ -583,6 +590,8 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         exposed = dp_traffic - window;
         if (exposed < bucket)
             exposed = bucket;
+        if (!(profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0)) /* reduced when the step waits for it */
+            exposed = dp_traffic;
     }
     exposed += cm.zero_ag_s + cm.embed_sync_s + mb * worst_z3; /* ZeRO-3: per micro-batch, in the stages */
     out->dp_comm_exposed_s = exposed;

@@ -72,14 +72,23 @@
  *    (1); attn_eff 0.5: FlashAttention-3 (Shah et al. 2024) measures the
  *    fused bf16 kernels (cuDNN, FA3) at 500-660 TFLOP/s forward and
  *    ~450-550 backward on H100 for head size 128 (about half of 989).
+ *  dp_overlap: Megatron-LM and PyTorch DDP start each gradient bucket's
+ *    all-reduce (NCCL, its own stream) as soon as the bucket is final and
+ *    backward goes on meanwhile (1). triad's executor does the same with
+ *    NCCL; over MPI a non-blocking all-reduce advances only inside MPI
+ *    calls, and on CPU ranks the cores are busy computing, so the
+ *    reduction happens when the step waits for it: exposed (0, written by
+ *    `triad profile` when its collectives ran on MPI).
  *  ranks, cores: written by `triad profile` — how many ranks timed the
  *    kernels at once, on how many cores. When ranks outnumber cores every
  *    measured time includes that contention; the simulator then models
  *    how busy the cores really are in each layout (sim.c). 0: not stated.
  */
-static const profile_params SHEET_A100 = {0.763, 96.0, 0.80, 0.77, 0.88, 5e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 0.0, 0.5, 0, 0};
-static const profile_params SHEET_H100 = {0.72, 128.0, 0.85, 0.80, 0.88, 4e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 1.0, 0.5, 0, 0};
-static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0, 0};
+static const profile_params SHEET_A100 = {0.763, 96.0, 0.80, 0.77, 0.88, 5e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 0.0, 0.5, 1.0,
+                                          0, 0};
+static const profile_params SHEET_H100 = {0.72, 128.0, 0.85, 0.80, 0.88, 4e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 1.0, 0.5, 1.0,
+                                          0, 0};
+static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0, 0};
 
 static cost_profile BUILTIN[SPEC_GPU_COUNT];
 static int builtin_ready;
@@ -87,7 +96,7 @@ static int builtin_ready;
 static const char *PARAM_NAMES[] = {"gemm_eff_max", "gemm_dim_half", "hbm_eff",           "nvlink_eff",
                                     "ib_eff",       "launch_s",      "kernel_gap_s",      "kernels_per_layer",
                                     "dropout",      "tp_bwd_overlap", "comm_sm_frac",    "flash_attention",
-                                    "attn_eff",     "ranks",         "cores"};
+                                    "attn_eff",     "dp_overlap",    "ranks",             "cores"};
 #define N_PARAMS ((int)(sizeof PARAM_NAMES / sizeof PARAM_NAMES[0]))
 
 static double *param_ptr(profile_params *p, int i)
@@ -95,7 +104,7 @@ static double *param_ptr(profile_params *p, int i)
     double *f[] = {&p->gemm_eff_max, &p->gemm_dim_half, &p->hbm_eff,          &p->nvlink_eff,
                    &p->ib_eff,       &p->launch_s,      &p->kernel_gap_s,       &p->kernels_per_layer,
                    &p->dropout,      &p->tp_bwd_overlap, &p->comm_sm_frac, &p->flash_attention,
-                   &p->attn_eff,     &p->ranks,         &p->cores};
+                   &p->attn_eff,     &p->dp_overlap,    &p->ranks,              &p->cores};
     return f[i];
 }
 
@@ -221,7 +230,7 @@ static void cb_field(void *s, size_t len, void *data)
 static int zero_ok(const char *param)
 {
     return !strcmp(param, "dropout") || !strcmp(param, "tp_bwd_overlap") || !strcmp(param, "kernel_gap_s") ||
-           !strcmp(param, "comm_sm_frac") || !strcmp(param, "flash_attention");
+           !strcmp(param, "comm_sm_frac") || !strcmp(param, "flash_attention") || !strcmp(param, "dp_overlap");
 }
 
 static int num(load_ctx *c, int col, double *out, int allow_zero)
@@ -321,7 +330,8 @@ static void cb_record(int ch, void *data)
     } else if (!strcmp(kind, "kernel")) {
         static const char *names[] = {"matmul_bwd", "attention_fwd", "attention_bwd", "layernorm_fwd",
                                       "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "encoder_fwd",
-                                      "encoder_bwd", "xent_fwd", "xent_bwd", "adamw"};
+                                      "encoder_bwd", "xent_fwd", "xent_bwd", "adamw", "grad_norm",
+                                      "zero_grad", "scale"};
         int known = 0;
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             known |= !strcmp(c->vals[COL_NAME], names[i]);

@@ -21,6 +21,8 @@ typedef struct {
     double comm_sm_frac;      /* fraction of the SMs a collective's kernels hold while it overlaps a GEMM */
     double flash_attention;   /* 1: fused causal attention (no s x s matrix in memory), 0: explicit softmax */
     double attn_eff;          /* fraction of peak the fused attention kernels reach (flash_attention = 1) */
+    double dp_overlap;        /* 1: data-parallel buckets reduce while backward computes (NCCL on its own
+                                 stream), 0: the gradient reduction is exposed (MPI on busy CPU cores) */
     double ranks, cores;      /* measured profiles: ranks that ran at once on `cores` cores (0: not stated) */
 } profile_params;
 

@@ -481,8 +481,11 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         int64_t Pr = cost_shapes_param_elems(m, l, r);
         double nb = eb * (double)Pr / cm.dp_bucket_bytes;
         in.dp_buckets = nb > 1 ? (int)ceil(nb) : 1;
-        in.dp_s[r] = o->free_comm ? 0 : traffic;
-        in.post_s[r] = o->free_comm ? 0 : cm.zero_ag_s + cm.embed_sync_s;
+        /* without overlap (profile dp_overlap 0) the reduction runs after
+         * the rank's last backward op, exposed like the all-gather after it */
+        int overlap = profile_params_of(p ? p : cost_profile_builtin(c->gpu))->dp_overlap > 0;
+        in.dp_s[r] = o->free_comm || !overlap ? 0 : traffic;
+        in.post_s[r] = o->free_comm ? 0 : cm.zero_ag_s + cm.embed_sync_s + (overlap ? 0 : traffic);
         in.optimizer_s[r] = cm.optimizer_s;
     }
     if (o->free_comm) {

@@ -191,6 +191,23 @@ static void f_adamw(void *a)
     P->adamw(k->big, k->big2, k->x, k->z, k->n_elem, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
 }
 
+static void f_grad_norm(void *a)
+{
+    kbufs *k = a;
+    volatile double ss = P->sum_squares(k->big2, k->n_elem); /* returns to the host: synchronous */
+    (void)ss;
+}
+static void f_zero_grad(void *a)
+{
+    kbufs *k = a;
+    P->memset0(k->x, (int64_t)sizeof(float) * k->n_elem);
+}
+static void f_scale(void *a)
+{
+    kbufs *k = a;
+    P->scale(k->x, 1.0f, k->n_elem);
+}
+
 /* A copy of host data in the backend's memory. */
 static void *upload(const void *h, int64_t bytes)
 {
@@ -356,6 +373,11 @@ static void profile_optimizer(prof_ctx *c, int64_t n)
     k.z = falloc_mode(n, 4, 1); /* second moments are positive */
     k.n_elem = n;
     row_kernel(c, "adamw", n, 1, 1, time_op(c, f_adamw, &k));
+    /* the other passes of a step over every gradient: the global norm for
+     * clipping, zeroing before the first micro-batch, the data-parallel mean */
+    row_kernel(c, "grad_norm", n, 1, 1, time_op(c, f_grad_norm, &k));
+    row_kernel(c, "zero_grad", n, 1, 1, time_op(c, f_zero_grad, &k));
+    row_kernel(c, "scale", n, 1, 1, time_op(c, f_scale, &k));
     ffree(k.big), ffree(k.big2), ffree(k.x), ffree(k.z);
 }
 
@@ -535,6 +557,9 @@ int exec_cmd_profile(int argc, char **argv)
         /* parameters the measured rows do not replace: no dropout in the executor */
         fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
         fprintf(c.f, "param,tp_bwd_overlap,0,,,,,,,,,,\n"); /* the executor's collectives are synchronous */
+        /* NCCL reduces gradient buckets on its own stream under backward;
+         * MPI's non-blocking all-reduce advances only inside MPI calls */
+        fprintf(c.f, "param,dp_overlap,%d,,,,,,,,,,\n", nccl);
         fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
         /* the conditions of the measurement: ranks timing at once, cores they shared */
         fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);

@@ -56,7 +56,10 @@ static const char *PROFILE =
     "kernel,encoder_bwd,,32,64,1,,,,5e-6\n"
     "kernel,xent_fwd,,32,64,1,,,,7e-6\n"
     "kernel,xent_bwd,,32,64,1,,,,11e-6\n"
-    "kernel,adamw,,1000,1,1,,,,1e-3\n";
+    "kernel,adamw,,1000,1,1,,,,1e-3\n"
+    "kernel,grad_norm,,1000,1,1,,,,1e-4\n"
+    "kernel,zero_grad,,1000,1,1,,,,3e-5\n"
+    "kernel,scale,,1000,1,1,,,,7e-5\n";
 
 static void test_measured_block_is_the_executor_sum(void **state)
 {
@@ -91,10 +94,20 @@ static void test_measured_block_is_the_executor_sum(void **state)
     assert_close(e.fwd_s, 3e-6 + 1024e-6 + 2e-6 + 7e-6, 1e-12, 0);
     assert_close(e.bwd_s, 5e-6 + 11e-6 + 32e-6 + 2048e-6, 1e-12, 0);
 
-    /* AdamW scales with the parameters from the measured 1000 */
+    /* the optimizer step: zeroing, norm and AdamW, each scaled with the
+     * parameters from the measured 1000; with dp also the mean (scale) */
     cost_comm cm;
     cost_comm_times(&m, &c, &l, p, &cm);
-    assert_close(cm.optimizer_s, 1e-3 * (double)cost_shapes_param_elems(&m, &l, 0) / 1000.0, 1e-12, 0);
+    double P = (double)cost_shapes_param_elems(&m, &l, 0);
+    assert_close(cm.optimizer_s, (1e-3 + 1e-4 + 3e-5) * P / 1000.0, 1e-12, 0);
+    spec_layout l2 = l;
+    l2.dp = 2;
+    cost_comm_times(&m, &c, &l2, p, &cm);
+    assert_close(cm.optimizer_s, (1e-3 + 1e-4 + 3e-5 + 7e-5) * P / 1000.0, 1e-12, 0);
+    l2.zero = 1; /* ZeRO-1: norm, AdamW and mean over the half this rank holds; zeroing over all */
+    cost_comm_times(&m, &c, &l2, p, &cm);
+    assert_close(cm.optimizer_s, 3e-5 * P / 1000.0 + (1e-3 + 1e-4 + 7e-5) * (double)((int64_t)(P + 1) / 2) / 1000.0,
+                 1e-12, 0);
 
     /* the nearest shape scales by work: twice the rows, twice the time */
     assert_close(profile_kernel_time(p, "layernorm_fwd", 64, 64, 1), 2048e-6, 1e-12, 0);
