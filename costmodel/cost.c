@@ -79,8 +79,40 @@ int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
     return (int)(p - i < m ? p - i : m); /* 1F1B: min(p - i, m) */
 }
 
+/* What a fused attention kernel (FlashAttention, cuDNN) does not hold, in
+ * elements: per block, the kept s x s probabilities (recompute none; the
+ * kernel keeps the row log-sum-exp instead); in scratch, their gradient
+ * and, when recomputing, the recomputed probabilities (the kernel
+ * recomputes them on chip in its backward). */
+static int64_t fused_att_layer_saving(const spec_model *m, const spec_layout *l, spec_recompute rc)
+{
+    int64_t rows = (int64_t)l->mbs * (m->heads / l->tp) * m->seq;
+    return rc == SPEC_RECOMPUTE_NONE ? rows * m->seq - rows : 0;
+}
+static int64_t fused_att_scratch_saving(const spec_model *m, const spec_layout *l)
+{
+    int64_t rows = (int64_t)l->mbs * (m->heads / l->tp) * m->seq;
+    return rows * m->seq * (l->recompute == SPEC_RECOMPUTE_NONE ? 1 : 2);
+}
+static int fused_attention(const cost_profile *p, const spec_cluster *c)
+{
+    return profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
+}
+
 void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
                       cost_mem *out)
+{
+    cost_memory_rank_attn(m, l, global_batch, pp_rank, 0, out);
+}
+
+void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                              int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out)
+{
+    cost_memory_rank_attn(m, l, global_batch, pp_rank, fused_attention(p, c), out);
+}
+
+void cost_memory_rank_attn(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+                           int fused, cost_mem *out)
 {
     memset(out, 0, sizeof *out);
     shapes_tensor t[64];
@@ -103,7 +135,7 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int inflight = cost_in_flight(l, pp_rank, n_micro);
     out->in_flight = inflight;
     int n = cost_shapes_layer_acts(m, l, l->recompute, t, 64);
-    int64_t per_layer = cost_shapes_sum_elems(t, n);
+    int64_t per_layer = cost_shapes_sum_elems(t, n) - (fused ? fused_att_layer_saving(m, l, l->recompute) : 0);
     n = cost_shapes_extra_acts(m, l, pp_rank, t, 64);
     int64_t extra = cost_shapes_sum_elems(t, n);
     int layers = cost_shapes_rank_layers(m, l, pp_rank);
@@ -116,7 +148,8 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int64_t shard = (P + dp - 1) / dp;
     int64_t zero_stage = l->zero == 1 && dp > 1 ? shard * dp + shard : 0;
     out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
-                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage));
+                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage -
+                                                 (fused ? fused_att_scratch_saving(m, l) : 0)));
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
                        out->scratch_bytes;
 }
@@ -369,7 +402,8 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     }
     shapes_tensor ts[32];
     int n = cost_shapes_layer_acts(m, l, rc, ts, 32);
-    out->act_bytes = (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
+    out->act_bytes = (int64_t)(eb * (double)(cost_shapes_sum_elems(ts, n) -
+                                             (fused_attention(p, c) ? fused_att_layer_saving(m, l, rc) : 0)));
 }
 
 void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_layout *l, int pp_rank,
@@ -611,7 +645,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         if (ends_only && r != 0 && r != P - 1)
             continue;
         cost_mem mm;
-        cost_memory_rank(m, l, global_batch, r, &mm);
+        cost_memory_rank_profile(m, c, l, global_batch, r, p, &mm);
         if (mm.total_bytes > out->mem_peak_bytes) {
             out->mem_peak_bytes = mm.total_bytes;
             out->mem_peak_stage = r;

@@ -475,7 +475,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
     in.dp_buckets = 1;
     for (int r = 0; r < P; r++) {
         cost_mem mm;
-        cost_memory_rank(m, l, global_batch, r, &mm);
+        cost_memory_rank_profile(m, c, l, global_batch, r, p, &mm);
         in.static_bytes[r] = mm.param_bytes + mm.grad_bytes + mm.optim_bytes + mm.scratch_bytes;
         double traffic = l->zero == 0 ? cm.dp_allreduce_s : l->zero <= 2 ? cm.zero_rs_s : 0.0;
         int64_t Pr = cost_shapes_param_elems(m, l, r);

@@ -95,7 +95,7 @@ static void print_table(FILE *f, const spec_model *m, const spec_cluster *c, con
             "activ", "scratch", "total", "in-fl.", "fits");
     for (int r = 0; r < l->pp; r++) {
         cost_mem mm;
-        cost_memory_rank(m, l, batch, r, &mm);
+        cost_memory_rank_profile(m, c, l, batch, r, p, &mm);
         fprintf(f, "  %5d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9d %6s\n", r, mm.param_bytes / 1e9,
                 mm.grad_bytes / 1e9, mm.optim_bytes / 1e9, mm.act_bytes / 1e9, mm.scratch_bytes / 1e9,
                 mm.total_bytes / 1e9, mm.in_flight, mm.total_bytes <= c->mem_gb * 1e9 ? "yes" : "NO");

@@ -338,6 +338,44 @@ static void test_optimizer_bytes(void **state)
     assert_close(cm.optimizer_s, 36.0 * (double)((P + 3) / 4) / (2039e9 * 0.80), 1e-12, 0);
 }
 
+/* Fused attention (the H100 profile's flash_attention = 1): per block the
+ * s x s probabilities give way to one log-sum-exp per row, and scratch
+ * holds neither their gradient nor (when recomputing) their recomputed
+ * copy. Exact element counts by hand; the A100 profile and the executor's
+ * own prediction keep them. */
+static void test_fused_attention_memory(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    spec_model m;
+    spec_cluster h, a;
+    spec_layout l;
+    assert_int_equal(spec_model_parse("gpt3-1.3b,seq=4096", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("dgx-h100-80gb", &h, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("dgx-a100-80gb", &a, err), SPEC_OK);
+    const char *lays[] = {"tp=2,pp=2,dp=2,mbs=2", "tp=2,pp=2,dp=2,mbs=2,recompute=selective",
+                          "tp=4,mbs=1,recompute=full"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(spec_layout_parse(lays[i], &l, err), SPEC_OK);
+        int64_t gb = 64;
+        for (int r = 0; r < l.pp; r++) {
+            cost_mem plain, fused, a100;
+            cost_memory_rank(&m, &l, gb, r, &plain);
+            cost_memory_rank_profile(&m, &h, &l, gb, r, NULL, &fused);
+            cost_memory_rank_profile(&m, &a, &l, gb, r, NULL, &a100);
+            assert_int_equal(a100.total_bytes, plain.total_bytes);
+            double rows = (double)l.mbs * (double)(m.heads / l.tp) * (double)m.seq, S = (double)m.seq;
+            double per_block = l.recompute == SPEC_RECOMPUTE_NONE ? rows * S - rows : 0.0;
+            double layers = (double)cost_shapes_rank_layers(&m, &l, r);
+            double act = 2.0 * per_block * layers * plain.in_flight;
+            double scratch = 2.0 * rows * S * (l.recompute == SPEC_RECOMPUTE_NONE ? 1 : 2);
+            assert_close((double)(plain.act_bytes - fused.act_bytes), act, 0, 0);
+            assert_close((double)(plain.scratch_bytes - fused.scratch_bytes), scratch, 0, 0);
+            assert_close((double)(plain.total_bytes - fused.total_bytes), act + scratch, 0, 0);
+        }
+    }
+}
+
 /* The shipped profile CSVs hold the same parameters as the built-in ones. */
 static void test_profile_file_matches_builtin(void **state)
 {
@@ -369,6 +407,7 @@ static void test_profile_file_matches_builtin(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fused_attention_memory),
         cmocka_unit_test(test_flops_175b),      cmocka_unit_test(test_param_count),
         cmocka_unit_test(test_korthikanti),     cmocka_unit_test(test_inventory_vs_paper),
         cmocka_unit_test(test_collectives),     cmocka_unit_test(test_in_flight),
