@@ -193,6 +193,11 @@ int exec_train_run(const exec_train_opts *o)
     /* tokens and targets of every micro-batch slot (a pipeline stage holds
      * several micro-batches between their forward and backward) */
     int *tok = malloc(sizeof(int) * (size_t)B * T * n_slots), *tgt = malloc(sizeof(int) * (size_t)B * T * n_slots);
+    if (!am || !av || !tok || !tgt) {
+        log_msg("train: cannot allocate the optimizer state (2 x %zu bytes on the %s backend) or the token buffers",
+                adam_bytes, exec_backend()->name);
+        return TRIAD_EXIT_FAIL;
+    }
     pipe_exec pe;
     memset(&pe, 0, sizeof pe);
     if (l.pp > 1) {

@@ -103,8 +103,10 @@ __device__ inline float warp_max(float x)
 static void *cu_alloc(int64_t bytes)
 {
     void *p = NULL;
-    if (cudaMalloc(&p, bytes > 0 ? (size_t)bytes : 1) != cudaSuccess)
+    if (cudaMalloc(&p, bytes > 0 ? (size_t)bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError(); /* out of memory is the caller's to report: not left for the next check */
         return NULL;
+    }
     cudaCheck(cudaMemset(p, 0, bytes > 0 ? (size_t)bytes : 1));
     return p;
 }
