@@ -29,7 +29,9 @@ TR=${TRIAD:-build/triad}
 
 # runtime libraries carried as .debs (tests/gpu/fetch_debs.sh) when the GPU
 # machine has no package registry
-if [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
+# (not with --build-only: the development machine has its own, and the
+# unpacked tree would push what travels to the GPU machine over its limit)
+if [ $BUILD_ONLY = 0 ] && [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
   if [ ! -d .debs/root ]; then for f in .debs/*.deb; do dpkg -x "$f" .debs/root; done; fi
   export LD_LIBRARY_PATH=$PWD/.debs/root/usr/lib/x86_64-linux-gnu:$PWD/.debs/root/usr/lib/x86_64-linux-gnu/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export PATH=$PWD/.debs/root/usr/bin:$PATH OPAL_PREFIX=$PWD/.debs/root/usr
