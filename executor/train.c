@@ -193,7 +193,11 @@ int exec_train_run(const exec_train_opts *o)
     /* tokens and targets of every micro-batch slot (a pipeline stage holds
      * several micro-batches between their forward and backward) */
     int *tok = malloc(sizeof(int) * (size_t)B * T * n_slots), *tgt = malloc(sizeof(int) * (size_t)B * T * n_slots);
-    if (!am || !av || !tok || !tgt) {
+    /* the gradient norm's per-tensor segments */
+    int64_t *norm_off = malloc(sizeof(int64_t) * (size_t)md.n_p), *norm_len = malloc(sizeof(int64_t) * (size_t)md.n_p);
+    double *norm_ss = malloc(sizeof(double) * (size_t)md.n_p);
+    char *norm_sharded = malloc((size_t)md.n_p);
+    if (!am || !av || !tok || !tgt || !norm_off || !norm_len || !norm_ss || !norm_sharded) {
         log_msg("train: cannot allocate the optimizer state (2 x %zu bytes on the %s backend) or the token buffers",
                 adam_bytes, exec_backend()->name);
         return TRIAD_EXIT_FAIL;
@@ -395,6 +399,7 @@ int exec_train_run(const exec_train_opts *o)
             int64_t hi = zero_sharded ? lo + (int64_t)dg.shard_elems : n;
             const float *gsrc = zero_sharded ? dg.shard_grad - lo : md.grads;
             double ss_sh = 0, ss_rep = 0;
+            int ns = 0;
             for (int i = 0; i < md.n_p; i++) {
                 const exec_param *q = &md.p[i];
                 const char *nm = q->shape.name;
@@ -404,9 +409,13 @@ int exec_train_run(const exec_train_opts *o)
                 int64_t b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
                 if (b <= a)
                     continue;
-                double x = exec_backend()->sum_squares(gsrc + a, b - a);
-                *(exec_param_tp_sharded(nm) ? &ss_sh : &ss_rep) += x;
+                norm_off[ns] = a, norm_len[ns] = b - a, norm_sharded[ns] = (char)exec_param_tp_sharded(nm);
+                ns++;
             }
+            /* every tensor's sum at once: one wait for a device backend */
+            exec_backend()->sum_squares_many(norm_ss, gsrc, norm_off, norm_len, ns);
+            for (int i = 0; i < ns; i++)
+                *(norm_sharded[i] ? &ss_sh : &ss_rep) += norm_ss[i];
             if (zero_sharded) {
                 double two[2] = {ss_sh, ss_rep};
                 comm_allreduce_sum(g.dp, two, 2, COMM_F64);
@@ -517,6 +526,7 @@ int exec_train_run(const exec_train_opts *o)
         fclose(mf);
     free(tok);
     free(tgt);
+    free(norm_off), free(norm_len), free(norm_ss), free(norm_sharded);
     exec_mem_free(am, adam_bytes);
     exec_mem_free(av, adam_bytes);
     free(decay_mask);

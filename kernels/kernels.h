@@ -182,6 +182,11 @@ typedef struct kern_ops {
     void (*add_bias)(float *x, const float *b, int N, int C);
     /*   set_math: how every GEMM of the table computes from now on (KERN_MATH_*) */
     void (*set_math)(int mode);
+    /*   sum_squares_many: out[i] (host, double) = sum of squares of
+     *   base[off[i] .. off[i] + len[i]) for i < n (off, len on the host), each
+     *   as sum_squares computes it, with one synchronisation for all n (the
+     *   per-tensor sums of the gradient norm) */
+    void (*sum_squares_many)(double *out, const float *base, const int64_t *off, const int64_t *len, int n);
 } kern_ops;
 
 /* The CPU table (host buffers); never NULL. */

@@ -25,6 +25,12 @@ static void cpu_add_bias(float *x, const float *b, int N, int C)
             x[(int64_t)i * C + c] += b[c];
 }
 
+static void cpu_sum_squares_many(double *out, const float *base, const int64_t *off, const int64_t *len, int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = kern_cpu_sum_squares(base + off[i], len[i]);
+}
+
 static const kern_ops cpu_ops = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -60,6 +66,7 @@ static const kern_ops cpu_ops = {
     .copy = cpu_copy,
     .add_bias = cpu_add_bias,
     .set_math = kern_cpu_set_math,
+    .sum_squares_many = cpu_sum_squares_many,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

@@ -159,6 +159,13 @@ static double emu_sum_squares(const float *x, int64_t n)
     return s;
 }
 
+static void emu_sum_squares_many(double *out, const float *base, const int64_t *off, const int64_t *len, int n)
+{
+    open_all();
+    kern_ops_cpu()->sum_squares_many(out, base, off, len, n);
+    close_all();
+}
+
 static const kern_ops emu_ops = {
     .name = "emu",
     .alloc = emu_alloc,
@@ -194,6 +201,7 @@ static const kern_ops emu_ops = {
     .copy = emu_copy,
     .add_bias = emu_add_bias,
     .set_math = kern_cpu_set_math, /* the CPU kernels' mode: host state, no device memory */
+    .sum_squares_many = emu_sum_squares_many,
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

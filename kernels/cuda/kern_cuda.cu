@@ -706,6 +706,59 @@ static double cu_sum_squares(const float *x, int64_t n)
     return h;
 }
 
+/* n segments at once: blockIdx.y is the segment, partial sums as above */
+__global__ void sum_squares_many_k(double *acc, const float *base, const int64_t *meta, int n)
+{
+    int seg = blockIdx.y;
+    const float *x = base + meta[seg];
+    int64_t len = meta[n + seg];
+    double s = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < len; i += (int64_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * (double)x[i];
+    for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x % 32 == 0)
+        atomicAdd(acc + seg, s);
+}
+static void cu_sum_squares_many(double *out, const float *base, const int64_t *off, const int64_t *len, int n)
+{
+    static int64_t *meta, *h_meta; /* off then len, device and host copies; grown as needed */
+    static double *acc;
+    static int cap;
+    if (n <= 0)
+        return;
+    if (n > cap) {
+        if (meta) {
+            cudaCheck(cudaFree(meta));
+            cudaCheck(cudaFree(acc));
+            free(h_meta);
+        }
+        cudaCheck(cudaMalloc((void **)&meta, sizeof(int64_t) * 2 * (size_t)n));
+        cudaCheck(cudaMalloc((void **)&acc, sizeof(double) * (size_t)n));
+        h_meta = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)n);
+        if (!h_meta) {
+            fprintf(stderr, "triad: out of host memory in sum_squares_many\n");
+            exit(1);
+        }
+        cap = n;
+    }
+    int64_t longest = 0;
+    for (int i = 0; i < n; i++) {
+        h_meta[i] = off[i], h_meta[n + i] = len[i];
+        longest = len[i] > longest ? len[i] : longest;
+    }
+    cudaCheck(cudaMemcpy(meta, h_meta, sizeof(int64_t) * 2 * (size_t)n, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemset(acc, 0, sizeof(double) * (size_t)n));
+    int bx = blocks_for(longest > 0 ? longest : 1, 256);
+    bx = bx > 64 ? 64 : bx;
+    for (int lo = 0; lo < n; lo += 65535) { /* gridDim.y <= 65535 */
+        int m = n - lo < 65535 ? n - lo : 65535;
+        sum_squares_many_k<<<dim3((unsigned)bx, (unsigned)m), 256>>>(acc + lo, base, meta + lo, n);
+        launchCheck();
+    }
+    cudaCheck(cudaMemcpy(out, acc, sizeof(double) * (size_t)n, cudaMemcpyDeviceToHost));
+}
+
 /* ---- bf16 ---------------------------------------------------------------- */
 __global__ void to_bf16_k(__nv_bfloat16 *dst, const float *src, int64_t n)
 {
@@ -792,6 +845,7 @@ static const kern_ops cuda_ops = {
     cu_copy,
     cu_add_bias,
     cu_set_math,
+    cu_sum_squares_many,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -246,6 +246,17 @@ int main(void)
         printf("%-22s %-8s %9lld  cpu %.10g gpu %.10g  %s\n", "sum_squares", "double", (long long)n, hs, ds,
                ok ? "ok" : "FAIL");
         ok ? n_pass++ : n_fail++;
+        /* per-tensor sums at once: uneven segments, an empty one, one spanning many blocks */
+        int64_t off[4] = {0, 17, 17, 4096}, len[4] = {17, 0, 4079, n - 4096};
+        double hm[4], dm[4];
+        H->sum_squares_many(hm, x, off, len, 4);
+        D->sum_squares_many(dm, dx, off, len, 4);
+        ok = 1;
+        for (int i = 0; i < 4; i++)
+            ok &= fabs(hm[i] - dm[i]) <= 1e-9 * hm[i];
+        printf("%-22s %-8s %9lld  cpu %.10g gpu %.10g  %s\n", "sum_squares_many", "double", (long long)n, hm[3],
+               dm[3], ok ? "ok" : "FAIL");
+        ok ? n_pass++ : n_fail++;
     }
 
     /* vocabulary-parallel cross-entropy pieces, shard [v0, v0+V) */

@@ -419,6 +419,13 @@ static void test_ops_table(void **state)
     K->xent_rowmax(rm, x, 2, n / 2);
     assert_memory_equal(rm, rmw, sizeof rm);
     assert_true(K->sum_squares(x, n) == kern_cpu_sum_squares(x, n));
+    { /* segments: each equal to sum_squares of its range, an empty one 0 */
+        int64_t off[3] = {0, 3, 5}, len[3] = {3, 0, n - 5};
+        double ss[3] = {-1, -1, -1};
+        K->sum_squares_many(ss, x, off, len, 3);
+        assert_true(ss[0] == kern_cpu_sum_squares(x, 3) && ss[1] == 0.0 &&
+                    ss[2] == kern_cpu_sum_squares(x + 5, n - 5));
+    }
     K->memset0(d, n * sizeof(float));
     K->to_host(got, d, n * sizeof(float));
     for (int i = 0; i < n; i++)
@@ -506,6 +513,13 @@ static void test_emu_device(void **state)
     K->add_bias(want, bias, N, C);
     assert_memory_equal(host, want, sizeof want);
     assert_true(E->sum_squares(dy, N * C) == K->sum_squares(want, N * C));
+    {
+        int64_t off[2] = {1, C}, len[2] = {C - 1, (N - 1) * C};
+        double e[2], k[2];
+        E->sum_squares_many(e, dy, off, len, 2);
+        K->sum_squares_many(k, want, off, len, 2);
+        assert_true(e[0] == k[0] && e[1] == k[1] && e[1] > 0);
+    }
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGSEGV, SIG_DFL); /* cmocka's handler would report it as this test failing */
