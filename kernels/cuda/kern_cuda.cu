@@ -678,7 +678,7 @@ static void cu_adamw(float *p, const float *g, float *m, float *v, int64_t n, fl
 }
 
 /* grid-stride partial sums in double, one atomicAdd per warp */
-__global__ void sum_squares_k(double *acc, const float *x, int64_t n)
+__device__ inline void sum_squares_add(double *acc, const float *x, int64_t n)
 {
     double s = 0.0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -688,6 +688,7 @@ __global__ void sum_squares_k(double *acc, const float *x, int64_t n)
     if (threadIdx.x % 32 == 0)
         atomicAdd(acc, s);
 }
+__global__ void sum_squares_k(double *acc, const float *x, int64_t n) { sum_squares_add(acc, x, n); }
 static double cu_sum_squares(const float *x, int64_t n)
 {
     static double *acc;
@@ -710,15 +711,7 @@ static double cu_sum_squares(const float *x, int64_t n)
 __global__ void sum_squares_many_k(double *acc, const float *base, const int64_t *meta, int n)
 {
     int seg = blockIdx.y;
-    const float *x = base + meta[seg];
-    int64_t len = meta[n + seg];
-    double s = 0.0;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < len; i += (int64_t)gridDim.x * blockDim.x)
-        s += (double)x[i] * (double)x[i];
-    for (int o = 16; o > 0; o >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x % 32 == 0)
-        atomicAdd(acc + seg, s);
+    sum_squares_add(acc + seg, base + meta[seg], meta[n + seg]);
 }
 static void cu_sum_squares_many(double *out, const float *base, const int64_t *off, const int64_t *len, int n)
 {
