@@ -57,6 +57,7 @@ typedef struct {
     int pred_rank, meas_rank;
     int ok;
     int passes; /* runs summed into meas_s */
+    double meas_lo, meas_hi; /* the fastest and slowest pass */
 } report_row;
 
 static void usage(FILE *f)
@@ -434,6 +435,8 @@ int report_cmd_report(int argc, char **argv)
                 continue;
             }
             w->meas_s = pass == 0 ? t : w->meas_s + t;
+            w->meas_lo = pass == 0 ? t : fmin(w->meas_lo, t);
+            w->meas_hi = pass == 0 ? t : fmax(w->meas_hi, t);
             w->passes = pass == 0 ? 1 : w->passes + 1;
             if (pass == 0 || mem > w->meas_mem)
                 w->meas_mem = mem;
@@ -467,8 +470,10 @@ int report_cmd_report(int argc, char **argv)
     if (!f)
         log_die("report: cannot write '%s': %s", tmp, strerror(errno));
     fprintf(f, "layout,dp,tp,pp,mbs,schedule,predicted_step_time_s,measured_step_time_s,step_time_error_pct,"
-               "predicted_mem_bytes,measured_mem_bytes,mem_error_pct,predicted_rank,measured_rank\n");
-    double sum_err = 0, worst_err = 0, worst_mem = 0;
+               "predicted_mem_bytes,measured_mem_bytes,mem_error_pct,predicted_rank,measured_rank,"
+               "measured_spread_pct\n");
+    double sum_err = 0, worst_err = 0, worst_mem = 0, spread[MAX_LAYOUTS];
+    int n_spread = 0;
     for (int i = 0; i < n; i++) {
         const report_row *w = &rows[i];
         if (!w->ok)
@@ -478,9 +483,13 @@ int report_cmd_report(int argc, char **argv)
         sum_err += fabs(e);
         worst_err = fmax(worst_err, fabs(e));
         worst_mem = fmax(worst_mem, fabs(em));
-        fprintf(f, "\"%s\",%d,%d,%d,%d,%s,%.6g,%.6g,%.2f,%lld,%lld,%.3f,%d,%d\n", w->name, w->l.dp, w->l.tp, w->l.pp,
-                w->l.mbs, spec_schedule_name(w->l.schedule), w->pred_s, w->meas_s, e, (long long)w->pred_mem,
-                (long long)w->meas_mem, em, w->pred_rank, w->meas_rank);
+        /* how far this layout's passes lie apart: the machine's own noise */
+        double sp = 100.0 * (w->meas_hi - w->meas_lo) / w->meas_s;
+        if (w->passes > 1)
+            spread[n_spread++] = sp;
+        fprintf(f, "\"%s\",%d,%d,%d,%d,%s,%.6g,%.6g,%.2f,%lld,%lld,%.3f,%d,%d,%.2f\n", w->name, w->l.dp, w->l.tp,
+                w->l.pp, w->l.mbs, spec_schedule_name(w->l.schedule), w->pred_s, w->meas_s, e, (long long)w->pred_mem,
+                (long long)w->meas_mem, em, w->pred_rank, w->meas_rank, sp);
     }
     if (fclose(f) || rename(tmp, path))
         log_die("report: cannot write '%s'", path);
@@ -496,6 +505,12 @@ int report_cmd_report(int argc, char **argv)
            best_pred->meas_rank, k);
     printf("  measured fastest: %s, %.1f ms; the pick is %.1f%% slower\n", best_meas->name, 1e3 * best_meas->meas_s,
            gap);
+    if (n_spread > 0) {
+        qsort(spread, (size_t)n_spread, sizeof spread[0], cmp_double);
+        printf("  run to run: a layout's passes differ by %.1f%% (median over layouts), %.1f%% at most; errors\n"
+               "    of that size are the machine's noise, not the model's\n",
+               spread[n_spread / 2], spread[n_spread - 1]);
+    }
     if (plots == 0)
         printf("  plots: %s/step_time.svg, %s/ranking.svg\n", out, out);
     else

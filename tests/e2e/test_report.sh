@@ -49,7 +49,7 @@ fi
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
    --out "$tmp/r" > "$tmp/r.txt" 2> "$tmp/r.log" || { cat "$tmp/r.log"; bad "report ran"; }
 cat "$tmp/r.txt"
-python3 - "$tmp/r/comparison.csv" <<'PY' && ok "comparison.csv: every feasible layout, memory within 2%" || fail=1
+python3 - "$tmp/r/comparison.csv" <<'PY' && ok "comparison.csv: every feasible layout, memory within 2%, passes' mean and spread" || fail=1
 import csv, math, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 need = ['layout', 'predicted_step_time_s', 'measured_step_time_s', 'step_time_error_pct',
@@ -65,6 +65,19 @@ for r in rows:
     assert abs(e - float(r['step_time_error_pct'])) < 0.01, r
     pm, mm = int(r['predicted_mem_bytes']), int(r['measured_mem_bytes'])
     assert pm > 0 and abs(pm - mm) <= 0.02 * mm, ('memory', r['layout'], pm, mm)
+# the spread of the two passes, recomputed from their metrics (median step
+# time after the 1 warm-up step), and the measured time their mean
+import os, statistics
+def med(path):
+    t = [float(l.split(',')[4]) for l in open(path) if l[0].isdigit()]
+    return statistics.median(t[1:])
+runs = os.path.join(os.path.dirname(sys.argv[1]), 'runs')
+for i, r in enumerate(rows):
+    a, b = med('%s/layout%02d.csv' % (runs, i + 1)), med('%s/layout%02d.r2.csv' % (runs, i + 1))
+    m = float(r['measured_step_time_s'])
+    assert abs(m - (a + b) / 2) <= 1e-5 * m, ('mean of passes', r['layout'], m, a, b)
+    sp = float(r['measured_spread_pct'])
+    assert math.isfinite(sp) and abs(sp - 100 * abs(a - b) / m) < 0.01, ('spread', r['layout'], sp, a, b)
 PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
