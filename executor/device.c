@@ -68,6 +68,22 @@ int exec_use_device(const char *name, long *units, char err[SPEC_ERR_LEN])
     return -1;
 }
 
+int exec_device_room(int64_t need, char err[SPEC_ERR_LEN])
+{
+#if TRIAD_HAVE_CUDA
+    int64_t fr = 0, tot = 0;
+    if (exec_backend() == kern_ops_cuda() && kern_cuda_mem_info(&fr, &tot) == 0 && need > fr) {
+        snprintf(err, SPEC_ERR_LEN,
+                 "train: the layout needs %.2f GB on each GPU (triad's memory model) and this GPU has %.2f of "
+                 "%.2f GB free: a smaller mbs, more tp or pp, or recompute", need / 1e9, fr / 1e9, tot / 1e9);
+        return -1;
+    }
+#else
+    (void)need, (void)err;
+#endif
+    return 0;
+}
+
 int exec_comm_name_ok(const char *want)
 {
     return !strcmp(want, "auto") || !strcmp(want, "mpi") || !strcmp(want, "nccl");

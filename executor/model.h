@@ -194,6 +194,9 @@ int exec_use_device(const char *name, long *units, char err[SPEC_ERR_LEN]);
  * starts); exec_pick_comm decides after comm_init and is collective: every
  * rank calls it. *nccl = 1 for NCCL. 0, or -1 with err. */
 int exec_comm_name_ok(const char *want);
+/* Whether the current device has need bytes free (the cuda backend asks the
+ * GPU; host backends always have room). 0, or -1 with a line in err. */
+int exec_device_room(int64_t need, char err[SPEC_ERR_LEN]);
 int exec_pick_comm(const char *want, int *nccl, char err[SPEC_ERR_LEN]);
 
 /* Memory the run has allocated through exec_mem_alloc (in the backend's

@@ -179,6 +179,24 @@ int exec_train_run(const exec_train_opts *o)
     }
     exec_model md;
     int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
+    {
+        /* refuse a layout the GPU cannot hold before allocating any of it */
+        cost_mem need;
+        cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &need);
+        int64_t short_of_room = exec_device_room(need.total_bytes, err) != 0;
+        if (short_of_room)
+            log_msg("%s", err);
+        if (multi) /* every rank stops when one must */
+            comm_allreduce_max(g.world, &short_of_room, 1, COMM_I64);
+        if (short_of_room) {
+            exec_data_close(data);
+            if (multi) {
+                comm_groups_free(&g);
+                comm_finalize();
+            }
+            return TRIAD_EXIT_INPUT;
+        }
+    }
     if (exec_model_init(&md, m, &l, g.tp_rank, g.pp_rank, n_slots, o->seed, err)) {
         log_msg("%s", err);
         exec_data_close(data);

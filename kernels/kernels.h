@@ -209,6 +209,8 @@ const kern_ops *kern_ops_cuda(void);
 int kern_cuda_use_device(int local_rank, char *err, int n);
 /* GPUs visible to this process (0 when none). */
 int kern_cuda_device_count(void);
+/* Free and total bytes of the current GPU; 0, or -1 when CUDA cannot say. */
+int kern_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes);
 #endif
 
 #ifdef __cplusplus

@@ -860,6 +860,17 @@ extern "C" int kern_cuda_use_device(int local_rank, char *err, int n)
     return d;
 }
 
+extern "C" int kern_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes)
+{
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    *free_bytes = (int64_t)f, *total_bytes = (int64_t)t;
+    return 0;
+}
+
 extern "C" int kern_cuda_device_count(void)
 {
     int count = 0;
