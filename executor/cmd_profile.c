@@ -77,6 +77,16 @@ static int cmp_double(const void *a, const void *b)
 
 typedef void (*op_fn)(void *arg);
 
+/* The median of this rank's samples (sorted in place), the largest over the
+ * ranks: a step waits for its slowest rank. */
+static double slowest_median(prof_ctx *ctx, double *s)
+{
+    qsort(s, (size_t)ctx->samples, sizeof s[0], cmp_double);
+    double med = s[ctx->samples / 2];
+    comm_allreduce_max(ctx->world, &med, 1, COMM_F64);
+    return med;
+}
+
 /* Median time of one call of fn over ctx->samples samples, all ranks in
  * step. The repeat count is fixed from a first call on rank 0 and agreed by
  * every rank, so the ranks stay in lockstep. */
@@ -101,11 +111,7 @@ static double time_op(prof_ctx *ctx, op_fn fn, void *arg)
         P->sync();
         s[i] = (now_s() - t0) / (double)reps;
     }
-    qsort(s, (size_t)ctx->samples, sizeof s[0], cmp_double);
-    double med = s[ctx->samples / 2];
-    /* the slowest rank's median: a step waits for its slowest rank */
-    comm_allreduce_max(ctx->world, &med, 1, COMM_F64);
-    return med;
+    return slowest_median(ctx, s);
 }
 
 /* A kernel's time per call with more ranks than cores. A fixed number of
@@ -147,10 +153,7 @@ static double time_kernel(prof_ctx *ctx, op_fn fn, void *arg)
         }
         s[i] = first >= 0 && n_last > n_first ? (last - first) / (double)(n_last - n_first) : (t - start) / (double)n;
     }
-    qsort(s, (size_t)ctx->samples, sizeof s[0], cmp_double);
-    double med = s[ctx->samples / 2];
-    comm_allreduce_max(ctx->world, &med, 1, COMM_F64); /* a step waits for its slowest rank */
-    return med;
+    return slowest_median(ctx, s);
 }
 
 /* ---- kernels ----------------------------------------------------------------------- */

@@ -179,11 +179,12 @@ int exec_train_run(const exec_train_opts *o)
     }
     exec_model md;
     int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
+    /* the memory prediction this run will be compared with; a layout the
+     * GPU cannot hold is refused before any of it is allocated */
+    cost_mem pred;
+    cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &pred);
     {
-        /* refuse a layout the GPU cannot hold before allocating any of it */
-        cost_mem need;
-        cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &need);
-        int64_t short_of_room = exec_device_room(need.total_bytes, err) != 0;
+        int64_t short_of_room = exec_device_room(pred.total_bytes, err) != 0;
         if (short_of_room)
             log_msg("%s", err);
         if (multi) /* every rank stops when one must */
@@ -260,9 +261,6 @@ int exec_train_run(const exec_train_opts *o)
                     memset(decay_mask + md.p[i].offset, 1, (size_t)md.p[i].shape.elems);
         }
     }
-    /* the prediction this run will be compared with */
-    cost_mem pred;
-    cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &pred);
     /* measured and predicted peaks of every pipeline stage (pp > 1) */
     int64_t *stage_mem = calloc((size_t)(2 * l.pp), sizeof(int64_t));
 
