@@ -41,6 +41,7 @@
 #include "../common/cmds.h"
 #include "../common/log.h"
 #include "../common/spec.h"
+#include "../costmodel/cost.h"
 #include "../costmodel/shapes.h"
 #include "../kernels/kernels.h"
 #include "comm.h"
@@ -166,94 +167,123 @@ typedef struct {
     int64_t n_elem;                 /* current element-wise size */
 } kbufs;
 
+/* Operands in rotation. Timing a kernel on the same buffers call after
+ * call measures it with its operands in the core's cache; in training each
+ * kernel finds its weights and most of its inputs where the rest of the step
+ * pushed them (a 64x512x128 GEMM here: 121 us on hot buffers, 174 us cycling
+ * through 7 MB, 205 us through 109 MB). So profile_shape allocates several
+ * sets of the buffers, as many as fill what one training step of the shape
+ * touches (triad's memory model for the rank), and each call takes the next
+ * set. `k` is what the sweep sets and the kernels read; rot_next points its
+ * buffers at the next set (n = 0: `k`'s own buffers, no rotation). */
+#define MAX_ROT 64
+typedef struct {
+    kbufs k;
+    kbufs sets[MAX_ROT];
+    int n, i;
+} krot;
+
+static kbufs *rot_next(void *a)
+{
+    krot *r = a;
+    if (r->n > 0) {
+        const kbufs *b = &r->sets[r->i];
+        r->i = (r->i + 1) % r->n;
+        r->k.x = b->x, r->k.y = b->y, r->k.z = b->z, r->k.w = b->w, r->k.dw = b->dw, r->k.db = b->db;
+        r->k.mean = b->mean, r->k.rstd = b->rstd, r->k.att = b->att, r->k.datt = b->datt;
+        r->k.qkv = b->qkv, r->k.dqkv = b->dqkv, r->k.big = b->big, r->k.big2 = b->big2;
+    }
+    return &r->k;
+}
+
 static void f_mm_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->matmul_forward(k->big, k->x, k->w, k->mm_bias ? k->db : NULL, k->mm_n, k->mm_c, k->mm_oc);
 }
 static void f_mm_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->matmul_backward(k->big2, k->dw, k->mm_bias ? k->db : NULL, k->big, k->x, k->w, k->mm_n, k->mm_c,
                              k->mm_oc, 0.0f);
 }
 static void f_att_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->attention_forward(k->y, k->att, k->qkv, k->B, k->T, k->NH, k->HS);
 }
 static void f_att_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->attention_backward(k->dqkv, k->datt, k->y, k->qkv, k->att, k->B, k->T, k->NH, k->HS);
 }
 static void f_ln_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->db, k->N, k->C);
 }
 static void f_ln_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->layernorm_backward(k->z, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->N, k->C);
 }
 static void f_gelu_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->gelu_forward(k->big, k->big2, k->n_elem);
 }
 static void f_gelu_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->gelu_backward(k->big, k->big2, k->big, k->n_elem);
 }
 static void f_add(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->add_inplace(k->y, k->x, k->n_elem);
 }
 static void f_enc_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->encoder_forward(k->y, k->tok, k->w, k->dw, k->B, k->T, k->C, 0, k->V, 1);
 }
 static void f_enc_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->encoder_backward(k->dw, k->z, k->y, k->tok, k->B, k->T, k->C, 0, k->V, 1);
 }
 static void f_xent_fwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->xent_rowmax(k->mean, k->big, k->N, k->V);
     P->xent_sumexp(k->rstd, k->big, k->mean, k->N, k->V);
     P->xent_target(k->z, k->big, k->tok, k->N, k->V, 0);
 }
 static void f_xent_bwd(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->xent_backward_inplace(k->big, k->mean, k->rstd, k->tok, k->N, k->V, 0, 1e-3f);
 }
 static void f_adamw(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->adamw(k->big, k->big2, k->x, k->z, k->n_elem, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
 }
 
 static void f_grad_norm(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     volatile double ss = P->sum_squares(k->big2, k->n_elem); /* returns to the host: synchronous */
     (void)ss;
 }
 static void f_zero_grad(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->memset0(k->x, (int64_t)sizeof(float) * k->n_elem);
 }
 static void f_scale(void *a)
 {
-    kbufs *k = a;
+    kbufs *k = rot_next(a);
     P->scale(k->x, 1.0f, k->n_elem);
 }
 
@@ -335,9 +365,54 @@ static void write_rows(const prof_ctx *c)
     }
 }
 
-/* Every kernel of one (t, b) shape: the block's, the embedding's, the head's. */
+/* One set of the sweep's buffers for shape k (its dimensions set), seeded
+ * by set so that sets differ; returns the set's bytes. */
+static int64_t kbufs_alloc(kbufs *b, const kbufs *k, unsigned set)
+{
+    int64_t N = k->N, C = k->C, F = k->F, V = k->V, C3 = 3 * (int64_t)k->NH * k->HS;
+    int64_t wmax = C * (F > C3 ? F : C3);
+    if (C * V > wmax)
+        wmax = C * V;
+    int64_t amax = N * (F > C3 ? F : C3);
+    if (N * V > amax)
+        amax = N * V;
+    int64_t in_max = N * (F > C ? F : C), zn = in_max > V * C ? in_max : V * C;
+    int64_t dbn = F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), att = (int64_t)k->B * k->NH * k->T * k->T;
+    unsigned s0 = 16 * set;
+    b->x = falloc(in_max, s0 + 1);
+    b->y = falloc(N * C, s0 + 2);
+    b->z = falloc(zn, s0 + 3);
+    b->w = falloc(wmax, s0 + 4);
+    b->dw = falloc(wmax, s0 + 5);
+    b->db = falloc(dbn, s0 + 6);
+    b->mean = falloc(N, s0 + 7);
+    b->rstd = falloc_mode(N, s0 + 8, 1); /* sums of exponentials are >= 1 */
+    b->big = falloc(amax, s0 + 9);
+    b->big2 = falloc(amax, s0 + 10);
+    b->qkv = falloc(N * C3, s0 + 11);
+    b->dqkv = falloc(N * C3, s0 + 12);
+    b->att = falloc(att, s0 + 13);
+    b->datt = falloc(att, s0 + 14);
+    return (int64_t)sizeof(float) * (in_max + N * C + zn + 2 * wmax + dbn + 2 * N + 2 * amax + 2 * N * C3 + 2 * att);
+}
+
+static void kbufs_free(kbufs *b)
+{
+    void *all[] = {b->x, b->y, b->z, b->w, b->dw, b->db, b->mean, b->rstd, b->big, b->big2, b->qkv, b->dqkv, b->att,
+                   b->datt};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ffree(all[i]);
+}
+
+/* Every kernel of one (t, b) shape: the block's, the embedding's, the head's,
+ * the operands rotating through as many buffer sets as fill one training
+ * step's memory on a rank (triad's memory model, dp = pp = 1; at most 256 MB
+ * in all: enough to leave any CPU's or GPU's cache). */
 static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
 {
+    krot *r = calloc(1, sizeof *r);
+    if (!r)
+        log_die("profile: out of memory");
     kbufs k;
     memset(&k, 0, sizeof k);
     k.B = b;
@@ -349,71 +424,68 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     k.V = m->vocab / t;
     k.N = b * m->seq;
     int64_t N = k.N, C = k.C, F = k.F, V = k.V, C3 = 3 * (int64_t)k.NH * k.HS;
-    int64_t wmax = C * (F > C3 ? F : C3);
-    if (C * V > wmax)
-        wmax = C * V;
-    int64_t amax = N * (F > C3 ? F : C3);
-    if (N * V > amax)
-        amax = N * V;
-    int64_t in_max = N * (F > C ? F : C);
-    k.x = falloc(in_max, 1);
-    k.y = falloc(N * C, 2);
-    k.z = falloc(in_max > V * C ? in_max : V * C, 3);
-    k.w = falloc(wmax, 4);
-    k.dw = falloc(wmax, 5);
-    k.db = falloc(F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), 6);
-    k.mean = falloc(N, 7);
-    k.rstd = falloc_mode(N, 8, 1); /* sums of exponentials are >= 1 */
-    k.big = falloc(amax, 9);
-    k.big2 = falloc(amax, 10);
-    k.qkv = falloc(N * C3, 11);
-    k.dqkv = falloc(N * C3, 12);
-    k.att = falloc((int64_t)b * k.NH * k.T * k.T, 13);
-    k.datt = falloc((int64_t)b * k.NH * k.T * k.T, 14);
+    spec_layout l;
+    spec_layout_default(&l);
+    l.tp = t, l.pp = 1, l.dp = 1, l.mbs = b, l.precision = SPEC_PREC_FP32;
+    cost_mem mem;
+    cost_memory_rank(m, &l, b, 0, &mem);
+    int64_t want = mem.total_bytes < (256LL << 20) ? mem.total_bytes : (256LL << 20);
+    int64_t set_bytes = kbufs_alloc(&r->sets[0], &k, 0);
+    r->n = (int)((want + set_bytes - 1) / set_bytes);
+    r->n = r->n < 1 ? 1 : r->n > MAX_ROT ? MAX_ROT : r->n;
+    for (int i = 1; i < r->n; i++)
+        kbufs_alloc(&r->sets[i], &k, (unsigned)i);
+    r->k = k;
+    r->i = 0;
+    rot_next(r); /* the first set's buffers into r->k */
     int *tok = malloc(sizeof(int) * (size_t)N);
     if (!tok)
         log_die("profile: out of memory");
     for (int64_t i = 0; i < N; i++)
         tok[i] = (int)((i * 7919) % V);
-    k.tok = upload(tok, (int64_t)sizeof(int) * N);
+    r->k.tok = upload(tok, (int64_t)sizeof(int) * N);
     free(tok);
 
     /* the block's four GEMMs and the LM head, as model.c calls them */
-    struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {k.NH * (int64_t)k.HS, C, 0}, {C, F, 1}, {F, C, 0},
+    struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {r->k.NH * (int64_t)r->k.HS, C, 0}, {C, F, 1}, {F, C, 0},
                                                 {C, V, 0}};
     for (int i = 0; i < 5; i++) {
-        k.mm_n = (int)N;
-        k.mm_c = (int)mm[i].c;
-        k.mm_oc = (int)mm[i].oc;
-        k.mm_bias = mm[i].bias;
-        row_gemm(c, N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_fwd, &k));
+        r->k.mm_n = (int)N;
+        r->k.mm_c = (int)mm[i].c;
+        r->k.mm_oc = (int)mm[i].oc;
+        r->k.mm_bias = mm[i].bias;
+        row_gemm(c, N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_fwd, r));
         /* the executor always accumulates a bias gradient for the block's
          * matrices (the row-parallel ones too) and none for the head */
-        k.mm_bias = i < 4;
-        row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_bwd, &k));
+        r->k.mm_bias = i < 4;
+        row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_bwd, r));
     }
-    row_kernel(c, "attention_fwd", (int64_t)b * k.NH, k.T, k.HS, time_kernel(c, f_att_fwd, &k));
-    row_kernel(c, "attention_bwd", (int64_t)b * k.NH, k.T, k.HS, time_kernel(c, f_att_bwd, &k));
-    row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, &k));
-    row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, &k));
-    k.n_elem = N * F;
-    row_kernel(c, "gelu_fwd", N * F, 1, 1, time_kernel(c, f_gelu_fwd, &k));
-    row_kernel(c, "gelu_bwd", N * F, 1, 1, time_kernel(c, f_gelu_bwd, &k));
-    k.n_elem = N * C;
-    row_kernel(c, "add", N * C, 1, 1, time_kernel(c, f_add, &k));
-    row_kernel(c, "encoder_fwd", N, C, 1, time_kernel(c, f_enc_fwd, &k));
-    row_kernel(c, "encoder_bwd", N, C, 1, time_kernel(c, f_enc_bwd, &k));
-    row_kernel(c, "xent_fwd", N, V, 1, time_kernel(c, f_xent_fwd, &k));
-    row_kernel(c, "xent_bwd", N, V, 1, time_kernel(c, f_xent_bwd, &k));
+    row_kernel(c, "attention_fwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_fwd, r));
+    row_kernel(c, "attention_bwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));
+    row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, r));
+    row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, r));
+    r->k.n_elem = N * F;
+    row_kernel(c, "gelu_fwd", N * F, 1, 1, time_kernel(c, f_gelu_fwd, r));
+    row_kernel(c, "gelu_bwd", N * F, 1, 1, time_kernel(c, f_gelu_bwd, r));
+    r->k.n_elem = N * C;
+    row_kernel(c, "add", N * C, 1, 1, time_kernel(c, f_add, r));
+    row_kernel(c, "encoder_fwd", N, C, 1, time_kernel(c, f_enc_fwd, r));
+    row_kernel(c, "encoder_bwd", N, C, 1, time_kernel(c, f_enc_bwd, r));
+    row_kernel(c, "xent_fwd", N, V, 1, time_kernel(c, f_xent_fwd, r));
+    row_kernel(c, "xent_bwd", N, V, 1, time_kernel(c, f_xent_bwd, r));
 
-    void *all[] = {k.x, k.y, k.z, k.w, k.dw, k.db, k.mean, k.rstd, k.big, k.big2, k.qkv, k.dqkv, k.att, k.datt, k.tok};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        ffree(all[i]);
+    for (int i = 0; i < r->n; i++)
+        kbufs_free(&r->sets[i]);
+    ffree(r->k.tok);
+    free(r);
 }
 
 /* AdamW and the gradient norm per parameter, at this rank's largest size. */
 static void profile_optimizer(prof_ctx *c, int64_t n)
 {
+    krot *r = calloc(1, sizeof *r); /* one set: the state's own size rotates it out of cache */
+    if (!r)
+        log_die("profile: out of memory");
     kbufs k;
     memset(&k, 0, sizeof k);
     k.big = falloc(n, 1);
@@ -421,13 +493,15 @@ static void profile_optimizer(prof_ctx *c, int64_t n)
     k.x = falloc(n, 3);
     k.z = falloc_mode(n, 4, 1); /* second moments are positive */
     k.n_elem = n;
-    row_kernel(c, "adamw", n, 1, 1, time_kernel(c, f_adamw, &k));
+    r->k = k;
+    row_kernel(c, "adamw", n, 1, 1, time_kernel(c, f_adamw, r));
     /* the other passes of a step over every gradient: the global norm for
      * clipping, zeroing before the first micro-batch, the data-parallel mean */
-    row_kernel(c, "grad_norm", n, 1, 1, time_kernel(c, f_grad_norm, &k));
-    row_kernel(c, "zero_grad", n, 1, 1, time_kernel(c, f_zero_grad, &k));
-    row_kernel(c, "scale", n, 1, 1, time_kernel(c, f_scale, &k));
+    row_kernel(c, "grad_norm", n, 1, 1, time_kernel(c, f_grad_norm, r));
+    row_kernel(c, "zero_grad", n, 1, 1, time_kernel(c, f_zero_grad, r));
+    row_kernel(c, "scale", n, 1, 1, time_kernel(c, f_scale, r));
     ffree(k.big), ffree(k.big2), ffree(k.x), ffree(k.z);
+    free(r);
 }
 
 /* ---- collectives --------------------------------------------------------------------- */
