@@ -91,6 +91,11 @@ comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t,
 
 size_t comm_dtype_size(comm_dtype t);
 
+/* Wall seconds this rank has spent blocked in communication since it
+ * started: MPI waits and blocking calls (waiting for peers included: a
+ * pipeline bubble is time in a receive), NCCL calls and waits. */
+double comm_time_s(void);
+
 /* Device memory for the MPI backend's staging: how to tell a device pointer
  * from a host one and copy between them. A device group (COMM_MEM_DEVICE)
  * accepts both kinds of pointer; only device ones are staged through the

@@ -66,7 +66,9 @@ static int comm_nccl_buffers(const void *a, const void *b);
 #define COMM_NCCL(c, a, b, stmt)                            \
     do {                                                    \
         if ((c)->nccl && comm_nccl_buffers((a), (b))) {     \
+            double t_ = comm_clock();                       \
             stmt;                                           \
+            g_comm_s += comm_clock() - t_;                  \
             return;                                         \
         }                                                   \
     } while (0)
@@ -275,20 +277,37 @@ static void comm_stage_out(const comm_group *c, void *dev, void *h, size_t count
 
 /* ---- waiting ------------------------------------------------------------------ */
 
+/* Wall time this rank has spent blocked in communication: MPI waits and
+ * blocking calls, NCCL calls (which synchronise their stream) and waits. */
+static double g_comm_s;
+
+static double comm_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double comm_time_s(void) { return g_comm_s; }
+
 static int g_idle_wait; /* more ranks than cores on this node: sleep while waiting */
 static int g_node_ranks = 1; /* the most ranks any node of the job holds */
 
 static void comm_idle_wait(MPI_Request *req)
 {
+    double t0 = comm_clock();
     if (!g_idle_wait) {
         mpiCheck(MPI_Wait(req, MPI_STATUS_IGNORE));
+        g_comm_s += comm_clock() - t0;
         return;
     }
     int done = 0;
     for (int polls = 0;; polls++) {
         mpiCheck(MPI_Test(req, &done, MPI_STATUS_IGNORE));
-        if (done)
+        if (done) {
+            g_comm_s += comm_clock() - t0;
             return;
+        }
         if (polls >= 64) {
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL);
@@ -305,7 +324,9 @@ static void comm_idle_wait(MPI_Request *req)
             mpiCheck(nonblocking);                                                                 \
             comm_idle_wait(&rq_);                                                                  \
         } else {                                                                                   \
+            double t_ = comm_clock();                                                              \
             mpiCheck(blocking);                                                                    \
+            g_comm_s += comm_clock() - t_;                                                         \
         }                                                                                          \
     } while (0)
 
@@ -580,9 +601,11 @@ void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int de
             if (rq[i] != MPI_REQUEST_NULL)
                 comm_idle_wait(&rq[i]);
     } else {
+        double t0 = comm_clock();
         mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t),
                               dest >= 0 ? dest : MPI_PROC_NULL, tag, hr, src >= 0 ? (int)recv_count : 0,
                               comm_mpi_type(t), src >= 0 ? src : MPI_PROC_NULL, tag, c->comm, MPI_STATUS_IGNORE));
+        g_comm_s += comm_clock() - t0;
     }
     if (dest >= 0)
         comm_stage_out(c, (void *)sendbuf, hs, send_count, t, 0);
@@ -629,7 +652,9 @@ void comm_wait(comm_req *r)
         return;
 #if TRIAD_HAVE_CUDA
     if (r->nccl_event) {
+        double t0 = comm_clock();
         comm_nccl_wait(r->nccl_event);
+        g_comm_s += comm_clock() - t0;
         free(r);
         return;
     }

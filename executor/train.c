@@ -285,7 +285,7 @@ int exec_train_run(const exec_train_opts *o)
             /* for MFU: the model's FLOPs of one step (no recomputation counted), all ranks */
             fprintf(mf, "# model_flops_per_step %.6e (72 B s l h^2 (1 + s/(6h) + V/(12 l h)), B = %lld)\n",
                     cost_model_flops(m, o->global_batch), (long long)o->global_batch);
-            fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes");
+            fprintf(mf, "step,loss,lr,grad_norm,step_time_s,tokens_per_s,mem_peak_bytes,mem_pred_bytes,comm_s");
             for (int st = 0; l.pp > 1 && st < l.pp; st++)
                 fprintf(mf, ",mem_peak_bytes_stage%d,mem_pred_bytes_stage%d", st, st);
             fprintf(mf, "\n");
@@ -351,7 +351,7 @@ int exec_train_run(const exec_train_opts *o)
     double t_start = now_s();
     int status = TRIAD_EXIT_OK;
     for (int step = first_step; step <= o->steps; step++) {
-        double t0 = now_s();
+        double t0 = now_s(), comm0 = comm_time_s();
         exec_model_zero_grad(&md);
         double loss = 0.0;
         if (l.pp > 1) {
@@ -499,7 +499,7 @@ int exec_train_run(const exec_train_opts *o)
             break;
         }
         exec_backend()->sync(); /* a device backend's last kernels belong to this step */
-        double dt = now_s() - t0;
+        double dt = now_s() - t0, comm_s = comm_time_s() - comm0;
         double tps = (double)o->global_batch * T / dt;
         int64_t peak = exec_mem_peak_bytes(), peak_pred = pred.total_bytes;
         if (l.pp > 1) { /* every stage's peaks; the step's figure is the largest */
@@ -511,8 +511,8 @@ int exec_train_run(const exec_train_opts *o)
             }
         }
         if (mf) {
-            fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld", step, loss, lr, norm, dt, tps, (long long)peak,
-                    (long long)peak_pred);
+            fprintf(mf, "%d,%.9g,%.9g,%.9g,%.6g,%.6g,%lld,%lld,%.6g", step, loss, lr, norm, dt, tps, (long long)peak,
+                    (long long)peak_pred, comm_s);
             for (int st = 0; l.pp > 1 && st < l.pp; st++)
                 fprintf(mf, ",%lld,%lld", (long long)stage_mem[2 * st], (long long)stage_mem[2 * st + 1]);
             fprintf(mf, "\n");

@@ -58,6 +58,7 @@ typedef struct {
     int ok;
     int passes; /* runs summed into meas_s */
     double meas_lo, meas_hi; /* the fastest and slowest pass */
+    double pred_comm_s, meas_comm_s; /* time not computing: closed form; rank 0 blocked in comm (NAN: not recorded) */
 } report_row;
 
 static void usage(FILE *f)
@@ -83,17 +84,29 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median step time after `skip` warm-up steps and the largest measured
- * memory peak, from a `triad train --metrics` CSV. */
-static int read_metrics(const char *path, int skip, double *step_s, int64_t *mem)
+/* Median of t[skip..n) (sorts that part), NAN when empty. */
+static double median_from(double *t, int n, int skip)
+{
+    if (n <= skip)
+        return NAN;
+    int k = n - skip;
+    qsort(t + skip, (size_t)k, sizeof *t, cmp_double);
+    return t[skip + k / 2];
+}
+
+/* Median step time and time blocked in communication (NAN when the file
+ * has no comm_s column) after `skip` warm-up steps, and the largest
+ * measured memory peak, from a `triad train --metrics` CSV. */
+static int read_metrics(const char *path, int skip, double *step_s, double *comm_s, int64_t *mem)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
     char line[4096];
-    int col_t = -1, col_m = -1, n = 0, cap = 0;
-    double *t = NULL;
+    int col_t = -1, col_m = -1, col_c = -1, n = 0, cap = 0;
+    double *t = NULL, *cs = NULL;
     *mem = 0;
+    *comm_s = NAN;
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '#')
             continue;
@@ -104,17 +117,21 @@ static int read_metrics(const char *path, int skip, double *step_s, int64_t *mem
                     col_t = i;
                 if (!strcmp(tok, "mem_peak_bytes"))
                     col_m = i;
+                if (!strcmp(tok, "comm_s"))
+                    col_c = i;
             }
             if (col_t < 0 || col_m < 0)
                 break;
             continue;
         }
         int i = 0;
-        double ts = NAN;
+        double ts = NAN, tc = NAN;
         long long mb = -1;
         for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), i++) {
             if (i == col_t)
                 ts = strtod(tok, NULL);
+            if (i == col_c)
+                tc = strtod(tok, NULL);
             if (i == col_m)
                 mb = strtoll(tok, NULL, 10);
         }
@@ -122,19 +139,27 @@ static int read_metrics(const char *path, int skip, double *step_s, int64_t *mem
             *mem = mb;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
-            t = realloc(t, sizeof *t * (size_t)cap);
+            double *nt = realloc(t, sizeof *t * (size_t)cap), *nc = nt ? realloc(cs, sizeof *cs * (size_t)cap) : NULL;
+            if (nt)
+                t = nt;
+            if (nc)
+                cs = nc;
+            if (!nt || !nc)
+                break;
         }
-        t[n++] = ts;
+        t[n] = ts;
+        cs[n++] = tc;
     }
     fclose(f);
     int rc = -1;
     if (n > skip && col_t >= 0) {
-        int k = n - skip;
-        qsort(t + skip, (size_t)k, sizeof *t, cmp_double);
-        *step_s = t[skip + k / 2];
+        *step_s = median_from(t, n, skip);
+        if (col_c >= 0)
+            *comm_s = median_from(cs, n, skip);
         rc = isfinite(*step_s) && *step_s > 0 && *mem > 0 ? 0 : -1;
     }
     free(t);
+    free(cs);
     return rc;
 }
 
@@ -381,6 +406,9 @@ int report_cmd_report(int argc, char **argv)
                     snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=fp32", dp, tp,
                              pp, l.mbs, spec_schedule_name(l.schedule));
                     w->pred_mem = r.mem_peak_bytes;
+                    /* the closed form's step less its compute and optimizer:
+                     * collectives, pipeline sends and bubble */
+                    w->pred_comm_s = fmax(0.0, r.step_time_s - r.compute_s - r.optimizer_s);
                     cost_sim_opts so;
                     cost_sim_opts_default(&so);
                     cost_sim *sim = NULL;
@@ -426,15 +454,16 @@ int report_cmd_report(int argc, char **argv)
                     continue;
                 }
             }
-            double t;
+            double t, tc;
             int64_t mem;
-            if (read_metrics(metrics, (int)warm, &t, &mem)) {
+            if (read_metrics(metrics, (int)warm, &t, &tc, &mem)) {
                 log_msg("report: %s: no usable metrics in '%s'", w->name, metrics);
                 failed++;
                 w->ok = 0;
                 continue;
             }
             w->meas_s = pass == 0 ? t : w->meas_s + t;
+            w->meas_comm_s = pass == 0 ? tc : w->meas_comm_s + tc; /* NAN stays NAN */
             w->meas_lo = pass == 0 ? t : fmin(w->meas_lo, t);
             w->meas_hi = pass == 0 ? t : fmax(w->meas_hi, t);
             w->passes = pass == 0 ? 1 : w->passes + 1;
@@ -444,8 +473,10 @@ int report_cmd_report(int argc, char **argv)
         }
 
     for (int i = 0; i < n; i++)
-        if (rows[i].ok && rows[i].passes > 1)
+        if (rows[i].ok && rows[i].passes > 1) {
             rows[i].meas_s /= rows[i].passes;
+            rows[i].meas_comm_s /= rows[i].passes;
+        }
 
     /* ---- ranks, errors, table ---- */
     report_row *order[MAX_LAYOUTS];
@@ -471,7 +502,7 @@ int report_cmd_report(int argc, char **argv)
         log_die("report: cannot write '%s': %s", tmp, strerror(errno));
     fprintf(f, "layout,dp,tp,pp,mbs,schedule,predicted_step_time_s,measured_step_time_s,step_time_error_pct,"
                "predicted_mem_bytes,measured_mem_bytes,mem_error_pct,predicted_rank,measured_rank,"
-               "measured_spread_pct\n");
+               "measured_spread_pct,predicted_comm_s,measured_comm_s\n");
     double sum_err = 0, worst_err = 0, worst_mem = 0, spread[MAX_LAYOUTS];
     int n_spread = 0;
     for (int i = 0; i < n; i++) {
@@ -487,9 +518,12 @@ int report_cmd_report(int argc, char **argv)
         double sp = 100.0 * (w->meas_hi - w->meas_lo) / w->meas_s;
         if (w->passes > 1)
             spread[n_spread++] = sp;
-        fprintf(f, "\"%s\",%d,%d,%d,%d,%s,%.6g,%.6g,%.2f,%lld,%lld,%.3f,%d,%d,%.2f\n", w->name, w->l.dp, w->l.tp,
-                w->l.pp, w->l.mbs, spec_schedule_name(w->l.schedule), w->pred_s, w->meas_s, e, (long long)w->pred_mem,
-                (long long)w->meas_mem, em, w->pred_rank, w->meas_rank, sp);
+        char mc[32] = ""; /* empty when the metrics did not record it */
+        if (isfinite(w->meas_comm_s))
+            snprintf(mc, sizeof mc, "%.6g", w->meas_comm_s);
+        fprintf(f, "\"%s\",%d,%d,%d,%d,%s,%.6g,%.6g,%.2f,%lld,%lld,%.3f,%d,%d,%.2f,%.6g,%s\n", w->name, w->l.dp,
+                w->l.tp, w->l.pp, w->l.mbs, spec_schedule_name(w->l.schedule), w->pred_s, w->meas_s, e,
+                (long long)w->pred_mem, (long long)w->meas_mem, em, w->pred_rank, w->meas_rank, sp, w->pred_comm_s, mc);
     }
     if (fclose(f) || rename(tmp, path))
         log_die("report: cannot write '%s'", path);

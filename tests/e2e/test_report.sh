@@ -49,7 +49,7 @@ fi
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
    --out "$tmp/r" > "$tmp/r.txt" 2> "$tmp/r.log" || { cat "$tmp/r.log"; bad "report ran"; }
 cat "$tmp/r.txt"
-python3 - "$tmp/r/comparison.csv" <<'PY' && ok "comparison.csv: every feasible layout, memory within 2%, passes' mean and spread" || fail=1
+python3 - "$tmp/r/comparison.csv" <<'PY' && ok "comparison.csv: every feasible layout, memory within 2%, passes' mean and spread, comm time" || fail=1
 import csv, math, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 need = ['layout', 'predicted_step_time_s', 'measured_step_time_s', 'step_time_error_pct',
@@ -78,6 +78,20 @@ for i, r in enumerate(rows):
     assert abs(m - (a + b) / 2) <= 1e-5 * m, ('mean of passes', r['layout'], m, a, b)
     sp = float(r['measured_spread_pct'])
     assert math.isfinite(sp) and abs(sp - 100 * abs(a - b) / m) < 0.01, ('spread', r['layout'], sp, a, b)
+# time blocked in communication: the mean of the passes' medians of the
+# metrics' comm_s column, less than the step; every 2-rank layout
+# communicates, and the prediction (the closed form's step less compute and
+# optimizer) is positive and less than the predicted step
+def med_col(path, name):
+    ls = [l.rstrip('\n').split(',') for l in open(path) if not l.startswith('#')]
+    j = ls[0].index(name)
+    return statistics.median([float(x[j]) for x in ls[1:]][1:])
+for i, r in enumerate(rows):
+    a, b = (med_col('%s/layout%02d%s.csv' % (runs, i + 1, x), 'comm_s') for x in ('', '.r2'))
+    mc, m = float(r['measured_comm_s']), float(r['measured_step_time_s'])
+    assert abs(mc - (a + b) / 2) <= 1e-5 * m and 0 < mc < m, ('measured comm', r['layout'], mc, a, b, m)
+    pc, p = float(r['predicted_comm_s']), float(r['predicted_step_time_s'])
+    assert 0 < pc < p, ('predicted comm', r['layout'], pc, p)
 PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
