@@ -20,6 +20,10 @@
  *    busbw = algbw x the ring factor (2(n-1)/n all-reduce, (n-1)/n gather
  *    and scatter, 1 send/recv). All groups of a size run at once.
  *
+ * Kernels take their operands from a rotation of buffer sets that together
+ * fill one training step's memory (see krot): in training a kernel finds its
+ * data where the rest of the step left it, not in the core's cache.
+ *
  * The kernel sweep runs --passes times (default 2), every shape once per
  * pass, and each row reports the mean of its per-pass medians: the samples
  * of one shape are spread over the whole profile, so a slow spell of the
