@@ -4,11 +4,16 @@
 #   make check-gpu LOG=dir           (or: bash tests/check_gpu.sh dir)
 #   bash tests/check_gpu.sh --build-only     build the GPU test programs only
 #   SECTIONS="kernels comm" bash tests/check_gpu.sh dir    some sections only
+#   BUDGET_S=480 bash tests/check_gpu.sh dir     everything that fits in 480 s
 #
-# Sections (all by default): build kernels comm training loop bench.
-# Each section writes its own log under LOG (default build/gpu-logs) and adds
-# one line to LOG/summary.txt; the script exits non-zero when any section
-# fails. The kernel test is built from kernels/cpu/*.c and kernels/cuda/*.cu
+# Sections (all by default, in this order): build kernels comm training bench
+# loop. Each section writes its own log under LOG (default build/gpu-logs)
+# and adds one line to LOG/summary.txt; the script exits non-zero when any
+# section fails or was skipped. With BUDGET_S every section runs under a
+# deadline: one that would start with less time left than it needs (NEED_S
+# below, measured on an H100) is skipped and says so, one still running at
+# the deadline is killed and fails, so a short lease of a GPU machine comes
+# back with every log written instead of nothing. The kernel test is built from kernels/cpu/*.c and kernels/cuda/*.cu
 # directly (nvcc + cc + OpenBLAS headers); where that cannot build, a
 # build/tests/gpu/test_kern_cuda newer than all its sources (built with
 # --build-only on another machine and copied over) is used instead.
@@ -23,7 +28,7 @@ mkdir -p "$LOG"
 SUMMARY=$LOG/summary.txt
 : >"$SUMMARY"
 FAILED=0
-SECTIONS=${SECTIONS:-build kernels comm training loop bench}
+SECTIONS=${SECTIONS:-build kernels comm training bench loop}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TR=${TRIAD:-build/triad}
 
@@ -42,6 +47,28 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export LD_LIBRARY_PATH=$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 section() { echo; echo "==== $1 ===="; }
+T0=$(date +%s)
+BUDGET_S=${BUDGET_S:-0}
+# seconds left before the deadline (a day when there is no budget)
+left() { if [ "$BUDGET_S" -gt 0 ]; then echo $((T0 + BUDGET_S - $(date +%s))); else echo 86400; fi; }
+# the seconds a section needs at least, on one H100 (the logs of a full run)
+declare -A NEED_S=([build]=150 [kernels]=20 [comm]=25 [training]=60 [bench]=120 [loop]=150)
+# runs NAME FUNCTION: the section's function in its own shell under the
+# deadline, output to LOG/NAME.log (and here), one summary line
+run_section() {
+  local name=$1 fn=$2 l; l=$(left)
+  if [ "$l" -lt "${NEED_S[$name]}" ]; then
+    echo "skipped: ${l} s left of BUDGET_S=$BUDGET_S, the section needs ~${NEED_S[$name]} s" | tee "$LOG/$name.log"
+    printf '%-28s %s\n' "$name" "SKIPPED (time)" | tee -a "$SUMMARY"; FAILED=1; return
+  fi
+  local t=$(date +%s)
+  timeout -k 10 "$l" bash -c "$fn" >"$LOG/$name.log" 2>&1
+  local st=$?
+  [ $st = 124 ] || [ $st = 137 ] && echo "killed at the deadline (BUDGET_S=$BUDGET_S)" >>"$LOG/$name.log"
+  echo "($(( $(date +%s) - t )) s)" >>"$LOG/$name.log"
+  cat "$LOG/$name.log"; record "$name" $st
+}
+export LOG TR SUMMARY CUDA_HOME
 # record NAME STATUS: one summary line, FAILED set on a non-zero status
 record() {
   local st=$([ "$2" = 0 ] && echo PASS || echo "FAIL (exit $2)")
@@ -71,18 +98,22 @@ build_gpu_tests() {
 # a binary built elsewhere from these very sources (no file newer than it)
 prebuilt_fresh() {
   [ -x build/tests/gpu/test_kern_cuda ] || return 1
-  local f; for f in "${KERN_SRC[@]}"; do [ "$f" -nt build/tests/gpu/test_kern_cuda ] && return 1; done; return 0
+  local f; for f in ${KERN_SRC_LIST:-${KERN_SRC[*]}}; do [ "$f" -nt build/tests/gpu/test_kern_cuda ] && return 1; done; return 0
 }
-if want build || want kernels || [ $BUILD_ONLY = 1 ]; then
-section "build (GPU test programs)"
-build_gpu_tests >"$LOG/build.log" 2>&1
-st=$?
-if [ $st != 0 ] && [ $BUILD_ONLY = 0 ] && prebuilt_fresh; then
-  echo "check_gpu: build failed here (log above); using build/tests/gpu/test_kern_cuda, newer than its sources" \
-    >>"$LOG/build.log"
-  st=0
-fi
-cat "$LOG/build.log"; record build $st
+# build: a kernel test built on the development machine from these very
+# sources (--build-only) is used as it is, nvcc on the GPU machine costs
+# minutes of its lease; otherwise it is built here
+build_section() {
+  if prebuilt_fresh; then echo "check_gpu: build/tests/gpu/test_kern_cuda is newer than all its sources: used as built"; return 0; fi
+  build_gpu_tests
+}
+if [ $BUILD_ONLY = 1 ]; then
+  section "build (GPU test programs)"
+  build_gpu_tests >"$LOG/build.log" 2>&1; st=$?; cat "$LOG/build.log"; record build $st
+elif want build || want kernels; then
+  section "build (GPU test programs)"
+  export -f build_section build_gpu_tests prebuilt_fresh; export KERN_SRC_LIST="${KERN_SRC[*]}"
+  run_section build build_section
 fi
 
 # the comm layer's device test needs mpicc and the triad libraries: built
@@ -101,37 +132,30 @@ if [ $BUILD_ONLY = 1 ]; then
 fi
 
 # ---- section: kernels (CUDA kern_ops vs the CPU backend) -------------------------
+kernels_section() {
+  [ -x build/tests/gpu/test_kern_cuda ] || { echo "check_gpu: build/tests/gpu/test_kern_cuda missing"; return 1; }
+  nvidia-smi -L || true
+  build/tests/gpu/test_kern_cuda
+}
 if want kernels; then
-section "kernels: CUDA ops vs CPU"
-if [ -x build/tests/gpu/test_kern_cuda ]; then
-  nvidia-smi -L >"$LOG/kernels.log" 2>&1 || true
-  build/tests/gpu/test_kern_cuda >>"$LOG/kernels.log" 2>&1
-  st=$?; cat "$LOG/kernels.log"; record kernels $st
-else
-  echo "check_gpu: build/tests/gpu/test_kern_cuda missing" | tee "$LOG/kernels.log"; record kernels 1
-fi
+  section "kernels: CUDA ops vs CPU"
+  export -f kernels_section; run_section kernels kernels_section
 fi
 
 # ---- section: comm (device buffers through the comm layer) -----------------------
 # every collective and p2p call on cudaMalloc'd buffers, exact inputs:
 # MPI staging through the host with 2 and 4 ranks on the one GPU, and NCCL
 # at world size 1 (NCCL refuses two ranks on one GPU)
+comm_section() {
+  local CB=build/tests/mpi/test_comm_device st=0
+  [ -x $CB ] || { echo "check_gpu: $CB missing (tests/check_gpu.sh --build-only on the development machine)"; return 1; }
+  for np in 2 4; do mpirun --oversubscribe -np $np $CB || { echo "FAIL MPI staging at -np $np"; st=1; }; done
+  mpirun -np 1 $CB --nccl || { echo "FAIL NCCL at world size 1"; st=1; }
+  return $st
+}
 if want comm; then
-section "comm: device buffers (MPI staging, NCCL)"
-CB=build/tests/mpi/test_comm_device
-if [ -x $CB ]; then
-  (
-    st=0
-    for np in 2 4; do mpirun --oversubscribe -np $np $CB || { echo "FAIL MPI staging at -np $np"; st=1; }; done
-    mpirun -np 1 $CB --nccl || { echo "FAIL NCCL at world size 1"; st=1; }
-    exit $st
-  ) >"$LOG/comm.log" 2>&1
-  st=$?
-  cat "$LOG/comm.log"; record comm $st
-else
-  echo "check_gpu: $CB missing (tests/check_gpu.sh --build-only on the development machine)" | tee "$LOG/comm.log"
-  record comm 1
-fi
+  section "comm: device buffers (MPI staging, NCCL)"
+  export -f comm_section; run_section comm comm_section
 fi
 
 # ---- section: training (GPU runs of triad train) ---------------------------------
@@ -146,10 +170,6 @@ fi
 #  4. bf16 math (GEMMs on bf16 inputs, fp32 accumulation, fp32 master
 #     weights): tiny to the Markov source's entropy rate + 0.05;
 #  5. with two GPUs or more: dp2 on NCCL against the single GPU rank.
-if want training; then
-section "training: triad train --device cuda"
-train_log=$LOG/training.log
-: >"$train_log"
 train_check() {
   [ -x "$TR" ] || { echo "check_gpu: $TR missing (make it here, carry build/)"; return 1; }
   local D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps 20 --lr 3e-4 --warmup 5 --quiet"
@@ -215,25 +235,9 @@ PYEOF
   fi
   return $st
 }
-train_check >>"$train_log" 2>&1
-st=$?; cat "$train_log"; record training $st
-fi
-
-# ---- section: the closed loop on the GPU (issue: profile, plan, run, compare) ----
-# triad profile --device cuda with 2 ranks on the one GPU (collectives through
-# the MPI comm, staged), then triad report --device cuda over every feasible
-# layout of a small GPT on 2 ranks: comparison.csv and its summary
-if want loop; then
-section "loop: profile + report --device cuda"
-loop_check() {
-  local L=$LOG/loop; rm -rf "$L"; mkdir -p "$L"
-  mpirun --oversubscribe -np 2 $TR profile --device cuda --model tiny --out "$L/profile.csv" --force || return 1
-  $TR report --device cuda --model tiny --gpus 2 --global-batch 16 --profile "$L/profile.csv" --out "$L/report" \
-    --steps 20 --warmup-steps 5 --force || return 1
-  head -12 "$L/report/comparison.csv"
-}
-loop_check >"$LOG/loop.log" 2>&1
-st=$?; cat "$LOG/loop.log"; record loop $st
+if want training; then
+  section "training: triad train --device cuda"
+  export -f train_check; run_section training train_check
 fi
 
 # ---- section: bench (the GPU benchmark) --------------------------------------
@@ -242,13 +246,18 @@ fi
 # fits (a try that runs out of memory moves to the next), global batch =
 # micro-batch: median tokens/s of steps 3-12, MFU = model FLOPs (triad's
 # cost model, no recomputation counted; the metrics header) / step time /
-# the GPU's dense bf16 peak (989 TFLOP/s for an H100 SXM). LOG/bench.csv.
-if want bench; then
-section "bench: tokens/s and MFU on one GPU"
+# the GPU's dense bf16 peak (989 TFLOP/s for an H100 or H200 SXM, 756 for an
+# H100 PCIe, 312 for an A100; PEAK_TFLOPS overrides). LOG/bench.csv.
 bench_check() {
   [ -x "$TR" ] || { echo "check_gpu: $TR missing (make it here, carry build/)"; return 1; }
   local b=$LOG/bench; mkdir -p "$b"; local st=0
-  local peak=${PEAK_TFLOPS:-989}
+  local gpu; gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  local peak=${PEAK_TFLOPS:-}
+  if [ -z "$peak" ]; then
+    case "$gpu" in *H100*PCIe*) peak=756 ;; *H100*|*H200*|*GH200*) peak=989 ;; *A100*) peak=312 ;;
+      *) echo "check_gpu: dense bf16 peak of '$gpu' unknown: set PEAK_TFLOPS"; return 1 ;; esac
+  fi
+  echo "GPU: $gpu, dense bf16 peak $peak TFLOP/s (MFU's denominator)"
   echo "model,precision,mbs,seq,median_step_s,tokens_per_s,model_tflops,mfu_pct,mem_peak_gb" >"$LOG/bench.csv"
   for run in "gpt2-124m bf16" "gpt2-124m fp32" "gpt2-350m bf16" "gpt2-1558m bf16"; do
     set -- $run; local ok=0
@@ -274,8 +283,25 @@ PYEOF
   column -s, -t "$LOG/bench.csv" 2>/dev/null || cat "$LOG/bench.csv"
   return $st
 }
-bench_check >"$LOG/bench.log" 2>&1
-st=$?; cat "$LOG/bench.log"; record bench $st
+if want bench; then
+  section "bench: tokens/s and MFU on one GPU"
+  export -f bench_check; run_section bench bench_check
+fi
+
+# ---- section: the closed loop on the GPU (issue: profile, plan, run, compare) ----
+# triad profile --device cuda with 2 ranks on the one GPU (collectives through
+# the MPI comm, staged), then triad report --device cuda over every feasible
+# layout of a small GPT on 2 ranks: comparison.csv and its summary
+loop_check() {
+  local L=$LOG/loop; rm -rf "$L"; mkdir -p "$L"
+  mpirun --oversubscribe -np 2 $TR profile --device cuda --model tiny --out "$L/profile.csv" --force || return 1
+  $TR report --device cuda --model tiny --gpus 2 --global-batch 16 --profile "$L/profile.csv" --out "$L/report" \
+    --steps 20 --warmup-steps 5 --force || return 1
+  head -12 "$L/report/comparison.csv"
+}
+if want loop; then
+  section "loop: profile + report --device cuda"
+  export -f loop_check; run_section loop loop_check
 fi
 
 section "summary"
