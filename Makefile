@@ -71,7 +71,7 @@ all: probe $(BUILD)/triad
 
 # ---- Debian packages ---------------------------------------------------------
 FUZZ_RUNS ?= 1000000
-DEB_PKGS := libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev libcsv-dev \
+DEB_PKGS := g++ libglpk-dev libopenmpi-dev openmpi-bin libcmocka-dev libinih-dev libcsv-dev \
             libopenblas-dev gnuplot-nox python3 python3-numpy bc
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
@@ -127,14 +127,22 @@ $(filter $(EXEC_TEST_PAT),$(UNIT_BIN)): $(BUILD)/tests/%: tests/unit/%.c $(BUILD
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) $(CUDA_DEFS) -Itests/unit -o $@ $< $(BUILD)/libtriad_exec.a \
 	  $(BUILD)/libtriad_plan.a -lcmocka $(MPI_LIBS) $(BLAS_LIBS) $(CUDA_LINK) $(PLAN_LIBS) $(LDFLAGS)
 
-unit: all $(UNIT_BIN)
-	@bash tests/run_unit.sh $(UNIT_BIN)
+# The CUDA flash-attention kernels run on the host (tests/cudaemu): C++20
+# threads and barriers stand in for a block's threads, no GPU needed.
+CXX ?= g++
+EMU_BIN := $(BUILD)/tests/test_flash_emu
+$(EMU_BIN): tests/cudaemu/test_flash_emu.cc tests/cudaemu/cuda_emu.h kernels/cuda/flash_tc.cuh $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 $(OPT) -g -Wall -Wextra $(WERROR) -pthread $(EXTRA_CFLAGS) -o $@ $< $(EXTRA_LDFLAGS)
+
+unit: all $(UNIT_BIN) $(EMU_BIN)
+	@bash tests/run_unit.sh $(UNIT_BIN) $(EMU_BIN)
 
 e2e: all
 	@bash tests/run_e2e.sh
 
-test: all $(UNIT_BIN)
-	@BUILD=$(BUILD) EXTRA_CFLAGS="$(EXTRA_CFLAGS)" EXTRA_LDFLAGS="$(EXTRA_LDFLAGS)" bash tests/run_all.sh "$(UNIT_BIN)"
+test: all $(UNIT_BIN) $(EMU_BIN)
+	@BUILD=$(BUILD) EXTRA_CFLAGS="$(EXTRA_CFLAGS)" EXTRA_LDFLAGS="$(EXTRA_LDFLAGS)" bash tests/run_all.sh "$(UNIT_BIN) $(EMU_BIN)"
 
 bench: all
 	@bash tests/bench.sh

@@ -157,6 +157,8 @@ int planfile_write(const char *path, const planfile *p, const char *comment, int
                "zero = %d\nsp = %d\nprecision = %s\n",
             l->tp, l->pp, l->dp, l->mbs, spec_schedule_name(l->schedule), l->v,
             spec_recompute_name(l->recompute), l->zero, l->sp, spec_precision_name(l->precision));
+    if (l->flash)
+        fprintf(f, "attn = flash\n");
     if (l->n_stage_layers > 0) {
         fprintf(f, "stages = ");
         for (int i = 0; i < l->n_stage_layers; i++)

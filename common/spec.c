@@ -348,11 +348,19 @@ int spec_layout_set(spec_layout *l, const char *key, const char *value, char err
         l->precision = (spec_precision)p;
         return SPEC_OK;
     }
+    if (!strcmp(key, "attn")) {
+        if (strcmp(value, "explicit") && strcmp(value, "flash")) {
+            snprintf(err, SPEC_ERR_LEN, "layout: attn='%s' is not one of explicit, flash", value);
+            return SPEC_ERR;
+        }
+        l->flash = !strcmp(value, "flash");
+        return SPEC_OK;
+    }
     if (!strcmp(key, "stages"))
         return parse_stages(l, value, err);
     snprintf(err, SPEC_ERR_LEN,
              "layout: unknown key '%s' (keys: tp, pp, dp, mbs, schedule, v, recompute, zero, sp, "
-             "precision, stages)",
+             "precision, attn, stages)",
              key);
     return SPEC_ERR;
 }

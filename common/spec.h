@@ -82,6 +82,8 @@ typedef struct {
     int zero;                 /* ZeRO stage 0..3 */
     int sp;                   /* sequence parallel, 0/1 */
     spec_precision precision;
+    int flash;                /* attention: 0 explicit softmax, the s x s probabilities kept (attn=explicit);
+                                 1 fused, one log-sum-exp per row kept (attn=flash, FlashAttention) */
     int n_stage_layers;
     int stage_layers[SPEC_MAX_PP];
 } spec_layout;

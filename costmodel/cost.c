@@ -79,21 +79,11 @@ int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
     return (int)(p - i < m ? p - i : m); /* 1F1B: min(p - i, m) */
 }
 
-/* What a fused attention kernel (FlashAttention, cuDNN) does not hold, in
- * elements: per block, the kept s x s probabilities (recompute none; the
- * kernel keeps the row log-sum-exp instead); in scratch, their gradient
- * and, when recomputing, the recomputed probabilities (the kernel
- * recomputes them on chip in its backward). */
-static int64_t fused_att_layer_saving(const spec_model *m, const spec_layout *l, spec_recompute rc)
-{
-    int64_t rows = (int64_t)l->mbs * (m->heads / l->tp) * m->seq;
-    return rc == SPEC_RECOMPUTE_NONE ? rows * m->seq - rows : 0;
-}
-static int64_t fused_att_scratch_saving(const spec_model *m, const spec_layout *l)
-{
-    int64_t rows = (int64_t)l->mbs * (m->heads / l->tp) * m->seq;
-    return rows * m->seq * (l->recompute == SPEC_RECOMPUTE_NONE ? 1 : 2);
-}
+/* Whether the software a profile describes runs fused attention
+ * (FlashAttention, cuDNN): its memory is then the inventory of a layout
+ * with attn=flash (shapes.c: one log-sum-exp per row instead of the s x s
+ * probabilities, no gradient of them, nothing for selective recomputation
+ * to drop). */
 static int fused_attention(const cost_profile *p, const spec_cluster *c)
 {
     return profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
@@ -111,9 +101,12 @@ void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const 
     cost_memory_rank_attn(m, l, global_batch, pp_rank, fused_attention(p, c), out);
 }
 
-void cost_memory_rank_attn(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+void cost_memory_rank_attn(const spec_model *m, const spec_layout *l_in, int64_t global_batch, int pp_rank,
                            int fused, cost_mem *out)
 {
+    spec_layout lf = *l_in;
+    lf.flash = lf.flash || fused;
+    const spec_layout *l = &lf;
     memset(out, 0, sizeof *out);
     shapes_tensor t[64];
     int64_t P = cost_shapes_param_elems(m, l, pp_rank);
@@ -135,7 +128,7 @@ void cost_memory_rank_attn(const spec_model *m, const spec_layout *l, int64_t gl
     int inflight = cost_in_flight(l, pp_rank, n_micro);
     out->in_flight = inflight;
     int n = cost_shapes_layer_acts(m, l, l->recompute, t, 64);
-    int64_t per_layer = cost_shapes_sum_elems(t, n) - (fused ? fused_att_layer_saving(m, l, l->recompute) : 0);
+    int64_t per_layer = cost_shapes_sum_elems(t, n);
     n = cost_shapes_extra_acts(m, l, pp_rank, t, 64);
     int64_t extra = cost_shapes_sum_elems(t, n);
     int layers = cost_shapes_rank_layers(m, l, pp_rank);
@@ -148,8 +141,7 @@ void cost_memory_rank_attn(const spec_model *m, const spec_layout *l, int64_t gl
     int64_t shard = (P + dp - 1) / dp;
     int64_t zero_stage = l->zero == 1 && dp > 1 ? shard * dp + shard : 0;
     out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
-                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage -
-                                                 (fused ? fused_att_scratch_saving(m, l) : 0)));
+                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage));
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
                        out->scratch_bytes;
 }
@@ -304,17 +296,22 @@ static void measured_block(const spec_model *m, const spec_cluster *c, const spe
 #define MMB(oc, ic) K(p, "matmul_bwd", N, (oc), (ic))
     double ln_f = K(p, "layernorm_fwd", Ns, C, 1), ln_b = K(p, "layernorm_bwd", Ns, C, 1);
     double add = K(p, "add", Ns * C, 1, 1);
-    double att_f = K(p, "attention_fwd", l->mbs * NH, m->seq, HS);
-    double att_b = K(p, "attention_bwd", l->mbs * NH, m->seq, HS);
+    /* fused attention (attn=flash): its own kernels, and nothing for
+     * selective recomputation to redo (the log-sum-exp is kept) */
+    const char *af = l->flash ? "attention_flash_fwd" : "attention_fwd";
+    const char *ab = l->flash ? "attention_flash_bwd" : "attention_bwd";
+    double att_f = K(p, af, l->mbs * NH, m->seq, HS);
+    double att_b = K(p, ab, l->mbs * NH, m->seq, HS);
     out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 4 * add + MMF(F, C) +
                  K(p, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
     out->bwd_s = MMB(C, F) + K(p, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
                  MMB(C3, C);
 #undef MMF
 #undef MMB
+    out->recompute_s = 0.0;
     if (rc == SPEC_RECOMPUTE_FULL)
         out->recompute_s = out->fwd_s;
-    else if (rc == SPEC_RECOMPUTE_SELECTIVE)
+    else if (rc == SPEC_RECOMPUTE_SELECTIVE && !l->flash)
         out->recompute_s = att_f;
 }
 
@@ -401,9 +398,10 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
         out->tp_bwd_s = exposed[0] + exposed[1] + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
     }
     shapes_tensor ts[32];
-    int n = cost_shapes_layer_acts(m, l, rc, ts, 32);
-    out->act_bytes = (int64_t)(eb * (double)(cost_shapes_sum_elems(ts, n) -
-                                             (fused_attention(p, c) ? fused_att_layer_saving(m, l, rc) : 0)));
+    spec_layout lf = *l;
+    lf.flash = lf.flash || fused_attention(p, c);
+    int n = cost_shapes_layer_acts(m, &lf, rc, ts, 32);
+    out->act_bytes = (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
 }
 
 void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_layout *l, int pp_rank,

@@ -328,7 +328,8 @@ static void cb_record(int ch, void *data)
         }
         p->coll[p->n_coll++] = (profile_coll){op, (int)n, bytes, t};
     } else if (!strcmp(kind, "kernel")) {
-        static const char *names[] = {"matmul_bwd", "attention_fwd", "attention_bwd", "layernorm_fwd",
+        static const char *names[] = {"matmul_bwd", "attention_fwd", "attention_bwd", "attention_flash_fwd",
+                                      "attention_flash_bwd", "layernorm_fwd",
                                       "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "encoder_fwd",
                                       "encoder_bwd", "xent_fwd", "xent_bwd", "adamw", "grad_norm",
                                       "zero_grad", "scale"};

@@ -76,7 +76,12 @@ int cost_shapes_layer_acts(const spec_model *m, const spec_layout *l, spec_recom
     n = add(out, n, max, "ln1_mean", B, Ss, 0, 0);
     n = add(out, n, max, "ln1_rstd", B, Ss, 0, 0);
     n = add(out, n, max, "qkv", B, S, 3 * Ct, 0);
-    if (rc == SPEC_RECOMPUTE_NONE)
+    /* explicit attention keeps the softmax probabilities (selective
+     * recomputation drops them); fused attention keeps one log-sum-exp per
+     * row, and has no s x s matrix for selective recomputation to drop */
+    if (l->flash)
+        n = add(out, n, max, "lse", B, NH, S, 0);
+    else if (rc == SPEC_RECOMPUTE_NONE)
         n = add(out, n, max, "att", B, NH, S, S);
     n = add(out, n, max, "atty", B, S, Ct, 0);
     n = add(out, n, max, "res2", B, Ss, C, 0);
@@ -121,7 +126,8 @@ int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
     /* gradients of one block's activations, overwritten block after block */
     n = add(out, n, max, "d_ln1", B, S, C, 0);
     n = add(out, n, max, "d_qkv", B, S, 3 * Ct, 0);
-    n = add(out, n, max, "d_att", B, NH, S, S);
+    if (!l->flash) /* the fused backward recomputes the probabilities on chip */
+        n = add(out, n, max, "d_att", B, NH, S, S);
     n = add(out, n, max, "d_atty", B, S, Ct, 0);
     n = add(out, n, max, "d_ln2", B, S, C, 0);
     n = add(out, n, max, "d_fch", B, S, Ft, 0);

@@ -221,6 +221,16 @@ static void f_att_bwd(void *a)
     kbufs *k = rot_next(a);
     P->attention_backward(k->dqkv, k->datt, k->y, k->qkv, k->att, k->B, k->T, k->NH, k->HS);
 }
+static void f_fl_fwd(void *a)
+{
+    kbufs *k = rot_next(a); /* lse (B,NH,T) in att's space */
+    P->attention_forward_flash(k->y, k->att, k->qkv, k->B, k->T, k->NH, k->HS);
+}
+static void f_fl_bwd(void *a)
+{
+    kbufs *k = rot_next(a); /* dO and the forward's output both in y: read only */
+    P->attention_backward_flash(k->dqkv, k->y, k->qkv, k->y, k->att, k->B, k->T, k->NH, k->HS);
+}
 static void f_ln_fwd(void *a)
 {
     kbufs *k = rot_next(a);
@@ -466,6 +476,8 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     }
     row_kernel(c, "attention_fwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_fwd, r));
     row_kernel(c, "attention_bwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));
+    row_kernel(c, "attention_flash_fwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_fl_fwd, r));
+    row_kernel(c, "attention_flash_bwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_fl_bwd, r));
     row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, r));
     row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, r));
     r->k.n_elem = N * F;

@@ -255,7 +255,8 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     int na = cost_shapes_layer_acts(m, l, l->recompute, at, 16);
     int nx = cost_shapes_extra_acts(m, l, pp_rank, xt, 8);
     md->recompute_full = l->recompute == SPEC_RECOMPUTE_FULL;
-    md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE;
+    md->flash = l->flash;
+    md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE && !l->flash; /* flash keeps its lse */
     int64_t per_layer = cost_shapes_sum_elems(at, na);
     md->slot_elems = per_layer * md->n_layers + cost_shapes_sum_elems(xt, nx);
     md->act_elems = md->slot_elems * md->n_slots;
@@ -274,7 +275,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     for (int L = 0; L < md->n_layers; L++)
         for (int j = 0; j < na; j++) {
             for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-                if (!strcmp(at[j].name, ACT_NAMES[a]))
+                if (!strcmp(at[j].name, ACT_NAMES[a]) || (a == A_ATT && !strcmp(at[j].name, "lse")))
                     md->la[L][a] = q;
             q += at[j].elems;
         }
@@ -295,7 +296,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
                       : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
         if (!dst && !strncmp(n, "rc_", 3))
             for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-                if (!strcmp(n + 3, ACT_NAMES[a]))
+                if (!strcmp(n + 3, ACT_NAMES[a]) || (a == A_ATT && !strcmp(n + 3, "lse")))
                     dst = &md->rc[a];
         if (dst)
             *dst = q;
@@ -428,7 +429,10 @@ static void block_forward(exec_model *md, int L, float *out)
     md->ops->layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
     const float *x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
     md->ops->matmul_forward(a[A_QKV], x, w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
-    md->ops->attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
+    if (md->flash)
+        md->ops->attention_forward_flash(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS); /* A_ATT: lse */
+    else
+        md->ops->attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
     /* attention projection (row-parallel): partial sums, all-reduce (or
      * reduce-scatter), bias once, residual */
     float *part = md->sp ? md->xfer : a[A_RES2];
@@ -556,7 +560,10 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
         dy = md->sp ? sp_gather(md, md->dres) : md->dres;
         md->ops->matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], w[P_ATTPROJW], N, NH * HS,
                                  C, 0.0f);
-        md->ops->attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
+        if (md->flash)
+            md->ops->attention_backward_flash(md->d_qkv, md->d_atty, a[A_QKV], a[A_ATTY], a[A_ATT], B, T, NH, HS);
+        else
+            md->ops->attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
         x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
         md->ops->matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, w[P_QKVW], N, C, 3 * NH * HS, 0.0f);
         dx = md->sp ? md->xfer : md->d_ln1;

@@ -75,14 +75,15 @@ typedef struct {
     int n_slots;               /* micro-batches in flight (cost_in_flight) */
     int64_t slot_elems;        /* one slot: every local block's kept activations + extras */
     int slot;                  /* the slot la / lnf_* point into now */
-    float *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS];
+    float *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* A_ATT: att (B,NH,T,T), or lse (B,NH,T) with flash */
     float *la0[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* slot 0 (or the shared recompute buffer) */
     unsigned char kept[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* 1: per slot, 0: recompute buffer */
     float *lnf_in, *lnf, *lnf_mean, *lnf_rstd;
     float *lnf0[4];
     int logits_slot;           /* whose logits the scratch holds (-1: none) */
     comm_group *tpg;           /* tensor-parallel group (set by the trainer when tp > 1), not owned */
-    int recompute_att;         /* att is recomputed in backward (selective) */
+    int recompute_att;         /* att is recomputed in backward (selective, explicit attention) */
+    int flash;                 /* fused attention (attn=flash): la[..][A_ATT] holds lse (B,NH,T), not att */
     int recompute_full;        /* only inp kept; the block is recomputed */
 
     float *scratch;            /* scratch slab (shapes.h cost_shapes_scratch) */

@@ -58,6 +58,17 @@ void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B,
 void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                  const float *att, int B, int T, int NH, int HS);
 
+/* Fused (flash) causal attention: no T x T matrix. Forward writes out
+ * (B,T,NH*HS) and lse (B,NH,T), the natural log-sum-exp of each row's
+ * scaled scores; backward recomputes the probabilities from qkv and lse and
+ * overwrites dqkv (B,T,3*NH*HS). In bf16 math (set_math) the operands are
+ * rounded to bf16 where the CUDA tensor-core kernels round them
+ * (kernels/cuda/flash_tc.cuh); in fp32 nothing is, and the results equal
+ * attention_forward / attention_backward up to the order of fp32 sums. */
+void kern_cpu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
+void kern_cpu_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                       const float *lse, int B, int T, int NH, int HS);
+
 /* GELU, tanh approximation (GPT-2). dinp = gelu'(inp) * dout (overwrite). */
 void kern_cpu_gelu_forward(float *out, const float *inp, int64_t n);
 void kern_cpu_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
@@ -150,15 +161,13 @@ typedef struct kern_ops {
     double (*sum_squares)(const float *x, int64_t n);
     void (*scale)(float *x, float s, int64_t n);
 
-    /* Flash-style causal attention (CUDA table only; NULL in the CPU table):
-     * no T x T matrix; online softmax per query row. Forward writes out
-     * (B,T,NH*HS) and lse (B,NH,T), the log-sum-exp of each row's scaled
-     * scores; backward recomputes the probabilities from qkv and lse and
-     * overwrites dqkv (B,T,3*NH*HS). Same results as attention_forward /
-     * attention_backward up to rounding. HS <= 128. A memory-saving path, not a
-     * fast one: one thread per query row, no tiling (on an H100 at B=8 T=1024
-     * NH=12 HS=64: 25 ms forward, 162 ms backward vs 1.3 / 2.4 ms for the
-     * cuBLAS path that keeps att). */
+    /* Fused (flash) causal attention, every table: the contract of
+     * kern_cpu_attention_forward_flash / _backward_flash. CUDA: in bf16 math
+     * and HS in {16, 32, 64, 128}, FlashAttention-2 tiles on tensor cores
+     * (kernels/cuda/flash_tc.cuh); in fp32 math one thread per query row,
+     * exact but slow (on an H100 at B=8 T=1024 NH=12 HS=64: 25 ms forward,
+     * 162 ms backward vs 1.3 / 2.4 ms for the cuBLAS path that keeps att).
+     * HS <= 128. */
     void (*attention_forward_flash)(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
     void (*attention_backward_flash)(float *dqkv, const float *dout, const float *qkv, const float *out,
                                      const float *lse, int B, int T, int NH, int HS);

@@ -100,6 +100,8 @@ static void emit_megatron(const plan_search_opts *o, const spec_layout *l)
         printf("--recompute-granularity full --recompute-method uniform --recompute-num-layers 1 \\\n");
     else if (l->recompute == SPEC_RECOMPUTE_SELECTIVE)
         printf("--recompute-granularity selective \\\n");
+    if (l->flash)
+        printf("--use-flash-attn \\\n");
     if (l->zero >= 1)
         printf("--use-distributed-optimizer \\\n");
     if (l->zero >= 2)

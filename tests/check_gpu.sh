@@ -11,9 +11,10 @@
 # and adds one line to LOG/summary.txt; the script exits non-zero when any
 # section fails or was skipped. With BUDGET_S every section runs under a
 # deadline: one that would start with less time left than it needs (NEED_S
-# below, measured on an H100) is skipped and says so, one still running at
-# the deadline is killed and fails, so a short lease of a GPU machine comes
-# back with every log written instead of nothing. The kernel test is built from kernels/cpu/*.c and kernels/cuda/*.cu
+# below, an estimate) is skipped and says so, one still running at the
+# deadline is killed and fails, so a short lease of a GPU machine comes back
+# with every log written instead of nothing.
+# The kernel test is built from kernels/cpu/*.c and kernels/cuda/*.cu
 # directly (nvcc + cc + OpenBLAS headers); where that cannot build, a
 # build/tests/gpu/test_kern_cuda newer than all its sources (built with
 # --build-only on another machine and copied over) is used instead.
@@ -51,8 +52,9 @@ T0=$(date +%s)
 BUDGET_S=${BUDGET_S:-0}
 # seconds left before the deadline (a day when there is no budget)
 left() { if [ "$BUDGET_S" -gt 0 ]; then echo $((T0 + BUDGET_S - $(date +%s))); else echo 86400; fi; }
-# the seconds a section needs at least, on one H100 (the logs of a full run)
-declare -A NEED_S=([build]=150 [kernels]=20 [comm]=25 [training]=60 [bench]=120 [loop]=150)
+# the seconds a section needs at least on one GPU: estimates (no full run has
+# been timed yet), generous, so that a section never starts to be killed
+declare -A NEED_S=([build]=150 [kernels]=20 [comm]=25 [training]=75 [bench]=150 [loop]=150)
 # runs NAME FUNCTION: the section's function in its own shell under the
 # deadline, output to LOG/NAME.log (and here), one summary line
 run_section() {
@@ -176,60 +178,41 @@ train_check() {
   local t=$LOG/train; mkdir -p "$t"; local st=0
   $TR train $D --layout mbs=2,precision=fp32 --device cpu --metrics "$t/cpu.csv" || return 1
   $TR train $D --layout mbs=2,precision=fp32 --device cuda --metrics "$t/gpu.csv" || return 1
-  python3 - "$t/cpu.csv" "$t/gpu.csv" 1e-4 "one GPU rank vs CPU" <<'PYEOF' || st=1
-import sys
-def rows(p): return [l.split(",") for l in open(p) if l[0].isdigit()]
-a, b, tol, what = rows(sys.argv[1]), rows(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-worst = max(abs(float(x[1]) - float(y[1])) / abs(float(x[1])) for x, y in zip(a, b))
-ok = len(a) == len(b) == 20 and worst <= tol
-print("%s %s: loss max rel diff %.2e over %d steps (limit %g)" % ("ok  " if ok else "FAIL", what, worst, len(b), tol))
-sys.exit(0 if ok else 1)
-PYEOF
+  python3 tests/gpu/loss_match.py "$t/cpu.csv" "$t/gpu.csv" 1e-4 "one GPU rank vs CPU" || st=1
+  # fused attention in fp32 (the exact row kernels) against the CPU's
+  $TR train $D --layout mbs=2,precision=fp32,attn=flash --device cpu --metrics "$t/cpu_flash.csv" || return 1
+  $TR train $D --layout mbs=2,precision=fp32,attn=flash --device cuda --metrics "$t/gpu_flash.csv" || return 1
+  python3 tests/gpu/loss_match.py "$t/cpu_flash.csv" "$t/gpu_flash.csv" 1e-4 "attn=flash, one GPU rank vs CPU" || st=1
   $TR train $D --layout mbs=1,precision=fp32 --device cuda --metrics "$t/gpu1.csv" || return 1
   for spec in "4 dp=2,tp=2,zero=1,sp=1" "4 tp=2,pp=2,schedule=1f1b" "4 dp=2,pp=2,schedule=gpipe"; do
     set -- $spec
     mpirun --oversubscribe -np $1 $TR train $D --layout "$2,mbs=1,precision=fp32" --device cuda \
       --metrics "$t/$2.csv" || { echo "FAIL $2 on the GPU"; st=1; continue; }
-    python3 - "$t/gpu1.csv" "$t/$2.csv" 1e-4 "$2 (MPI comm, one GPU) vs one GPU rank" <<'PYEOF' || st=1
+    python3 tests/gpu/loss_match.py "$t/gpu1.csv" "$t/$2.csv" 1e-4 "$2 (MPI comm, one GPU) vs one GPU rank" --mem || st=1
+  done
+  # bf16 math (the default precision): tiny on the Markov source to its
+  # entropy rate + 0.05 (mean of the last 50 of 700 steps), with the
+  # explicit attention and with the tensor-core flash kernels
+  H=$($TR data --describe markov:vocab=64,order=1,seed=7 | sed -n 's/^entropy_rate_nats=//p')
+  for attn in explicit flash; do
+  $TR train --model tiny --layout mbs=16,attn=$attn --global-batch 32 --data markov:vocab=64,order=1,seed=7 --steps 700 \
+    --lr 2e-2 --warmup 20 --device cuda --quiet --metrics "$t/bf16_$attn.csv" || return 1
+  python3 - "$t/bf16_$attn.csv" "$H" "$attn" <<'PYEOF' || st=1
 import sys
-def rows(p): return [l.split(",") for l in open(p) if l[0].isdigit()]
-a, b, tol, what = rows(sys.argv[1]), rows(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-worst = max(abs(float(x[1]) - float(y[1])) / abs(float(x[1])) for x, y in zip(a, b))
-mem = [(int(r[6]), int(r[7])) for r in b]
-memerr = max(abs(m - p) / p for m, p in mem)
-ok = len(a) == len(b) == 20 and worst <= tol and memerr <= 0.02
-print("%s %s: loss max rel diff %.2e (limit %g); device memory measured vs predicted %+.2f%%" %
-      ("ok  " if ok else "FAIL", what, worst, tol, 100 * memerr))
+r = [l.split(",") for l in open(sys.argv[1]) if l[0].isdigit()]
+last = [float(x[1]) for x in r[-50:]]
+gap = sum(last) / max(len(last), 1) - float(sys.argv[2])
+ok = len(r) == 700 and -0.02 < gap <= 0.05  # below the entropy rate is a broken loss, not a good model
+print("%s bf16 math, attn=%s (fp32 master weights and state): tiny ends %.4f nats above the entropy rate %s (limit 0.05)"
+      % ("ok  " if ok else "FAIL", sys.argv[3], gap, sys.argv[2]))
 sys.exit(0 if ok else 1)
 PYEOF
   done
-  # bf16 math (the default precision): tiny on the Markov source to its
-  # entropy rate + 0.05 (mean of the last 50 of 700 steps)
-  $TR train --model tiny --layout mbs=16 --global-batch 32 --data markov:vocab=64,order=1,seed=7 --steps 700 \
-    --lr 2e-2 --warmup 20 --device cuda --quiet --metrics "$t/bf16.csv" || return 1
-  H=$($TR data --describe markov:vocab=64,order=1,seed=7 | sed -n 's/^entropy_rate_nats=//p')
-  python3 - "$t/bf16.csv" "$H" <<'PYEOF' || st=1
-import sys
-r = [l.split(",") for l in open(sys.argv[1]) if l[0].isdigit()]
-gap = sum(float(x[1]) for x in r[-50:]) / 50 - float(sys.argv[2])
-ok = len(r) == 700 and gap <= 0.05
-print("%s bf16 GEMMs (fp32 master weights and state): tiny ends %.4f nats above the entropy rate %s (limit 0.05)"
-      % ("ok  " if ok else "FAIL", gap, sys.argv[2]))
-sys.exit(0 if ok else 1)
-PYEOF
   # NCCL under the trainer where the machine has a GPU per rank
   if [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 2 ]; then
     mpirun -np 2 $TR train $D --layout dp=2,mbs=1,precision=fp32 --device cuda --comm nccl \
       --metrics "$t/nccl_dp2.csv" || { echo "FAIL dp=2 on NCCL"; return 1; }
-    python3 - "$t/gpu1.csv" "$t/nccl_dp2.csv" 1e-4 "dp=2 on NCCL (two GPUs) vs one GPU rank" <<'PYEOF' || st=1
-import sys
-def rows(p): return [l.split(",") for l in open(p) if l[0].isdigit()]
-a, b, tol, what = rows(sys.argv[1]), rows(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-worst = max(abs(float(x[1]) - float(y[1])) / abs(float(x[1])) for x, y in zip(a, b))
-ok = len(a) == len(b) == 20 and worst <= tol
-print("%s %s: loss max rel diff %.2e (limit %g)" % ("ok  " if ok else "FAIL", what, worst, tol))
-sys.exit(0 if ok else 1)
-PYEOF
+    python3 tests/gpu/loss_match.py "$t/gpu1.csv" "$t/nccl_dp2.csv" 1e-4 "dp=2 on NCCL (two GPUs) vs one GPU rank" || st=1
   else
     echo "note: one GPU: NCCL under the trainer needs a GPU per rank (NCCL itself is checked at world size 1 in comm)"
   fi
@@ -258,25 +241,26 @@ bench_check() {
       *) echo "check_gpu: dense bf16 peak of '$gpu' unknown: set PEAK_TFLOPS"; return 1 ;; esac
   fi
   echo "GPU: $gpu, dense bf16 peak $peak TFLOP/s (MFU's denominator)"
-  echo "model,precision,mbs,seq,median_step_s,tokens_per_s,model_tflops,mfu_pct,mem_peak_gb" >"$LOG/bench.csv"
-  for run in "gpt2-124m bf16" "gpt2-124m fp32" "gpt2-350m bf16" "gpt2-1558m bf16"; do
-    set -- $run; local ok=0
+  echo "model,precision,attn,mbs,seq,median_step_s,tokens_per_s,model_tflops,mfu_pct,mem_peak_gb" >"$LOG/bench.csv"
+  for run in "gpt2-124m bf16 flash" "gpt2-124m bf16 explicit" "gpt2-124m fp32 explicit" "gpt2-350m bf16 flash" \
+             "gpt2-1558m bf16 flash"; do
+    set -- $run; local ok=0 tag=$1_$2_$3
     for mbs in 16 8 4 2 1; do
-      if $TR train --model $1 --layout mbs=$mbs,precision=$2 --global-batch $mbs \
+      if $TR train --model $1 --layout mbs=$mbs,precision=$2,attn=$3 --global-batch $mbs \
            --data markov:vocab=4096,order=1,seed=1 --steps 12 --device cuda --quiet \
-           --metrics "$b/$1_$2.csv" 2>"$b/$1_$2.err"; then ok=1; break; fi
-      echo "note: $1 $2 mbs $mbs did not run: $(grep -m1 'triad' "$b/$1_$2.err")"
+           --metrics "$b/$tag.csv" 2>"$b/$tag.err"; then ok=1; break; fi
+      echo "note: $1 $2 attn=$3 mbs $mbs did not run: $(grep -m1 'triad' "$b/$tag.err")"
     done
-    [ $ok = 1 ] || { echo "FAIL $1 $2: no micro-batch ran"; st=1; continue; }
-    python3 - "$b/$1_$2.csv" $1 $2 $mbs $peak >>"$LOG/bench.csv" <<'PYEOF' || st=1
+    [ $ok = 1 ] || { echo "FAIL $1 $2 attn=$3: no micro-batch ran"; st=1; continue; }
+    python3 - "$b/$tag.csv" $1 $2 $mbs $peak $3 >>"$LOG/bench.csv" <<'PYEOF' || st=1
 import sys, statistics
-p, model, prec, mbs, peak = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+p, model, prec, mbs, peak, attn = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 flops = [float(l.split()[2]) for l in open(p) if l.startswith("# model_flops_per_step")][0]
 r = [l.split(",") for l in open(p) if l[0].isdigit()][2:]
 dt = statistics.median(float(x[4]) for x in r)
 tps = statistics.median(float(x[5]) for x in r)
 mem = max(int(x[6]) for x in r)
-print("%s,%s,%d,%d,%.4f,%.0f,%.1f,%.1f,%.2f" % (model, prec, mbs, round(tps * dt / mbs), dt, tps, flops / dt / 1e12,
+print("%s,%s,%s,%d,%d,%.4f,%.0f,%.1f,%.1f,%.2f" % (model, prec, attn, mbs, round(tps * dt / mbs), dt, tps, flops / dt / 1e12,
       100 * flops / dt / (peak * 1e12), mem / 2**30))
 PYEOF
   done

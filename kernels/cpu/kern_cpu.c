@@ -256,6 +256,90 @@ void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, co
         }
 }
 
+/* Fused (flash) attention, the reference of kernels/cuda/flash_tc.cuh: no
+ * T x T matrix, two passes per query row (scores and their max, then the
+ * probabilities and the weighted values). In KERN_MATH_BF16 the operands
+ * are rounded to bf16 where the GPU kernels round them (q, k, v, the
+ * probabilities before P V, dO and dS before their products), every sum
+ * in fp32; in KERN_MATH_FP32 nothing is rounded. */
+static inline float att_round(float x) { return g_math == KERN_MATH_BF16 ? kern_bf16_round(x) : x; }
+
+void kern_cpu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
+{
+    int C = NH * HS, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *base = qkv + (int64_t)b * T * C3 + h * HS;
+            float *s = malloc(sizeof(float) * (size_t)T);
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (int64_t)t * C3;
+                float mx = -INFINITY, l = 0.0f;
+                for (int j = 0; j <= t; j++) {
+                    const float *k = base + (int64_t)j * C3 + C;
+                    float acc = 0.0f;
+                    for (int d = 0; d < HS; d++)
+                        acc += att_round(q[d]) * att_round(k[d]);
+                    s[j] = acc * scale;
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j <= t; j++) {
+                    s[j] = expf(s[j] - mx);
+                    l += s[j];
+                }
+                float *o = out + ((int64_t)b * T + t) * C + h * HS, inv = 1.0f / l;
+                for (int d = 0; d < HS; d++) {
+                    float acc = 0.0f;
+                    for (int j = 0; j <= t; j++)
+                        acc += att_round(s[j]) * att_round(base[(int64_t)j * C3 + 2 * C + d]);
+                    o[d] = acc * inv;
+                }
+                lse[((int64_t)b * NH + h) * T + t] = mx + logf(l);
+            }
+            free(s);
+        }
+}
+
+void kern_cpu_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                       const float *lse, int B, int T, int NH, int HS)
+{
+    int C = NH * HS, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *base = qkv + (int64_t)b * T * C3 + h * HS;
+            float *dbase = dqkv + (int64_t)b * T * C3 + h * HS;
+            for (int t = 0; t < T; t++)
+                for (int part = 0; part < 3; part++)
+                    memset(dbase + (int64_t)t * C3 + part * C, 0, sizeof(float) * (size_t)HS);
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (int64_t)t * C3;
+                const float *dO = dout + ((int64_t)b * T + t) * C + h * HS, *O = out + ((int64_t)b * T + t) * C + h * HS;
+                float D = 0.0f, L = lse[((int64_t)b * NH + h) * T + t];
+                for (int d = 0; d < HS; d++)
+                    D += dO[d] * O[d];
+                float *dq = dbase + (int64_t)t * C3;
+                for (int j = 0; j <= t; j++) {
+                    const float *k = base + (int64_t)j * C3 + C, *v = k + C;
+                    float sc = 0.0f, dp = 0.0f;
+                    for (int d = 0; d < HS; d++) {
+                        sc += att_round(q[d]) * att_round(k[d]);
+                        dp += att_round(dO[d]) * att_round(v[d]);
+                    }
+                    float p = expf(sc * scale - L), ds = att_round(p * (dp - D)), pr = att_round(p);
+                    float *dk = dbase + (int64_t)j * C3 + C, *dv = dk + C;
+                    for (int d = 0; d < HS; d++) {
+                        dq[d] += ds * att_round(k[d]) * scale;
+                        dk[d] += ds * att_round(q[d]) * scale;
+                        dv[d] += pr * att_round(dO[d]);
+                    }
+                }
+            }
+        }
+}
+
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
 /* tanh through one expf (vectorisable, ~5x cheaper than tanhf here):

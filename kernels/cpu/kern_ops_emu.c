@@ -136,6 +136,10 @@ WRAP(attention_forward, (float *out, float *att, const float *qkv, int B, int T,
      (out, att, qkv, B, T, NH, HS))
 WRAP(attention_backward, (float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
                           int T, int NH, int HS), (dqkv, datt, dout, qkv, att, B, T, NH, HS))
+WRAP(attention_forward_flash, (float *out, float *lse, const float *qkv, int B, int T, int NH, int HS),
+     (out, lse, qkv, B, T, NH, HS))
+WRAP(attention_backward_flash, (float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
+                                int B, int T, int NH, int HS), (dqkv, dout, qkv, out, lse, B, T, NH, HS))
 WRAP(gelu_forward, (float *out, const float *inp, int64_t n), (out, inp, n))
 WRAP(gelu_backward, (float *dinp, const float *inp, const float *dout, int64_t n), (dinp, inp, dout, n))
 WRAP(residual_forward, (float *out, const float *a, const float *b, int64_t n), (out, a, b, n))
@@ -193,8 +197,8 @@ static const kern_ops emu_ops = {
     .adamw = emu_adamw,
     .sum_squares = emu_sum_squares,
     .scale = emu_scale,
-    .attention_forward_flash = NULL,
-    .attention_backward_flash = NULL,
+    .attention_forward_flash = emu_attention_forward_flash,
+    .attention_backward_flash = emu_attention_backward_flash,
     .to_bf16 = NULL,
     .matmul_forward_bf16 = NULL,
     .adamw_bf16 = NULL,

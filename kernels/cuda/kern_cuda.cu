@@ -17,6 +17,7 @@
 #define TRIAD_HAVE_CUDA 1
 #endif
 #include "../kernels.h"
+#include "flash_tc.cuh"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -436,6 +437,12 @@ static void cu_attention_forward_flash(float *out, float *lse, const float *qkv,
         fprintf(stderr, "triad: attention_forward_flash: head size %d > %d\n", HS, FLASH_MAX_HS);
         exit(1);
     }
+    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) { /* tensor cores, bf16 operands */
+        if (flash_tc::forward(out, lse, qkv, B, T, NH, HS) != 0)
+            cudaCheck(cudaGetLastError());
+        launchCheck();
+        return;
+    }
     int64_t rows = (int64_t)B * NH * T;
     flash_forward_k<<<blocks_for(rows, 128), 128>>>(out, lse, qkv, B, T, NH, HS, 1.0f / sqrtf((float)HS));
     launchCheck();
@@ -489,7 +496,21 @@ static void cu_attention_backward_flash(float *dqkv, const float *dout, const fl
         exit(1);
     }
     int64_t rows = (int64_t)B * NH * T;
-    cudaCheck(cudaMemset(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS));
+    cudaCheck(cudaMemsetAsync(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS));
+    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) {
+        /* D = rowsum(dO o O): scratch kept between calls, grown when needed */
+        static float *D;
+        static int64_t D_rows;
+        if (rows > D_rows) {
+            cudaCheck(cudaFree(D));
+            cudaCheck(cudaMalloc((void **)&D, sizeof(float) * (size_t)rows));
+            D_rows = rows;
+        }
+        if (flash_tc::backward(dqkv, dout, qkv, out, lse, D, B, T, NH, HS) != 0)
+            cudaCheck(cudaGetLastError());
+        launchCheck();
+        return;
+    }
     flash_backward_k<<<blocks_for(rows, 128), 128>>>(dqkv, dout, qkv, out, lse, B, T, NH, HS,
                                                       1.0f / sqrtf((float)HS));
     launchCheck();

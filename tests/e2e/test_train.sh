@@ -20,12 +20,14 @@ $T train --model tiny --layout mbs=2,precision=fp32 --global-batch 4 --data mark
    --steps 5 --lr 3e-4 --warmup 2 --dump "$tmp/dump" --quiet
 python3 tests/ref/gpt_ref.py "$tmp/dump" | tee "$tmp/ref.txt"
 check "float64 reference agrees within 1e-4" "grep -q 'reference agrees' $tmp/ref.txt"
-# the same with full recomputation and selective recomputation
-for rc in full selective; do
-  $T train --model tiny --layout mbs=2,precision=fp32,recompute=$rc --global-batch 4 \
-     --data markov:vocab=64,order=1,seed=7 --steps 5 --lr 3e-4 --warmup 2 --dump "$tmp/dump_$rc" --quiet
-  python3 tests/ref/gpt_ref.py "$tmp/dump_$rc" > "$tmp/ref_$rc.txt"
-  check "reference agrees with recompute=$rc" "grep -q 'reference agrees' $tmp/ref_$rc.txt"
+# the same with full recomputation and selective recomputation, and with
+# fused (flash) attention, which keeps no probabilities
+for lay in recompute=full recompute=selective attn=flash attn=flash,recompute=full; do
+  d=$tmp/dump_${lay//[=,]/_}
+  $T train --model tiny --layout mbs=2,precision=fp32,$lay --global-batch 4 \
+     --data markov:vocab=64,order=1,seed=7 --steps 5 --lr 3e-4 --warmup 2 --dump "$d" --quiet
+  python3 tests/ref/gpt_ref.py "$d" > "$d.txt"
+  check "reference agrees with $lay" "grep -q 'reference agrees' $d.txt"
 done
 
 # 2. convergence: tiny on markov:vocab=64,order=1,seed=7 within 0.05 nats of the entropy rate
@@ -42,7 +44,7 @@ assert len(rows) == 700 and math.isfinite(m) and m - H < 0.05 and m - H > -0.02
 PY"
 
 # 3. memory: measured peak vs triad simulate --precision fp32 --cluster cpu, within 2%
-for lay in "mbs=4" "mbs=2,recompute=full" "mbs=8,recompute=selective"; do
+for lay in "mbs=4" "mbs=2,recompute=full" "mbs=8,recompute=selective" "mbs=4,attn=flash" "mbs=2,attn=flash,recompute=full"; do
   $T train --model gpt2-124m,layers=2,seq=64 --layout $lay --global-batch 8 --data markov:vocab=512,order=1,seed=1 \
      --steps 1 --metrics "$tmp/mem.csv" --quiet 2>/dev/null
   pred=$($T simulate --model gpt2-124m,layers=2,seq=64 --cluster cpu --global-batch 8 --layout $lay \
@@ -77,6 +79,7 @@ bad "vocabulary too large for shards" "65536" $T train --model tiny,vocab=70000 
 bad "markov vocab above the model's" "exceeds the model" $T train --model tiny --global-batch 2 --data markov:vocab=128,order=1,seed=1 --steps 1
 bad "layout the world cannot hold" "needs dp\*tp\*pp = 2 ranks" $T train --model tiny --layout dp=2 --global-batch 2 --data markov:vocab=8,order=1,seed=1 --steps 1
 bad "batch not divisible" "not divisible" $T train --model tiny --layout mbs=3 --global-batch 4 --data markov:vocab=8,order=1,seed=1 --steps 1
+bad "unknown attention" "attn='fast'" $T train --model tiny --layout attn=fast --global-batch 2 --data markov:vocab=8,order=1,seed=1 --steps 1
 bad "bad learning rate" "--lr 'fast'" $T train --model tiny --global-batch 2 --data markov:vocab=8,order=1,seed=1 --steps 1 --lr fast
 bad "shard overwrite refused" "not overwriting" $T data --text "$tmp/a.txt" --out "$tmp/a.bin"
 exit $fail

@@ -349,6 +349,67 @@ int main(void)
         badb ? n_fail++ : n_pass++;
     }
 
+    /* flash attention on tensor cores (bf16 math, kernels/cuda/flash_tc.cuh)
+     * against the CPU's flash reference in bf16 math, which rounds the same
+     * operands. They still round the probabilities differently (the GPU
+     * against each tile's running max, then rescales; the CPU against the
+     * row's max), up to 2 u relative per term, u = 2^-9; with |v|, |dO| <= 1
+     * that bounds out by 2u = 0.004 and the gradients by a few u of their
+     * terms: atol = rtol = 4u. Tails (T not a multiple of 64) and every head
+     * size with a kernel. */
+    {
+        const int shapes[][4] = {{2, 130, 3, 64}, {1, 100, 2, 16}, {2, 64, 2, 32}, {1, 192, 1, 128}};
+        const double u4 = 4.0 / 512.0;
+        H->set_math(KERN_MATH_BF16), D->set_math(KERN_MATH_BF16);
+        for (int s = 0; s < 4; s++) {
+            int b = shapes[s][0], t = shapes[s][1], nh = shapes[s][2], hs = shapes[s][3], c = nh * hs;
+            int64_t nq = (int64_t)b * t * 3 * c, no = (int64_t)b * t * c, nl = (int64_t)b * nh * t;
+            float *qkv = hrand(nq, 2), *out = hrand(no, 1), *lse = hrand(nl, 1), *g = hrand(no, 1), *gq = hrand(nq, 1);
+            float *dqkv_ = DF(qkv, nq), *dout = DF(out, no), *dlse = DF(lse, nl), *dg = DF(g, no), *dgq = DF(gq, nq);
+            H->attention_forward_flash(out, lse, qkv, b, t, nh, hs);
+            D->attention_forward_flash(dout, dlse, dqkv_, b, t, nh, hs);
+            char name[40];
+            snprintf(name, sizeof name, "flash_tc_fwd[HS=%d]", hs);
+            check(name, "out", out, dout, no, u4, u4);
+            check(name, "lse", lse, dlse, nl, 1e-5, 1e-5);
+            H->attention_backward_flash(gq, g, qkv, out, lse, b, t, nh, hs);
+            D->attention_backward_flash(dgq, dg, dqkv_, dout, dlse, b, t, nh, hs);
+            snprintf(name, sizeof name, "flash_tc_bwd[HS=%d]", hs);
+            check(name, "dqkv", gq, dgq, nq, u4, u4);
+            D->free(dqkv_), D->free(dout), D->free(dlse), D->free(dg), D->free(dgq);
+            free(qkv), free(out), free(lse), free(g), free(gq);
+        }
+        /* speed (printed, not asserted): gpt2-124m's attention at micro-batch
+         * 8, bf16 math: the cuBLAS path keeping att vs the tensor-core flash */
+        int b = 8, t = 1024, nh = 12, hs = 64, c = nh * hs;
+        int64_t nq = (int64_t)b * t * 3 * c, no = (int64_t)b * t * c, na = (int64_t)b * nh * t * t;
+        float *qkv = hrand(nq, 2), *dqkv_ = DF(qkv, nq), *dq2 = D->alloc(nq * 4), *o = D->alloc(no * 4);
+        float *dO = DF(hrand(no, 1), no), *att = D->alloc(na * 4), *datt = D->alloc(na * 4);
+        float *lse = D->alloc((int64_t)b * nh * t * 4);
+        cudaEvent_t e0, e1;
+        cudaEventCreate(&e0), cudaEventCreate(&e1);
+        float ms[4];
+        for (int k = 0; k < 4; k++) {
+            for (int rep = 0; rep < 2; rep++) { /* the second run is timed */
+                cudaEventRecord(e0, 0);
+                if (k == 0) D->attention_forward(o, att, dqkv_, b, t, nh, hs);
+                if (k == 1) D->attention_backward(dq2, datt, dO, dqkv_, att, b, t, nh, hs);
+                if (k == 2) D->attention_forward_flash(o, lse, dqkv_, b, t, nh, hs);
+                if (k == 3) D->attention_backward_flash(dq2, dO, dqkv_, o, lse, b, t, nh, hs);
+                cudaEventRecord(e1, 0);
+                cudaEventSynchronize(e1);
+                cudaEventElapsedTime(&ms[k], e0, e1);
+            }
+        }
+        double fl = 2.0 * b * nh * (double)t * t * hs; /* causal: half of the dense pair's 4 b nh t^2 hs */
+        printf("attention B=%d T=%d NH=%d HS=%d, bf16 math: cuBLAS + softmax (att kept) fwd %.3f ms bwd %.3f ms;"
+               " flash_tc fwd %.3f ms (%.0f TFLOP/s) bwd %.3f ms (%.0f TFLOP/s)\n",
+               b, t, nh, hs, ms[0], ms[1], ms[2], fl / ms[2] / 1e9, ms[3], 2.5 * fl / ms[3] / 1e9);
+        D->free(dqkv_), D->free(dq2), D->free(o), D->free(dO), D->free(att), D->free(datt), D->free(lse);
+        free(qkv);
+        H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
+    }
+
     D->sync();
     printf("test_kern_cuda: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -338,11 +338,14 @@ static void test_optimizer_bytes(void **state)
     assert_close(cm.optimizer_s, 36.0 * (double)((P + 3) / 4) / (2039e9 * 0.80), 1e-12, 0);
 }
 
-/* Fused attention (the H100 profile's flash_attention = 1): per block the
- * s x s probabilities give way to one log-sum-exp per row, and scratch
- * holds neither their gradient nor (when recomputing) their recomputed
- * copy. Exact element counts by hand; the A100 profile and the executor's
- * own prediction keep them. */
+/* Fused attention (the H100 profile's flash_attention = 1, or attn=flash):
+ * per block the s x s probabilities give way to one log-sum-exp per row,
+ * kept also under selective recomputation (there is nothing s x s for it to
+ * drop), and scratch holds neither their gradient nor their recomputed copy
+ * (with full recomputation, the recomputed log-sum-exp instead). Exact
+ * element counts by hand; the A100 profile and the executor's explicit
+ * attention keep the probabilities; the executor with attn=flash predicts
+ * what the H100 profile does. */
 static void test_fused_attention_memory(void **state)
 {
     (void)state;
@@ -365,13 +368,22 @@ static void test_fused_attention_memory(void **state)
             cost_memory_rank_profile(&m, &a, &l, gb, r, NULL, &a100);
             assert_int_equal(a100.total_bytes, plain.total_bytes);
             double rows = (double)l.mbs * (double)(m.heads / l.tp) * (double)m.seq, S = (double)m.seq;
-            double per_block = l.recompute == SPEC_RECOMPUTE_NONE ? rows * S - rows : 0.0;
+            double per_block = l.recompute == SPEC_RECOMPUTE_NONE        ? rows * S - rows
+                               : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? -rows
+                                                                         : 0.0;
             double layers = (double)cost_shapes_rank_layers(&m, &l, r);
             double act = 2.0 * per_block * layers * plain.in_flight;
-            double scratch = 2.0 * rows * S * (l.recompute == SPEC_RECOMPUTE_NONE ? 1 : 2);
+            double scratch = 2.0 * (l.recompute == SPEC_RECOMPUTE_NONE        ? rows * S
+                                    : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? 2 * rows * S
+                                                                              : 2 * rows * S - rows);
             assert_close((double)(plain.act_bytes - fused.act_bytes), act, 0, 0);
             assert_close((double)(plain.scratch_bytes - fused.scratch_bytes), scratch, 0, 0);
             assert_close((double)(plain.total_bytes - fused.total_bytes), act + scratch, 0, 0);
+            spec_layout lf = l;
+            lf.flash = 1;
+            cost_mem own;
+            cost_memory_rank(&m, &lf, gb, r, &own);
+            assert_int_equal(own.total_bytes, fused.total_bytes);
         }
     }
 }

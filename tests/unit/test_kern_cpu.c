@@ -230,6 +230,70 @@ static void test_attention(void **state)
     assert_all_close(dqkv, g, B * T * 3 * C, 1e-3, 1e-5, "attention dqkv");
 }
 
+/* Fused attention: the double reference for out, lse = log sum exp of the
+ * scaled scores (by hand below), finite differences for dqkv; in bf16 math
+ * the result of the fp32 path on bf16-rounded q, k, v to within what
+ * rounding the probabilities and dS costs (4 u of the terms, u = 2^-9). */
+static void test_attention_flash(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 7, NH = 2, HS = 4, C = NH * HS };
+    float qkv[B * T * 3 * C], out[B * T * C], lse[B * NH * T], R[B * T * C], dqkv[B * T * 3 * C];
+    fill(qkv, B * T * 3 * C, 1.5), fill(R, B * T * C, 1.0);
+    for (int i = 0; i < B * T * 3 * C; i++)
+        dqkv[i] = NAN; /* overwritten */
+    kern_cpu_attention_forward_flash(out, lse, qkv, B, T, NH, HS);
+    double qd[B * T * 3 * C], od[B * T * C], Rd[B * T * C], g[B * T * 3 * C];
+    tod(qd, qkv, B * T * 3 * C), tod(Rd, R, B * T * C);
+    ref_attention(od, qd, B, T, NH, HS);
+    assert_all_close(out, od, B * T * C, 1e-5, 1e-5, "flash attention");
+    for (int b = 0; b < B; b++) /* lse of row (b, h, t) */
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                double s = 0;
+                for (int u = 0; u <= t; u++) {
+                    double x = 0;
+                    for (int d = 0; d < HS; d++)
+                        x += qd[(b * T + t) * 3 * C + h * HS + d] * qd[(b * T + u) * 3 * C + C + h * HS + d];
+                    s += exp(x / sqrt((double)HS));
+                }
+                assert_close(lse[(b * NH + h) * T + t], log(s), 1e-6, 1e-6);
+            }
+    kern_cpu_attention_backward_flash(dqkv, R, qkv, out, lse, B, T, NH, HS);
+    at_ctx c = {B, T, NH, HS};
+    fd_grad(at_fn, &c, qd, B * T * 3 * C, B * T * C, Rd, g);
+    assert_all_close(dqkv, g, B * T * 3 * C, 1e-3, 1e-5, "flash attention dqkv");
+
+    /* bf16 math against fp32 math on rounded operands */
+    float qr[B * T * 3 * C], o32[B * T * C], l32[B * NH * T], d32[B * T * 3 * C], o16[B * T * C], l16[B * NH * T],
+        d16[B * T * 3 * C];
+    for (int i = 0; i < B * T * 3 * C; i++)
+        qr[i] = kern_bf16_round(qkv[i]);
+    for (int i = 0; i < B * T * C; i++)
+        R[i] = kern_bf16_round(R[i]);
+    kern_cpu_attention_forward_flash(o32, l32, qr, B, T, NH, HS);
+    kern_cpu_attention_backward_flash(d32, R, qr, o32, l32, B, T, NH, HS);
+    kern_cpu_set_math(KERN_MATH_BF16);
+    kern_cpu_attention_forward_flash(o16, l16, qkv, B, T, NH, HS);
+    kern_cpu_attention_backward_flash(d16, R, qkv, o16, l16, B, T, NH, HS);
+    kern_cpu_set_math(KERN_MATH_FP32);
+    double o32d[B * T * C], d32d[B * T * 3 * C], l32d[B * NH * T];
+    tod(o32d, o32, B * T * C), tod(d32d, d32, B * T * 3 * C), tod(l32d, l32, B * NH * T);
+    assert_all_close(l16, l32d, B * NH * T, 1e-6, 1e-6, "flash lse, bf16 math"); /* no rounding on that path */
+    assert_all_close(o16, o32d, B * T * C, 0, 4.0 / 512 * 1.5, "flash out, bf16 math"); /* 4 u max|v| */
+    int differ = 0;
+    for (int i = 0; i < B * T * 3 * C; i++)
+        differ += d16[i] != d32[i];
+    assert_true(differ > 0); /* the probabilities and dS were rounded */
+    /* each gradient element sums terms of at most the gradient's largest
+     * size, each rounded once (u): 4 u of the largest |gradient| */
+    double gmax = 0, emax = 0;
+    for (int i = 0; i < B * T * 3 * C; i++)
+        gmax = fmax(gmax, fabs(d32d[i])), emax = fmax(emax, fabs(d16[i] - d32d[i]));
+    print_message("flash dqkv, bf16 math: max |bf16 - fp32| %.3g, largest |gradient| %.3g\n", emax, gmax);
+    assert_all_close(d16, d32d, B * T * 3 * C, 0, 4.0 / 512 * gmax, "flash dqkv, bf16 math");
+}
+
 /* ---- gelu, residual, encoder ----------------------------------------------------------------- */
 
 static void test_gelu(void **state)
@@ -540,7 +604,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_attention),        cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_attention),        cmocka_unit_test(test_attention_flash),
+        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_encoder_vocab_parallel), cmocka_unit_test(test_crossentropy_sharded),
         cmocka_unit_test(test_adamw),            cmocka_unit_test(test_sum_squares_exact),
         cmocka_unit_test(test_elementwise_exact), cmocka_unit_test(test_ops_table),

@@ -74,7 +74,7 @@ static void test_round_trip(void **state)
     assert_int_equal(spec_model_parse("gpt2-124m", &p.model, err), SPEC_OK);
     assert_int_equal(spec_cluster_parse("dgx-h100-80gb,nodes=2,inter_lat_us=7.25", &p.cluster, err), SPEC_OK);
     assert_int_equal(spec_layout_parse("tp=2,pp=4,dp=2,mbs=2,schedule=gpipe,recompute=selective,zero=1,sp=1,"
-                                       "precision=fp32,stages=4:3:3:2",
+                                       "precision=fp32,attn=flash,stages=4:3:3:2",
                                        &p.layout, err), SPEC_OK);
     p.global_batch = 32;
     p.pred_step_time_s = 1.25;
@@ -83,6 +83,7 @@ static void test_round_trip(void **state)
     assert_int_equal(planfile_write(g_path, &p, "test plan\nsecond line", 0, err), SPEC_OK);
     assert_int_equal(count_files(), 1); /* no temporary left behind */
     assert_int_equal(planfile_read(g_path, &q, err), SPEC_OK);
+    assert_int_equal(q.layout.flash, 1);
     assert_int_equal(q.model.layers, 12);
     assert_int_equal(q.model.hidden, 768);
     assert_int_equal(q.model.heads, 12);

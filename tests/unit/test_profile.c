@@ -47,6 +47,8 @@ static const char *PROFILE =
     "kernel,matmul_bwd,,32,64,256,,,,128e-6\n"
     "kernel,attention_fwd,,4,32,16,,,,256e-6\n"
     "kernel,attention_bwd,,4,32,16,,,,512e-6\n"
+    "kernel,attention_flash_fwd,,4,32,16,,,,13e-6\n"
+    "kernel,attention_flash_bwd,,4,32,16,,,,17e-6\n"
     "kernel,layernorm_fwd,,32,64,1,,,,1024e-6\n"
     "kernel,layernorm_bwd,,32,64,1,,,,2048e-6\n"
     "kernel,gelu_fwd,,8192,1,1,,,,4096e-6\n"
@@ -86,6 +88,15 @@ static void test_measured_block_is_the_executor_sum(void **state)
     assert_close(b.recompute_s, 256e-6, 1e-12, 0);
     cost_block_times(&m, &c, &l, SPEC_RECOMPUTE_FULL, p, &b);
     assert_close(b.recompute_s, fwd, 1e-12, 0);
+    /* attn=flash: the fused kernels in place of the explicit ones, and
+     * selective recomputation redoes nothing (the log-sum-exp is kept) */
+    spec_layout lf = l;
+    lf.flash = 1;
+    cost_block_times(&m, &c, &lf, SPEC_RECOMPUTE_NONE, p, &b);
+    assert_close(b.fwd_s, fwd - 256e-6 + 13e-6, 1e-12, 0);
+    assert_close(b.bwd_s, bwd - 512e-6 + 17e-6, 1e-12, 0);
+    cost_block_times(&m, &c, &lf, SPEC_RECOMPUTE_SELECTIVE, p, &b);
+    assert_close(b.recompute_s, 0, 0, 0);
 
     /* one stage holds the embedding and the head (head GEMM 32 x 64 x 64
      * is the attention projection's shape: 2e-6; its backward 32e-6) */

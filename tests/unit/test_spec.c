@@ -58,6 +58,11 @@ static void test_overrides_and_inline(void **state)
     assert_int_equal(l.tp * l.pp * l.dp, 8);
     assert_int_equal(l.schedule, SPEC_SCHED_GPIPE);
     assert_int_equal(l.recompute, SPEC_RECOMPUTE_FULL);
+    assert_int_equal(l.flash, 0); /* explicit attention unless asked */
+    assert_int_equal(spec_layout_parse("attn=flash", &l, err), SPEC_OK);
+    assert_int_equal(l.flash, 1);
+    assert_int_equal(spec_layout_parse("attn=explicit", &l, err), SPEC_OK);
+    assert_int_equal(l.flash, 0);
 }
 
 static void test_ini_file(void **state)
@@ -125,6 +130,8 @@ static void test_errors_name_the_field(void **state)
     assert_non_null(strstr(err, "schedule='foo'"));
     assert_int_equal(spec_layout_parse("zero=4", &l, err), SPEC_ERR);
     assert_non_null(strstr(err, "zero='4'"));
+    assert_int_equal(spec_layout_parse("attn=fast", &l, err), SPEC_ERR);
+    assert_non_null(strstr(err, "attn='fast'"));
     assert_int_equal(spec_layout_parse("stages=2::2", &l, err), SPEC_ERR);
     /* layout checks against the model and batch */
     assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
