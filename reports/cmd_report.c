@@ -14,10 +14,11 @@
  * as a child process (or, with --measured DIR, reads the metrics a previous
  * report left there) and takes the median step time after the warm-up steps
  * and the measured memory peak. With --repeat K the whole list runs K times
- * in turn and each layout reports the mean of its K medians: running the
- * passes one after the other spreads a slow spell of a shared machine over
- * all layouts instead of one (the same statistic as triad profile's
- * passes, so prediction and measurement see the machine alike). Outputs, in --out DIR:
+ * in turn and each layout reports the lowest of its K medians: the passes
+ * run one after the other, so a slow spell of a shared machine hits one
+ * pass of a layout, not all, and its noise only ever slows a run down (the
+ * same statistic as triad profile's passes, so prediction and measurement
+ * both describe the undisturbed machine). Outputs, in --out DIR:
  *   comparison.csv   one row per layout (schema in the README)
  *   step_time.svg    predicted and measured step time per layout
  *   ranking.svg      measured vs predicted, one point per layout, y = x
@@ -57,7 +58,7 @@ typedef struct {
     int pred_rank, meas_rank;
     int ok;
     int passes; /* runs summed into meas_s */
-    double meas_lo, meas_hi; /* the fastest and slowest pass */
+    double meas_lo, meas_hi; /* the fastest and slowest pass; meas_s is meas_lo */
     double pred_comm_s, meas_comm_s; /* time not computing: closed form; rank 0 blocked in comm (NAN: not recorded) */
 } report_row;
 
@@ -73,7 +74,7 @@ static void usage(FILE *f)
             "measured step time and memory with triad's predictions and\n"
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
             "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
-            "list K times in turn and reports each layout's mean of medians. The mpirun command\n"
+            "list K times in turn and reports each layout's fastest pass (median step). The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -429,7 +430,7 @@ int report_cmd_report(int argc, char **argv)
     fprintf(stderr, "triad: report: %d feasible layouts of %s on %ld ranks (profile %s)\n", n, m.name, gpus,
             cost_profile_name(P));
 
-    /* ---- run (or read) them: pass after pass, each layout's mean of medians ---- */
+    /* ---- run (or read) them: pass after pass, each layout's fastest median ---- */
     int failed = 0;
     for (int pass = 0; pass < repeat; pass++)
         for (int i = 0; i < n; i++) {
@@ -462,20 +463,16 @@ int report_cmd_report(int argc, char **argv)
                 w->ok = 0;
                 continue;
             }
-            w->meas_s = pass == 0 ? t : w->meas_s + t;
-            w->meas_comm_s = pass == 0 ? tc : w->meas_comm_s + tc; /* NAN stays NAN */
+            if (pass == 0 || t < w->meas_lo) { /* the fastest pass, and its time blocked in comm (NAN stays NAN) */
+                w->meas_s = t;
+                w->meas_comm_s = tc;
+            }
             w->meas_lo = pass == 0 ? t : fmin(w->meas_lo, t);
             w->meas_hi = pass == 0 ? t : fmax(w->meas_hi, t);
             w->passes = pass == 0 ? 1 : w->passes + 1;
             if (pass == 0 || mem > w->meas_mem)
                 w->meas_mem = mem;
             w->ok = 1;
-        }
-
-    for (int i = 0; i < n; i++)
-        if (rows[i].ok && rows[i].passes > 1) {
-            rows[i].meas_s /= rows[i].passes;
-            rows[i].meas_comm_s /= rows[i].passes;
         }
 
     /* ---- ranks, errors, table ---- */
@@ -514,7 +511,7 @@ int report_cmd_report(int argc, char **argv)
         sum_err += fabs(e);
         worst_err = fmax(worst_err, fabs(e));
         worst_mem = fmax(worst_mem, fabs(em));
-        /* how far this layout's passes lie apart: the machine's own noise */
+        /* how far this layout's passes lie apart, over the fastest: the machine's own noise */
         double sp = 100.0 * (w->meas_hi - w->meas_lo) / w->meas_s;
         if (w->passes > 1)
             spread[n_spread++] = sp;
