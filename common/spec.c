@@ -748,8 +748,9 @@ void spec_layout_format(const spec_layout *l, char *buf, size_t len)
     char v[16] = "";
     if (l->schedule == SPEC_SCHED_INTERLEAVED)
         snprintf(v, sizeof v, " v%d", l->v);
-    snprintf(buf, len, "dp%d tp%d pp%d mbs%d %s%s rc=%s z%d sp%d", l->dp, l->tp, l->pp, l->mbs,
-             spec_schedule_name(l->schedule), v, spec_recompute_name(l->recompute), l->zero, l->sp);
+    snprintf(buf, len, "dp%d tp%d pp%d mbs%d %s%s rc=%s z%d sp%d%s", l->dp, l->tp, l->pp, l->mbs,
+             spec_schedule_name(l->schedule), v, spec_recompute_name(l->recompute), l->zero, l->sp,
+             l->flash ? " flash" : "");
 }
 
 int spec_parse_int_list(const char *s, int *out, int max)

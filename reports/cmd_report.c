@@ -6,7 +6,8 @@
  * and vocab; every pp that divides the layers; every micro-batch size of
  * --mbs that divides the per-replica batch; GPipe and 1F1B when pp > 1 and
  * a replica has at least two micro-batches — with one they are the same op
- * order) the
+ * order; explicit attention, or with --attn fused attention (attn=flash)
+ * too or instead) the
  * report predicts the step time with the event simulator and the memory
  * peak with the cost model, both from the profile given (a measured one from
  * `triad profile`, or the built-in sheet), then runs
@@ -67,14 +68,16 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
-            "                    [--repeat 2] [--measured DIR] [--device cpu|cuda|emu] [--force]\n"
+            "                    [--repeat 2] [--measured DIR] [--device cpu|cuda|emu] [--attn explicit|flash|explicit,flash]\n"
+            "                    [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
             "backend of --device, cpu by default: the one the profile measured), joins the\n"
             "measured step time and memory with triad's predictions and\n"
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
             "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
-            "list K times in turn and reports each layout's fastest pass (median step). The mpirun command\n"
+            "list K times in turn and reports each layout's fastest pass (median step). --attn\n"
+            "picks the attention of the layouts (explicit by default; both doubles the list). The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -284,13 +287,13 @@ int report_cmd_report(int argc, char **argv)
         {"data", required_argument, 0, 'd'},    {"measured", required_argument, 0, 'M'},
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
         {"repeat", required_argument, 0, 'r'},  {"device", required_argument, 0, 'D'},
-        {0, 0, 0, 0}};
+        {"attn", required_argument, 0, 'A'},    {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
     const char *device = "cpu";
     long gpus = 0, steps = 12, warm = 3, repeat = 2;
     long long batch = 0;
-    int force = 0;
+    int force = 0, attn_mask = 1; /* bit 0: explicit attention, bit 1: fused (attn=flash) */
     optind = 1;
     opterr = 0;
     int ch;
@@ -306,6 +309,12 @@ int report_cmd_report(int argc, char **argv)
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "emu"))
                 log_die_input("report: --device '%s' is not one of cpu, cuda, emu", optarg);
             device = optarg;
+            break;
+        case 'A':
+            attn_mask = !strcmp(optarg, "explicit") ? 1 : !strcmp(optarg, "flash") ? 2
+                        : (!strcmp(optarg, "explicit,flash") || !strcmp(optarg, "flash,explicit")) ? 3 : 0;
+            if (!attn_mask)
+                log_die_input("report: --attn '%s' is not one of explicit, flash, explicit,flash", optarg);
             break;
         case 'f': force = 1; break;
         case 'g': gpus = log_opt_long("report", "gpus", optarg, 1, 64); break;
@@ -382,7 +391,10 @@ int report_cmd_report(int argc, char **argv)
                 continue;
             int dp = (int)gpus / tp / pp;
             for (int i = 0; i < n_mbs; i++) {
-                for (int sch = 0; sch < (pp > 1 ? 2 : 1); sch++) {
+                for (int k = 0; k < 2 * (pp > 1 ? 2 : 1); k++) {
+                    int sch = k / 2, fa = k % 2;
+                    if (!(attn_mask & (1 << fa)))
+                        continue;
                     spec_layout l;
                     spec_layout_default(&l);
                     l.tp = tp;
@@ -391,6 +403,7 @@ int report_cmd_report(int argc, char **argv)
                     l.mbs = mbs[i];
                     l.schedule = sch == 0 ? SPEC_SCHED_1F1B : SPEC_SCHED_GPIPE;
                     l.precision = SPEC_PREC_FP32;
+                    l.flash = fa;
                     if (spec_layout_check(&l, &m, batch, (int)gpus, err))
                         continue;
                     if (sch == 1 && spec_layout_n_micro(&l, batch) < 2)
@@ -404,8 +417,8 @@ int report_cmd_report(int argc, char **argv)
                     memset(w, 0, sizeof *w);
                     w->l = l;
                     spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=fp32", dp, tp,
-                             pp, l.mbs, spec_schedule_name(l.schedule));
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=fp32%s", dp,
+                             tp, pp, l.mbs, spec_schedule_name(l.schedule), fa ? ",attn=flash" : "");
                     w->pred_mem = r.mem_peak_bytes;
                     /* the closed form's step less its compute and optimizer:
                      * collectives, pipeline sends and bubble */

@@ -104,6 +104,24 @@ $T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-step
 cmp -s <(cut -d, -f8 "$tmp/r/comparison.csv") <(cut -d, -f8 "$tmp/r2/comparison.csv") \
   && ok "--measured re-reads the runs: same measured times" || bad "--measured differs"
 
+# both attentions: every layout twice, the fused one predicted from the
+# profile's attention_flash rows and run with attn=flash, memory exact
+$T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
+   --attn explicit,flash --out "$tmp/ra" > /dev/null 2> "$tmp/ra.log" || { cat "$tmp/ra.log"; bad "report --attn ran"; }
+python3 - "$tmp/ra/comparison.csv" <<'PY' && ok "--attn explicit,flash: each layout with both attentions, fused memory exact and smaller" || fail=1
+import csv, sys
+rows = {r['layout']: r for r in csv.DictReader(open(sys.argv[1]))}
+flash = [k for k in rows if k.endswith(' flash')]
+assert len(flash) == 4 and len(rows) == 8, sorted(rows)
+for k in flash:
+    f, e = rows[k], rows[k[:-len(' flash')]]
+    assert int(f['predicted_mem_bytes']) == int(f['measured_mem_bytes']), ('memory', k)
+    assert int(f['predicted_mem_bytes']) < int(e['predicted_mem_bytes']), ('no s x s kept', k)
+    assert float(f['predicted_step_time_s']) != float(e['predicted_step_time_s']), ('own kernels', k)
+PY
+$T report --model $M --gpus 2 --global-batch 4 --attn fast --out "$tmp/rb" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q -- "--attn 'fast'" "$tmp/e.log" && ok "bad --attn refused" || bad "--attn fast: rc=$rc"
+
 $T report --model $M --global-batch 4 --out "$tmp/x" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q -- "--gpus" "$tmp/e.log" && ok "missing --gpus refused" || bad "missing --gpus: rc=$rc"
 $T report --model $M --gpus 2 --global-batch 4 --out "$tmp/r" 2> "$tmp/e.log"; rc=$?
