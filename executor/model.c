@@ -132,6 +132,8 @@ static void init_tensor(exec_model *md, float *dst, const char *name, int layer,
     if (!strcmp(name, "wpe"))
         std = 0.01;
     uint64_t key = mix64(seed ^ name_hash(key_name) ^ mix64((uint64_t)(layer + 1)));
+    /* a pure function of the element's global index: threads change nothing */
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < t->elems; i++)
         dst[i] = (float)(std * normal_at(key, global_index(md, name, t, i)));
 }
