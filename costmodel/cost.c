@@ -79,34 +79,28 @@ int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
     return (int)(p - i < m ? p - i : m); /* 1F1B: min(p - i, m) */
 }
 
-/* Whether the software a profile describes runs fused attention
- * (FlashAttention, cuDNN): its memory is then the inventory of a layout
- * with attn=flash (shapes.c: one log-sum-exp per row instead of the s x s
- * probabilities, no gradient of them, nothing for selective recomputation
- * to drop). */
-static int fused_attention(const cost_profile *p, const spec_cluster *c)
+/* The layout as the software a profile describes runs it: with fused
+ * attention (the profile's flash_attention; FlashAttention, cuDNN) its
+ * memory and activations are those of attn=flash (shapes.c: one
+ * log-sum-exp per row instead of the s x s probabilities, no gradient of
+ * them, nothing for selective recomputation to drop). */
+static spec_layout profile_layout(const spec_layout *l, const cost_profile *p, const spec_cluster *c)
 {
-    return profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
-}
-
-void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
-                      cost_mem *out)
-{
-    cost_memory_rank_attn(m, l, global_batch, pp_rank, 0, out);
+    spec_layout out = *l;
+    out.flash = out.flash || profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
+    return out;
 }
 
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                               int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out)
 {
-    cost_memory_rank_attn(m, l, global_batch, pp_rank, fused_attention(p, c), out);
+    spec_layout lp = profile_layout(l, p, c);
+    cost_memory_rank(m, &lp, global_batch, pp_rank, out);
 }
 
-void cost_memory_rank_attn(const spec_model *m, const spec_layout *l_in, int64_t global_batch, int pp_rank,
-                           int fused, cost_mem *out)
+void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+                      cost_mem *out)
 {
-    spec_layout lf = *l_in;
-    lf.flash = lf.flash || fused;
-    const spec_layout *l = &lf;
     memset(out, 0, sizeof *out);
     shapes_tensor t[64];
     int64_t P = cost_shapes_param_elems(m, l, pp_rank);
@@ -398,9 +392,8 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
         out->tp_bwd_s = exposed[0] + exposed[1] + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
     }
     shapes_tensor ts[32];
-    spec_layout lf = *l;
-    lf.flash = lf.flash || fused_attention(p, c);
-    int n = cost_shapes_layer_acts(m, &lf, rc, ts, 32);
+    spec_layout lp = profile_layout(l, p, c);
+    int n = cost_shapes_layer_acts(m, &lp, rc, ts, 32);
     out->act_bytes = (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
 }
 

@@ -51,17 +51,17 @@ typedef struct {
  * (the bound is exact for the rank's whole set when v = 1). */
 int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro);
 
-/* Memory of pipeline rank pp_rank, summed from shapes.h: triad's executor,
- * which keeps the s x s attention probabilities. */
+/* Memory of pipeline rank pp_rank, summed from shapes.h: triad's executor
+ * (which keeps the s x s attention probabilities unless the layout says
+ * attn=flash). */
 void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
                       cost_mem *out);
 /* The same for the software a profile describes: with flash_attention
- * (fused attention) no s x s probabilities are kept, recomputed or
- * differentiated in memory (the kernel keeps one log-sum-exp per row). */
+ * (fused attention) as for attn=flash — no s x s probabilities kept,
+ * recomputed or differentiated in memory (the kernel keeps one log-sum-exp
+ * per row). */
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                               int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out);
-void cost_memory_rank_attn(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
-                           int fused, cost_mem *out);
 
 /* Activation bytes per block by the closed forms of Korthikanti et al. 2022
  * (16-bit, with dropout masks): s b h (34 + 5 a s / h) unsharded;

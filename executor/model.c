@@ -140,6 +140,20 @@ static void init_tensor(exec_model *md, float *dst, const char *name, int layer,
 
 /* ---- construction --------------------------------------------------------------- */
 
+/* The A_* slot of a kept activation named by shapes.c, or -1. Fused
+ * attention's log-sum-exp takes the probabilities' slot (A_ATT). */
+static int act_slot(const char *name)
+{
+    static const char *ACT_NAMES[EXEC_LAYER_ACTS] = {"inp", "ln1", "ln1_mean", "ln1_rstd", "qkv", "att", "atty",
+                                                     "res2", "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu"};
+    if (!strcmp(name, "lse"))
+        return A_ATT;
+    for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+        if (!strcmp(name, ACT_NAMES[a]))
+            return a;
+    return -1;
+}
+
 int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exec_param **out)
 {
     shapes_tensor lt[EXEC_LAYER_PARAMS], et[8];
@@ -271,14 +285,12 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
                  (long long)(md->act_elems + md->scratch_elems));
         return -1;
     }
-    static const char *ACT_NAMES[EXEC_LAYER_ACTS] = {"inp", "ln1", "ln1_mean", "ln1_rstd", "qkv", "att", "atty",
-                                                     "res2", "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu"};
     float *q = md->acts;
     for (int L = 0; L < md->n_layers; L++)
         for (int j = 0; j < na; j++) {
-            for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-                if (!strcmp(at[j].name, ACT_NAMES[a]) || (a == A_ATT && !strcmp(at[j].name, "lse")))
-                    md->la[L][a] = q;
+            int a = act_slot(at[j].name);
+            if (a >= 0)
+                md->la[L][a] = q;
             q += at[j].elems;
         }
     for (int j = 0; j < nx; j++) {
@@ -296,10 +308,9 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
                       : !strcmp(n, "d_qkv") ? &md->d_qkv : !strcmp(n, "d_att") ? &md->d_att
                       : !strcmp(n, "d_atty") ? &md->d_atty : !strcmp(n, "d_ln2") ? &md->d_ln2
                       : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
-        if (!dst && !strncmp(n, "rc_", 3))
-            for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-                if (!strcmp(n + 3, ACT_NAMES[a]) || (a == A_ATT && !strcmp(n + 3, "lse")))
-                    dst = &md->rc[a];
+        int a = !dst && !strncmp(n, "rc_", 3) ? act_slot(n + 3) : -1;
+        if (a >= 0)
+            dst = &md->rc[a];
         if (dst)
             *dst = q;
         q += st[j].elems;

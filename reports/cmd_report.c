@@ -58,8 +58,8 @@ typedef struct {
     int64_t pred_mem, meas_mem;
     int pred_rank, meas_rank;
     int ok;
-    int passes; /* runs summed into meas_s */
-    double meas_lo, meas_hi; /* the fastest and slowest pass; meas_s is meas_lo */
+    int passes; /* runs read; meas_s is the fastest of them */
+    double meas_hi; /* the slowest pass */
     double pred_comm_s, meas_comm_s; /* time not computing: closed form; rank 0 blocked in comm (NAN: not recorded) */
 } report_row;
 
@@ -476,11 +476,10 @@ int report_cmd_report(int argc, char **argv)
                 w->ok = 0;
                 continue;
             }
-            if (pass == 0 || t < w->meas_lo) { /* the fastest pass, and its time blocked in comm (NAN stays NAN) */
+            if (pass == 0 || t < w->meas_s) { /* the fastest pass, and its time blocked in comm (NAN stays NAN) */
                 w->meas_s = t;
                 w->meas_comm_s = tc;
             }
-            w->meas_lo = pass == 0 ? t : fmin(w->meas_lo, t);
             w->meas_hi = pass == 0 ? t : fmax(w->meas_hi, t);
             w->passes = pass == 0 ? 1 : w->passes + 1;
             if (pass == 0 || mem > w->meas_mem)
@@ -525,7 +524,7 @@ int report_cmd_report(int argc, char **argv)
         worst_err = fmax(worst_err, fabs(e));
         worst_mem = fmax(worst_mem, fabs(em));
         /* how far this layout's passes lie apart, over the fastest: the machine's own noise */
-        double sp = 100.0 * (w->meas_hi - w->meas_lo) / w->meas_s;
+        double sp = 100.0 * (w->meas_hi - w->meas_s) / w->meas_s;
         if (w->passes > 1)
             spread[n_spread++] = sp;
         char mc[32] = ""; /* empty when the metrics did not record it */

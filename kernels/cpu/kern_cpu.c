@@ -186,6 +186,20 @@ void kern_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const f
     }
 }
 
+/* row[j] <- exp(row[j] - max) for j < n; returns the sum, *mx the max */
+static float exp_row(float *row, int n, float *mx)
+{
+    float m = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++)
+        m = row[j] > m ? row[j] : m;
+    for (int j = 0; j < n; j++) {
+        row[j] = expf(row[j] - m);
+        sum += row[j];
+    }
+    *mx = m;
+    return sum;
+}
+
 void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int HS)
 {
     int C = NH * HS, C3 = 3 * C;
@@ -199,16 +213,8 @@ void kern_cpu_attention_forward(float *out, float *att, const float *qkv, int B,
             /* scores (T,T) = q (T,HS) k^T (HS,T) * scale */
             gemm(CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0.0f, a, T);
             for (int t = 0; t < T; t++) {
-                float *row = a + (int64_t)t * T;
-                float mx = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++)
-                    mx = row[t2] > mx ? row[t2] : mx;
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    row[t2] = expf(row[t2] - mx);
-                    sum += row[t2];
-                }
-                float inv = 1.0f / sum;
+                float *row = a + (int64_t)t * T, mx;
+                float inv = 1.0f / exp_row(row, t + 1, &mx);
                 for (int t2 = 0; t2 <= t; t2++)
                     row[t2] *= inv;
                 for (int t2 = t + 1; t2 < T; t2++)
@@ -264,40 +270,49 @@ void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, co
  * in fp32; in KERN_MATH_FP32 nothing is rounded. */
 static inline float att_round(float x) { return g_math == KERN_MATH_BF16 ? kern_bf16_round(x) : x; }
 
+/* q, k, v of head h of sequence b as (T, HS) rows, each element as the
+ * math mode rounds it (att_round), into r (3 T HS floats: q, then k, then v) */
+static void att_rounded_qkv(float *r, const float *qkv, int b, int h, int T, int NH, int HS)
+{
+    if (!r)
+        abort(); /* as rounded(): a kernel has no error path */
+    int C = NH * HS, C3 = 3 * C;
+    for (int part = 0; part < 3; part++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < HS; d++)
+                r[((int64_t)part * T + t) * HS + d] = att_round(qkv[((int64_t)b * T + t) * C3 + part * C + h * HS + d]);
+}
+
 void kern_cpu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
 {
-    int C = NH * HS, C3 = 3 * C;
+    int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const float *base = qkv + (int64_t)b * T * C3 + h * HS;
-            float *s = malloc(sizeof(float) * (size_t)T);
+            float *r = malloc(sizeof(float) * ((size_t)3 * T * HS + (size_t)T)), *s = r + (size_t)3 * T * HS;
+            att_rounded_qkv(r, qkv, b, h, T, NH, HS);
+            const float *q = r, *k = r + (int64_t)T * HS, *v = r + 2 * (int64_t)T * HS;
             for (int t = 0; t < T; t++) {
-                const float *q = base + (int64_t)t * C3;
-                float mx = -INFINITY, l = 0.0f;
                 for (int j = 0; j <= t; j++) {
-                    const float *k = base + (int64_t)j * C3 + C;
                     float acc = 0.0f;
                     for (int d = 0; d < HS; d++)
-                        acc += att_round(q[d]) * att_round(k[d]);
+                        acc += q[(int64_t)t * HS + d] * k[(int64_t)j * HS + d];
                     s[j] = acc * scale;
-                    mx = s[j] > mx ? s[j] : mx;
                 }
-                for (int j = 0; j <= t; j++) {
-                    s[j] = expf(s[j] - mx);
-                    l += s[j];
-                }
+                float mx, l = exp_row(s, t + 1, &mx);
+                for (int j = 0; j <= t; j++)
+                    s[j] = att_round(s[j]); /* the probabilities as P V sees them */
                 float *o = out + ((int64_t)b * T + t) * C + h * HS, inv = 1.0f / l;
                 for (int d = 0; d < HS; d++) {
                     float acc = 0.0f;
                     for (int j = 0; j <= t; j++)
-                        acc += att_round(s[j]) * att_round(base[(int64_t)j * C3 + 2 * C + d]);
+                        acc += s[j] * v[(int64_t)j * HS + d];
                     o[d] = acc * inv;
                 }
                 lse[((int64_t)b * NH + h) * T + t] = mx + logf(l);
             }
-            free(s);
+            free(r);
         }
 }
 
@@ -309,34 +324,39 @@ void kern_cpu_attention_backward_flash(float *dqkv, const float *dout, const flo
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const float *base = qkv + (int64_t)b * T * C3 + h * HS;
+            float *r = malloc(sizeof(float) * ((size_t)3 * T * HS + (size_t)HS)), *gr = r + (size_t)3 * T * HS;
+            att_rounded_qkv(r, qkv, b, h, T, NH, HS);
+            const float *q = r, *k = r + (int64_t)T * HS, *v = r + 2 * (int64_t)T * HS;
             float *dbase = dqkv + (int64_t)b * T * C3 + h * HS;
             for (int t = 0; t < T; t++)
                 for (int part = 0; part < 3; part++)
                     memset(dbase + (int64_t)t * C3 + part * C, 0, sizeof(float) * (size_t)HS);
             for (int t = 0; t < T; t++) {
-                const float *q = base + (int64_t)t * C3;
                 const float *dO = dout + ((int64_t)b * T + t) * C + h * HS, *O = out + ((int64_t)b * T + t) * C + h * HS;
+                const float *qt = q + (int64_t)t * HS;
                 float D = 0.0f, L = lse[((int64_t)b * NH + h) * T + t];
-                for (int d = 0; d < HS; d++)
+                for (int d = 0; d < HS; d++) {
                     D += dO[d] * O[d];
+                    gr[d] = att_round(dO[d]);
+                }
                 float *dq = dbase + (int64_t)t * C3;
                 for (int j = 0; j <= t; j++) {
-                    const float *k = base + (int64_t)j * C3 + C, *v = k + C;
+                    const float *kj = k + (int64_t)j * HS, *vj = v + (int64_t)j * HS;
                     float sc = 0.0f, dp = 0.0f;
                     for (int d = 0; d < HS; d++) {
-                        sc += att_round(q[d]) * att_round(k[d]);
-                        dp += att_round(dO[d]) * att_round(v[d]);
+                        sc += qt[d] * kj[d];
+                        dp += gr[d] * vj[d];
                     }
                     float p = expf(sc * scale - L), ds = att_round(p * (dp - D)), pr = att_round(p);
                     float *dk = dbase + (int64_t)j * C3 + C, *dv = dk + C;
                     for (int d = 0; d < HS; d++) {
-                        dq[d] += ds * att_round(k[d]) * scale;
-                        dk[d] += ds * att_round(q[d]) * scale;
-                        dv[d] += pr * att_round(dO[d]);
+                        dq[d] += ds * kj[d] * scale;
+                        dk[d] += ds * qt[d] * scale;
+                        dv[d] += pr * gr[d];
                     }
                 }
             }
+            free(r);
         }
 }
 

@@ -64,6 +64,20 @@ __host__ __device__ constexpr int bwd_smem_bytes(int HS)
            2 * BR * 4;
 }
 
+/* Two 64-row tiles into shared memory as bf16 (row stride HS + PADH): rows
+ * t0.. of a and b (row strides lda, ldb floats), zeros from row T on.
+ * Every thread of the block takes part; the caller synchronises. */
+template <int HS>
+__device__ __forceinline__ void load_tiles(bf16 *da, const float *a, long long lda, bf16 *db, const float *b,
+                                           long long ldb, int t0, int T, int tid)
+{
+    for (int i = tid; i < BR * HS; i += THREADS) {
+        int r = i / HS, d = i % HS, t = t0 + r;
+        da[r * (HS + PADH) + d] = __float2bfloat16(t < T ? a[t * lda + d] : 0.0f);
+        db[r * (HS + PADH) + d] = __float2bfloat16(t < T ? b[t * ldb + d] : 0.0f);
+    }
+}
+
 template <int HS>
 __global__ void __launch_bounds__(THREADS) fwd_k(float *out, float *lse, const float *qkv, int T, int NH, float scale)
 {
@@ -89,12 +103,7 @@ __global__ void __launch_bounds__(THREADS) fwd_k(float *out, float *lse, const f
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = kb * BC;
         __syncthreads(); /* the previous tile's K and V are consumed, Q and O are written */
-        for (int i = tid; i < BC * HS; i += THREADS) {
-            int r = i / HS, d = i % HS, t = k0 + r;
-            const float *kv = base + (long long)t * C3 + C + d;
-            Ks[r * LDH + d] = __float2bfloat16(t < T ? kv[0] : 0.0f);
-            Vs[r * LDH + d] = __float2bfloat16(t < T ? kv[C] : 0.0f);
-        }
+        load_tiles<HS>(Ks, base + C, C3, Vs, base + 2 * C, C3, k0, T, tid);
         __syncthreads();
         { /* S (16 rows of this warp, 64 keys) = Q K^T */
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> s[BC / 16];
@@ -196,12 +205,7 @@ __global__ void __launch_bounds__(THREADS)
     float *dbase = dqkv + (long long)b * T * C3 + h * HS;
     const float *lse_r = lse + ((long long)b * NH + h) * T, *D_r = D + ((long long)b * NH + h) * T;
 
-    for (int i = tid; i < BC * HS; i += THREADS) {
-        int r = i / HS, d = i % HS, t = k0 + r;
-        const float *kv = base + (long long)t * C3 + C + d;
-        Ks[r * LDH + d] = __float2bfloat16(t < T ? kv[0] : 0.0f);
-        Vs[r * LDH + d] = __float2bfloat16(t < T ? kv[C] : 0.0f);
-    }
+    load_tiles<HS>(Ks, base + C, C3, Vs, base + 2 * C, C3, k0, T, tid);
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> dK[HS / 16], dV[HS / 16];
     for (int n = 0; n < HS / 16; n++) {
         wmma::fill_fragment(dK[n], 0.0f);
@@ -211,11 +215,7 @@ __global__ void __launch_bounds__(THREADS)
     for (int qb = blockIdx.x; qb < nqb; qb++) { /* query tiles at or below the diagonal (BR == BC) */
         const int q0 = qb * BR;
         __syncthreads(); /* the previous tile's Q, dO, dS^T and dQ are consumed */
-        for (int i = tid; i < BR * HS; i += THREADS) {
-            int r = i / HS, d = i % HS, t = q0 + r;
-            Qs[r * LDH + d] = __float2bfloat16(t < T ? base[(long long)t * C3 + d] : 0.0f);
-            dOs[r * LDH + d] = __float2bfloat16(t < T ? dobase[(long long)t * C + d] : 0.0f);
-        }
+        load_tiles<HS>(Qs, base, C3, dOs, dobase, C, q0, T, tid);
         for (int i = tid; i < BR; i += THREADS) {
             lse_s[i] = q0 + i < T ? lse_r[q0 + i] : 0.0f;
             D_s[i] = q0 + i < T ? D_r[q0 + i] : 0.0f;

@@ -496,8 +496,11 @@ static void cu_attention_backward_flash(float *dqkv, const float *dout, const fl
         exit(1);
     }
     int64_t rows = (int64_t)B * NH * T;
-    cudaCheck(cudaMemsetAsync(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS));
     if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) {
+        /* only the q columns start at zero (dQ is added with atomics); the
+         * kernel overwrites dK and dV */
+        size_t C = (size_t)NH * HS;
+        cudaCheck(cudaMemset2DAsync(dqkv, sizeof(float) * 3 * C, 0, sizeof(float) * C, (size_t)B * T));
         /* D = rowsum(dO o O): scratch kept between calls, grown when needed */
         static float *D;
         static int64_t D_rows;
@@ -511,6 +514,7 @@ static void cu_attention_backward_flash(float *dqkv, const float *dout, const fl
         launchCheck();
         return;
     }
+    cudaCheck(cudaMemsetAsync(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS)); /* atomics into all three */
     flash_backward_k<<<blocks_for(rows, 128), 128>>>(dqkv, dout, qkv, out, lse, B, T, NH, HS,
                                                       1.0f / sqrtf((float)HS));
     launchCheck();

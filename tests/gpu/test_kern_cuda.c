@@ -383,8 +383,8 @@ int main(void)
          * 8, bf16 math: the cuBLAS path keeping att vs the tensor-core flash */
         int b = 8, t = 1024, nh = 12, hs = 64, c = nh * hs;
         int64_t nq = (int64_t)b * t * 3 * c, no = (int64_t)b * t * c, na = (int64_t)b * nh * t * t;
-        float *qkv = hrand(nq, 2), *dqkv_ = DF(qkv, nq), *dq2 = D->alloc(nq * 4), *o = D->alloc(no * 4);
-        float *dO = DF(hrand(no, 1), no), *att = D->alloc(na * 4), *datt = D->alloc(na * 4);
+        float *qkv = hrand(nq, 2), *g = hrand(no, 1), *dqkv_ = DF(qkv, nq), *dq2 = D->alloc(nq * 4);
+        float *o = D->alloc(no * 4), *dO = DF(g, no), *att = D->alloc(na * 4), *datt = D->alloc(na * 4);
         float *lse = D->alloc((int64_t)b * nh * t * 4);
         cudaEvent_t e0, e1;
         cudaEventCreate(&e0), cudaEventCreate(&e1);
@@ -406,7 +406,7 @@ int main(void)
                " flash_tc fwd %.3f ms (%.0f TFLOP/s) bwd %.3f ms (%.0f TFLOP/s)\n",
                b, t, nh, hs, ms[0], ms[1], ms[2], fl / ms[2] / 1e9, ms[3], 2.5 * fl / ms[3] / 1e9);
         D->free(dqkv_), D->free(dq2), D->free(o), D->free(dO), D->free(att), D->free(datt), D->free(lse);
-        free(qkv);
+        free(qkv), free(g);
         H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
     }
 
