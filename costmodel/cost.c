@@ -25,6 +25,15 @@ static const cost_profile *prof_or_builtin(const cost_profile *p, const spec_clu
 
 static double elem_bytes(spec_precision p) { return p == SPEC_PREC_FP32 ? 4.0 : 2.0; }
 
+/* Bytes per stored or communicated element. triad's executor keeps
+ * weights, activations, gradients and what it sends in fp32 in either math
+ * (bf16 math rounds the GEMMs' and attention's operands only), so under a
+ * profile of it precision changes kernel times, never bytes. */
+static double store_bytes(const spec_layout *l, const cost_profile *p)
+{
+    return profile_has_kernels(p) ? 4.0 : elem_bytes(l->precision);
+}
+
 /* ---- FLOPs ------------------------------------------------------------------ */
 
 double cost_layer_fwd_flops(const spec_model *m, int64_t b)
@@ -88,7 +97,14 @@ static spec_layout profile_layout(const spec_layout *l, const cost_profile *p, c
 {
     spec_layout out = *l;
     out.flash = out.flash || profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
+    if (profile_has_kernels(p))
+        out.precision = SPEC_PREC_FP32; /* the executor's storage (store_bytes) */
     return out;
+}
+
+int cost_fused_attention(const spec_cluster *c, const cost_profile *p)
+{
+    return profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
 }
 
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
@@ -206,7 +222,7 @@ double cost_gemm_s(int64_t m, int64_t n, int64_t k, const spec_cluster *c, const
                    spec_precision prec)
 {
     p = prof_or_builtin(p, c);
-    double measured = profile_gemm_time(p, (double)m, (double)n, (double)k);
+    double measured = profile_gemm_time(p, prec, (double)m, (double)n, (double)k);
     if (measured >= 0)
         return measured;
     const profile_params *pp = profile_params_of(p);
@@ -269,9 +285,9 @@ static double attention_core_s(const spec_model *m, const spec_cluster *c, const
 /* A measured kernel; a missing row is a profile that does not cover the
  * job (another model or micro-batch): fall back to nearest-by-work, and to
  * 0 only when the kernel was never measured at all. */
-static double K(const cost_profile *p, const char *name, double m, double n, double k)
+static double K(const cost_profile *p, spec_precision pr, const char *name, double m, double n, double k)
 {
-    double t = profile_kernel_time(p, name, m, n, k);
+    double t = profile_kernel_time(p, name, pr, m, n, k);
     return t > 0 ? t : 0.0;
 }
 
@@ -287,18 +303,18 @@ static void measured_block(const spec_model *m, const spec_cluster *c, const spe
     double NH = m->heads / t, HS = (double)m->hidden / m->heads, F = m->ffn / t, C3 = 3 * NH * HS;
     spec_precision pr = l->precision;
 #define MMF(oc, ic) cost_gemm_s((int64_t)N, (int64_t)(oc), (int64_t)(ic), c, p, pr)
-#define MMB(oc, ic) K(p, "matmul_bwd", N, (oc), (ic))
-    double ln_f = K(p, "layernorm_fwd", Ns, C, 1), ln_b = K(p, "layernorm_bwd", Ns, C, 1);
-    double add = K(p, "add", Ns * C, 1, 1);
+#define MMB(oc, ic) K(p, pr, "matmul_bwd", N, (oc), (ic))
+    double ln_f = K(p, pr, "layernorm_fwd", Ns, C, 1), ln_b = K(p, pr, "layernorm_bwd", Ns, C, 1);
+    double add = K(p, pr, "add", Ns * C, 1, 1);
     /* fused attention (attn=flash): its own kernels, and nothing for
      * selective recomputation to redo (the log-sum-exp is kept) */
     const char *af = l->flash ? "attention_flash_fwd" : "attention_fwd";
     const char *ab = l->flash ? "attention_flash_bwd" : "attention_bwd";
-    double att_f = K(p, af, l->mbs * NH, m->seq, HS);
-    double att_b = K(p, ab, l->mbs * NH, m->seq, HS);
+    double att_f = K(p, pr, af, l->mbs * NH, m->seq, HS);
+    double att_b = K(p, pr, ab, l->mbs * NH, m->seq, HS);
     out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 4 * add + MMF(F, C) +
-                 K(p, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
-    out->bwd_s = MMB(C, F) + K(p, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
+                 K(p, pr, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
+    out->bwd_s = MMB(C, F) + K(p, pr, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
                  MMB(C3, C);
 #undef MMF
 #undef MMB
@@ -317,7 +333,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp, f = m->ffn;
     int64_t bs = B * s;
     spec_precision pr = l->precision;
-    double eb = elem_bytes(pr);
+    double eb = store_bytes(l, p);
     /* GEMMs, forward: qkv (column-parallel), attention projection (row-),
      * fc (column-), fc projection (row-). Backward: data + weight gradient,
      * two GEMMs of the same size each. */
@@ -403,20 +419,22 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
     memset(out, 0, sizeof *out);
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp;
     int64_t bs = B * s, Vt = m->vocab / t;
-    double eb = elem_bytes(l->precision);
+    double eb = store_bytes(l, p);
     int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
     double act = eb * (double)bs * (double)h;
     int first = pp_rank == 0, last = pp_rank == l->pp - 1;
+    spec_precision pr = l->precision;
     if (profile_has_kernels(p)) { /* measured kernels, executor call order (model.c) */
         double N = (double)bs, C = (double)h, V = (double)Vt, Ns = l->sp ? N / t : N;
         if (first) {
-            out->fwd_s += K(p, "encoder_fwd", N, C, 1);
-            out->bwd_s += K(p, "encoder_bwd", N, C, 1);
+            out->fwd_s += K(p, pr, "encoder_fwd", N, C, 1);
+            out->bwd_s += K(p, pr, "encoder_bwd", N, C, 1);
         }
         if (last) {
-            out->fwd_s += K(p, "layernorm_fwd", Ns, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
-                          K(p, "xent_fwd", N, V, 1);
-            out->bwd_s += K(p, "xent_bwd", N, V, 1) + K(p, "matmul_bwd", N, V, C) + K(p, "layernorm_bwd", Ns, C, 1);
+            out->fwd_s += K(p, pr, "layernorm_fwd", Ns, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
+                          K(p, pr, "xent_fwd", N, V, 1);
+            out->bwd_s += K(p, pr, "xent_bwd", N, V, 1) + K(p, pr, "matmul_bwd", N, V, C) +
+                          K(p, pr, "layernorm_bwd", Ns, C, 1);
         }
     } else {
         if (first) /* embedding lookup + positions: a gather and a write of b s h */
@@ -456,7 +474,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
                      const cost_profile *p, cost_comm *out)
 {
     memset(out, 0, sizeof *out);
-    double eb = elem_bytes(l->precision);
+    double eb = store_bytes(l, p);
     int64_t B = l->mbs, s = m->seq, h = m->hidden;
     /* Pipeline p2p: one b s h activation per micro-batch per boundary. With
      * tp > 1 Megatron's scatter/gather sends 1/t of it per rank across nodes
@@ -518,10 +536,11 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
         /* triad's executor (train.c, dpgrad.c): zero the gradients, the
          * data-parallel mean (over the shard with ZeRO-1), the norm over
          * what the rank holds, AdamW; rows a profile lacks count 0 */
-        out->optimizer_s = K(p, "zero_grad", (double)P, 1, 1) + K(p, "grad_norm", (double)Po, 1, 1) +
-                           K(p, "adamw", (double)Po, 1, 1);
+        spec_precision pr = l->precision;
+        out->optimizer_s = K(p, pr, "zero_grad", (double)P, 1, 1) + K(p, pr, "grad_norm", (double)Po, 1, 1) +
+                           K(p, pr, "adamw", (double)Po, 1, 1);
         if (l->dp > 1)
-            out->optimizer_s += K(p, "scale", (double)Po, 1, 1);
+            out->optimizer_s += K(p, pr, "scale", (double)Po, 1, 1);
     }
     /* Tied embedding: first and last stage all-reduce the wte gradient. */
     if (l->pp > 1) {
@@ -550,6 +569,13 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
     memset(out, 0, sizeof *out);
     if (spec_layout_check(l, m, global_batch, -1, err))
         return SPEC_ERR;
+    if (!cost_profile_has_precision(p, l->precision)) { /* its kernels' times would be another math's */
+        snprintf(err, SPEC_ERR_LEN,
+                 "layout: precision=%s was not measured by profile '%s' (profile it with triad profile "
+                 "--precision %s)", spec_precision_name(l->precision), cost_profile_name(p),
+                 spec_precision_name(l->precision));
+        return SPEC_ERR;
+    }
     int64_t mb = spec_layout_n_micro(l, global_batch);
     int P = l->pp, v = l->schedule == SPEC_SCHED_INTERLEAVED ? l->v : 1;
     out->n_micro = mb;
@@ -609,7 +635,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         int layers0 = cost_shapes_rank_layers(m, l, 0);
         double window = layers0 * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s) / v;
         int64_t P0 = cost_shapes_param_elems(m, l, 0);
-        double gbytes = elem_bytes(l->precision) * (double)P0;
+        double gbytes = store_bytes(l, p) * (double)P0;
         double nb = gbytes / cm.dp_bucket_bytes;
         double bucket = nb > 1 ? dp_traffic / nb : dp_traffic;
         exposed = dp_traffic - window;

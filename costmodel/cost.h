@@ -102,6 +102,11 @@ double cost_gemm_s(int64_t m, int64_t n, int64_t k, const spec_cluster *c, const
 /* Time of a memory-bound element-wise pass over `bytes`. */
 double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profile *p);
 
+/* 1 when the software the profile describes (the cluster's built-in one
+ * when p is NULL) runs fused attention: every layout is predicted as
+ * attn=flash (the H100 sheet: Megatron-Core with cuDNN / FlashAttention). */
+int cost_fused_attention(const spec_cluster *c, const cost_profile *p);
+
 /* ---- per-stage costs (for the simulator and the planner) ---------------- */
 
 /* Times of one block for one micro-batch on one rank, seconds. */

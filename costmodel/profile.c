@@ -154,9 +154,9 @@ void cost_profile_free(cost_profile *p)
 /* ---- CSV loading -------------------------------------------------------------- */
 
 enum { COL_KIND, COL_NAME, COL_VALUE, COL_M, COL_N, COL_K, COL_OP, COL_GROUP, COL_BYTES, COL_TIME,
-       COL_BUSBW, COL_COUNT };
+       COL_BUSBW, COL_DTYPE, COL_COUNT };
 static const char *COLS[COL_COUNT] = {"kind", "name", "value", "m", "n", "k", "op", "group",
-                                      "bytes", "time_s", "busbw_gbps"};
+                                      "bytes", "time_s", "busbw_gbps", "dtype"};
 
 typedef struct {
     cost_profile *p;
@@ -185,7 +185,7 @@ static void fail(load_ctx *c, const char *fmt, const char *a, const char *b)
 /* Informative columns the loader accepts and ignores. */
 static int informative(const char *s)
 {
-    const char *ok[] = {"unit", "source", "algbw_gbps", "gflops", "dtype", "note"};
+    const char *ok[] = {"unit", "source", "algbw_gbps", "gflops", "note"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(s, ok[i]))
             return 1;
@@ -250,6 +250,31 @@ static int num(load_ctx *c, int col, double *out, int allow_zero)
     return 0;
 }
 
+/* The math a gemm or kernel row was timed in (its dtype field). GEMMs and
+ * the kernels whose inner products round their operands in bf16 math
+ * (matmul_bwd, attention) are math-dependent: an empty dtype there is fp32,
+ * what every triad profile timed before it took --precision. The others
+ * run the same code in either math: empty is any. */
+static int row_prec(load_ctx *c, int math_dependent, int *out)
+{
+    if (!c->have[COL_DTYPE]) {
+        *out = math_dependent ? SPEC_PREC_FP32 : PROFILE_ANY_PREC;
+        return 0;
+    }
+    int p = spec_precision_from_name(c->vals[COL_DTYPE]);
+    if (p < 0) {
+        fail(c, "field 'dtype'='%s' is not one of bf16, fp32 (or empty)%s", c->vals[COL_DTYPE], "");
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+static int math_dependent_kernel(const char *name)
+{
+    return !strcmp(name, "matmul_bwd") || !strncmp(name, "attention_", 10);
+}
+
 static void cb_record(int ch, void *data)
 {
     (void)ch;
@@ -298,14 +323,15 @@ static void cb_record(int ch, void *data)
             *param_ptr(&p->params, idx) = v;
     } else if (!strcmp(kind, "gemm")) {
         double m, n, k, t;
+        int prec;
         if (num(c, COL_M, &m, 0) || num(c, COL_N, &n, 0) || num(c, COL_K, &k, 0) ||
-            num(c, COL_TIME, &t, 0))
+            num(c, COL_TIME, &t, 0) || row_prec(c, 1, &prec))
             return;
         if (p->n_gemm == p->cap_gemm) {
             p->cap_gemm = p->cap_gemm ? 2 * p->cap_gemm : 64;
             p->gemm = realloc(p->gemm, (size_t)p->cap_gemm * sizeof *p->gemm);
         }
-        p->gemm[p->n_gemm++] = (profile_gemm){m, n, k, t};
+        p->gemm[p->n_gemm++] = (profile_gemm){m, n, k, t, prec};
     } else if (!strcmp(kind, "collective")) {
         double n, bytes, t, busbw = 0;
         if (num(c, COL_GROUP, &n, 0) || num(c, COL_BYTES, &bytes, 0) || num(c, COL_TIME, &t, 0))
@@ -342,8 +368,9 @@ static void cb_record(int ch, void *data)
             return;
         }
         double m, n, k, t;
+        int prec;
         if (num(c, COL_M, &m, 0) || num(c, COL_N, &n, 0) || num(c, COL_K, &k, 0) ||
-            num(c, COL_TIME, &t, 0))
+            num(c, COL_TIME, &t, 0) || row_prec(c, math_dependent_kernel(c->vals[COL_NAME]), &prec))
             return;
         if (p->n_kern == p->cap_kern) {
             p->cap_kern = p->cap_kern ? 2 * p->cap_kern : 64;
@@ -355,6 +382,7 @@ static void cb_record(int ch, void *data)
         r->n = n;
         r->k = k;
         r->time_s = t;
+        r->prec = prec;
     } else {
         fail(c, "kind='%s' is not one of param, gemm, kernel, collective%s", kind, "");
     }
@@ -418,7 +446,9 @@ const profile_params *profile_params_of(const cost_profile *p) { return &p->para
 
 /* Measured GEMM time: the nearest measured shape by log-distance, scaled by
  * FLOPs (throughput of the nearest shape). Returns -1 when none. */
-double profile_gemm_time(const cost_profile *p, double m, double n, double k)
+static int prec_ok(int row, spec_precision want) { return row == PROFILE_ANY_PREC || row == (int)want; }
+
+double profile_gemm_time(const cost_profile *p, spec_precision prec, double m, double n, double k)
 {
     if (!p || p->n_gemm == 0)
         return -1;
@@ -426,12 +456,16 @@ double profile_gemm_time(const cost_profile *p, double m, double n, double k)
     int bi = -1;
     for (int i = 0; i < p->n_gemm; i++) {
         const profile_gemm *g = &p->gemm[i];
+        if (!prec_ok(g->prec, prec))
+            continue;
         double d = fabs(log(g->m / m)) + fabs(log(g->n / n)) + fabs(log(g->k / k));
         if (d < best) {
             best = d;
             bi = i;
         }
     }
+    if (bi < 0)
+        return -1;
     const profile_gemm *g = &p->gemm[bi];
     return g->time_s * (m * n * k) / (g->m * g->n * g->k);
 }
@@ -471,7 +505,8 @@ double profile_coll_time(const cost_profile *p, int op, int n, double bytes)
     return lo->time_s * bytes / lo->bytes;
 }
 
-double profile_kernel_time(const cost_profile *p, const char *name, double m, double n, double k)
+double profile_kernel_time(const cost_profile *p, const char *name, spec_precision prec, double m, double n,
+                           double k)
 {
     if (!p || p->n_kern == 0)
         return -1;
@@ -479,7 +514,7 @@ double profile_kernel_time(const cost_profile *p, const char *name, double m, do
     int bi = -1;
     for (int i = 0; i < p->n_kern; i++) {
         const profile_kernel *g = &p->kern[i];
-        if (strcmp(g->name, name))
+        if (strcmp(g->name, name) || !prec_ok(g->prec, prec))
             continue;
         double d = fabs(log(g->m / m)) + fabs(log(g->n / n)) + fabs(log(g->k / k));
         if (d < best) {
@@ -495,3 +530,21 @@ double profile_kernel_time(const cost_profile *p, const char *name, double m, do
 
 int profile_has_kernels(const cost_profile *p) { return p && p->n_kern > 0; }
 int cost_profile_is_executor(const cost_profile *p) { return profile_has_kernels(p); }
+
+int cost_profile_has_kernel(const cost_profile *p, const char *name)
+{
+    for (int i = 0; p && i < p->n_kern; i++)
+        if (!strcmp(p->kern[i].name, name))
+            return 1;
+    return 0;
+}
+
+int cost_profile_has_precision(const cost_profile *p, spec_precision prec)
+{
+    if (!p || p->n_gemm == 0)
+        return 1; /* datasheet curves: every precision */
+    for (int i = 0; i < p->n_gemm; i++)
+        if (prec_ok(p->gemm[i].prec, prec))
+            return 1;
+    return 0;
+}

@@ -32,5 +32,11 @@ const char *cost_profile_name(const cost_profile *p);
  * rows): its predictions describe triad train, which runs ZeRO 0-1 and the
  * GPipe / 1F1B schedules only. */
 int cost_profile_is_executor(const cost_profile *p);
+/* 1 when the profile can predict layouts of precision `prec`: a built-in or
+ * datasheet profile always, a measured one when it timed its GEMMs in that
+ * math (`triad profile --precision`). */
+int cost_profile_has_precision(const cost_profile *p, spec_precision prec);
+/* 1 when a measured profile has rows of kernel `name` (profiles/README.md). */
+int cost_profile_has_kernel(const cost_profile *p, const char *name);
 
 #endif /* TRIAD_PROFILE_H */

@@ -26,11 +26,14 @@ typedef struct {
     double ranks, cores;      /* measured profiles: ranks that ran at once on `cores` cores (0: not stated) */
 } profile_params;
 
-typedef struct { double m, n, k, time_s; } profile_gemm;
+/* prec: the math the row was timed in (SPEC_PREC_*), or PROFILE_ANY_PREC for a
+ * kernel whose work does not depend on it (element-wise, fp32 storage). */
+#define PROFILE_ANY_PREC (-1)
+typedef struct { double m, n, k, time_s; int prec; } profile_gemm;
 typedef struct { int op, n; double bytes, time_s; } profile_coll;
 /* A measured executor kernel other than a forward GEMM (triad profile):
  * name and its own dimensions (see executor/cmd_profile.c). */
-typedef struct { char name[24]; double m, n, k, time_s; } profile_kernel;
+typedef struct { char name[24]; double m, n, k, time_s; int prec; } profile_kernel;
 
 struct cost_profile {
     char name[256];
@@ -46,12 +49,15 @@ struct cost_profile {
 
 const profile_params *profile_sheet(spec_gpu_kind g);
 const profile_params *profile_params_of(const cost_profile *p);
-double profile_gemm_time(const cost_profile *p, double m, double n, double k);
+/* Measured GEMM time in math `prec` (rows timed in another math are not
+ * used). -1 when the profile has none. */
+double profile_gemm_time(const cost_profile *p, spec_precision prec, double m, double n, double k);
 double profile_coll_time(const cost_profile *p, int op, int n, double bytes);
-/* Measured time of kernel `name` at (m, n, k): the exact row, else the
- * nearest row of that name by log-distance scaled by m n k. -1 when the
- * profile has no row of that name. */
-double profile_kernel_time(const cost_profile *p, const char *name, double m, double n, double k);
+/* Measured time of kernel `name` at (m, n, k) in math `prec`: the exact
+ * row, else the nearest row of that name by log-distance scaled by m n k.
+ * -1 when the profile has no row of that name and math. */
+double profile_kernel_time(const cost_profile *p, const char *name, spec_precision prec, double m, double n,
+                           double k);
 /* 1 when the profile measured the executor's kernels (then the cost model
  * sums them in the executor's call order instead of using its curves). */
 int profile_has_kernels(const cost_profile *p);

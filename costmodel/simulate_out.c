@@ -5,7 +5,7 @@
 
 void simulate_out_csv_header(FILE *f)
 {
-    fprintf(f, "tp,pp,dp,mbs,n_micro,schedule,v,recompute,zero,sp,precision,step_time_s,"
+    fprintf(f, "tp,pp,dp,mbs,n_micro,schedule,v,recompute,zero,sp,precision,attn,step_time_s,"
                "tokens_per_s,tflops_per_gpu,mfu,hfu,mem_peak_bytes,fits,bubble_frac,compute_s,"
                "tp_comm_s,pp_comm_s,dp_comm_exposed_s,bubble_s,optimizer_s,sim_step_time_s,"
                "sim_bubble_frac,source\n");
@@ -14,11 +14,11 @@ void simulate_out_csv_header(FILE *f)
 void simulate_out_csv_row(FILE *f, const spec_layout *l, const cost_result *cf, const cost_result *sr)
 {
     const cost_result *best = sr ? sr : cf;
-    fprintf(f, "%d,%d,%d,%d,%lld,%s,%d,%s,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%lld,%d,%.6g,%.6g,%.6g,"
+    fprintf(f, "%d,%d,%d,%d,%lld,%s,%d,%s,%d,%d,%s,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%lld,%d,%.6g,%.6g,%.6g,"
                "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%s\n",
             l->tp, l->pp, l->dp, l->mbs, (long long)cf->n_micro, spec_schedule_name(l->schedule),
             l->v, spec_recompute_name(l->recompute), l->zero, l->sp, spec_precision_name(l->precision),
-            best->step_time_s, best->tokens_per_s, best->tflops_per_gpu, best->mfu, best->hfu,
+            l->flash ? "flash" : "explicit", best->step_time_s, best->tokens_per_s, best->tflops_per_gpu, best->mfu, best->hfu,
             (long long)best->mem_peak_bytes, best->fits, best->bubble_frac, cf->compute_s,
             cf->tp_comm_s, cf->pp_comm_s, cf->dp_comm_exposed_s, cf->bubble_s, cf->optimizer_s,
             sr ? sr->step_time_s : cf->step_time_s, sr ? sr->bubble_frac : cf->bubble_frac,

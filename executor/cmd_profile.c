@@ -68,8 +68,10 @@ typedef struct {
     int oversub;       /* more ranks than cores, on a host backend: kernels timed by time_kernel's window */
     FILE *f;           /* rank 0 only */
     /* kernel rows of the sweep, in sweep order: time summed over the passes */
-    struct prow { char kind[8], name[24]; int64_t m, n, k; double t; } *rows;
+    struct prow { char kind[8], name[24]; int64_t m, n, k; double t; int prec; } *rows;
     int n_rows, cap_rows, row_i, pass;
+    int precs[2], n_precs; /* the maths the GEMMs and attention are timed in (--precision) */
+    int prec;              /* the one being timed: SPEC_PREC_*, or -1 (element-wise: either) */
 } prof_ctx;
 
 static double now_s(void)
@@ -355,7 +357,7 @@ static void put_row(prof_ctx *c, const char *kind, const char *name, int64_t m, 
         struct prow *r = &c->rows[c->n_rows++];
         snprintf(r->kind, sizeof r->kind, "%s", kind);
         snprintf(r->name, sizeof r->name, "%s", name);
-        r->m = m, r->n = n, r->k = k, r->t = t;
+        r->m = m, r->n = n, r->k = k, r->t = t, r->prec = c->prec;
     } else if (c->row_i < c->n_rows) {
         c->rows[c->row_i].t = fmin(c->rows[c->row_i].t, t);
     }
@@ -375,12 +377,13 @@ static void write_rows(const prof_ctx *c)
 {
     for (int i = 0; c->f && i < c->n_rows; i++) {
         const struct prow *r = &c->rows[i];
+        const char *dt = r->prec < 0 ? "" : spec_precision_name((spec_precision)r->prec);
         if (!strcmp(r->kind, "gemm"))
-            fprintf(c->f, "gemm,matmul_fwd,,%lld,%lld,%lld,,,,%.6g,,,%.4g\n", (long long)r->m, (long long)r->n,
-                    (long long)r->k, r->t, 2.0 * r->m * r->n * r->k / r->t / 1e9);
+            fprintf(c->f, "gemm,matmul_fwd,,%lld,%lld,%lld,,,,%.6g,,,%.4g,%s\n", (long long)r->m, (long long)r->n,
+                    (long long)r->k, r->t, 2.0 * r->m * r->n * r->k / r->t / 1e9, dt);
         else
-            fprintf(c->f, "kernel,%s,,%lld,%lld,%lld,,,,%.6g,,,\n", r->name, (long long)r->m, (long long)r->n,
-                    (long long)r->k, r->t);
+            fprintf(c->f, "kernel,%s,,%lld,%lld,%lld,,,,%.6g,,,,%s\n", r->name, (long long)r->m, (long long)r->n,
+                    (long long)r->k, r->t, dt);
     }
 }
 
@@ -465,24 +468,34 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     r->k.tok = upload(tok, (int64_t)sizeof(int) * N);
     free(tok);
 
-    /* the block's four GEMMs and the LM head, as model.c calls them */
+    /* In each math of --precision: the block's four GEMMs and the LM head,
+     * as model.c calls them, and attention (its products round their
+     * operands in bf16 math, and on a GPU run on the tensor cores). */
     struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {r->k.NH * (int64_t)r->k.HS, C, 0}, {C, F, 1}, {F, C, 0},
                                                 {C, V, 0}};
-    for (int i = 0; i < 5; i++) {
-        r->k.mm_n = (int)N;
-        r->k.mm_c = (int)mm[i].c;
-        r->k.mm_oc = (int)mm[i].oc;
-        r->k.mm_bias = mm[i].bias;
-        row_gemm(c, N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_fwd, r));
-        /* the executor always accumulates a bias gradient for the block's
-         * matrices (the row-parallel ones too) and none for the head */
-        r->k.mm_bias = i < 4;
-        row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_bwd, r));
+    for (int pi = 0; pi < c->n_precs; pi++) {
+        c->prec = c->precs[pi];
+        P->set_math(c->prec == SPEC_PREC_BF16 ? KERN_MATH_BF16 : KERN_MATH_FP32);
+        for (int i = 0; i < 5; i++) {
+            r->k.mm_n = (int)N;
+            r->k.mm_c = (int)mm[i].c;
+            r->k.mm_oc = (int)mm[i].oc;
+            r->k.mm_bias = mm[i].bias;
+            row_gemm(c, N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_fwd, r));
+            /* the executor always accumulates a bias gradient for the block's
+             * matrices (the row-parallel ones too) and none for the head */
+            r->k.mm_bias = i < 4;
+            row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_bwd, r));
+        }
+        int64_t bh = (int64_t)b * r->k.NH;
+        row_kernel(c, "attention_fwd", bh, r->k.T, r->k.HS, time_kernel(c, f_att_fwd, r));
+        row_kernel(c, "attention_bwd", bh, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));
+        row_kernel(c, "attention_flash_fwd", bh, r->k.T, r->k.HS, time_kernel(c, f_fl_fwd, r));
+        row_kernel(c, "attention_flash_bwd", bh, r->k.T, r->k.HS, time_kernel(c, f_fl_bwd, r));
     }
-    row_kernel(c, "attention_fwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_fwd, r));
-    row_kernel(c, "attention_bwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));
-    row_kernel(c, "attention_flash_fwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_fl_fwd, r));
-    row_kernel(c, "attention_flash_bwd", (int64_t)b * r->k.NH, r->k.T, r->k.HS, time_kernel(c, f_fl_bwd, r));
+    /* element-wise kernels: the same code in either math */
+    c->prec = -1;
+    P->set_math(KERN_MATH_FP32);
     row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, r));
     row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, r));
     r->k.n_elem = N * F;
@@ -504,6 +517,7 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
 /* AdamW and the gradient norm per parameter, at this rank's largest size. */
 static void profile_optimizer(prof_ctx *c, int64_t n)
 {
+    c->prec = -1; /* fp32 state in either math */
     krot *r = calloc(1, sizeof *r); /* one set: the state's own size rotates it out of cache */
     if (!r)
         log_die("profile: out of memory");
@@ -572,7 +586,7 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes, int n
                 double algbw = (double)b.count * 4 / t / 1e9;
                 double factor = op == 0 ? 2.0 * (n - 1) / n : op == 3 ? 1.0 : (double)(n - 1) / n;
                 if (c->f)
-                    fprintf(c->f, "collective,,,,,,%s,%d,%lld,%.6g,%.4g,%.4g,\n", OPS[op], n,
+                    fprintf(c->f, "collective,,,,,,%s,%d,%lld,%.6g,%.4g,%.4g,,\n", OPS[op], n,
                             (long long)(b.count * 4), t, algbw, algbw * factor);
                 ffree(b.send);
                 ffree(b.recv);
@@ -588,7 +602,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N triad profile --model M --out FILE [--device cpu|cuda|emu] [--mbs 1,2,4]\n"
-            "                     [--comm auto|mpi|nccl] [--samples 5] [--passes 2] [--min-ms MS] [--force]\n"
+            "                     [--comm auto|mpi|nccl] [--precision fp32,bf16] [--samples 5] [--passes 2]\n"
+            "                     [--min-ms MS] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
             "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
@@ -600,7 +615,10 @@ static void usage(FILE *f)
             "--device cuda times the CUDA kernels (every rank on the GPU of its local rank), emu\n"
             "the emulated device. --comm picks the collectives timed, as triad train --comm does:\n"
             "nccl (a GPU per rank), mpi (GPU buffers staged through the host), auto (nccl where\n"
-            "it can run).\n");
+            "it can run). --precision: the maths the GEMMs and attention are timed in, rows\n"
+            "tagged with their dtype (default: fp32 on cpu, whose trainer runs fp32 only;\n"
+            "fp32,bf16 on cuda and emu); the cost model predicts a layout of precision P only\n"
+            "from rows timed in P.\n");
 }
 
 int exec_cmd_profile(int argc, char **argv)
@@ -609,9 +627,11 @@ int exec_cmd_profile(int argc, char **argv)
                                          {"device", required_argument, 0, 'D'}, {"mbs", required_argument, 0, 'b'},
                                          {"samples", required_argument, 0, 's'}, {"min-ms", required_argument, 0, 't'},
                                          {"passes", required_argument, 0, 'P'}, {"comm", required_argument, 0, 'O'},
+                                         {"precision", required_argument, 0, 'p'},
                                          {"force", no_argument, 0, 'f'},        {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4", *comm_s = "auto";
+    const char *prec_s = NULL; /* default: what triad train runs on the backend */
     long samples = 5, passes = 2;
     double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
     int force = 0;
@@ -630,6 +650,7 @@ int exec_cmd_profile(int argc, char **argv)
             comm_s = optarg;
             break;
         case 'b': mbs_s = optarg; break;
+        case 'p': prec_s = optarg; break;
         case 's': samples = log_opt_long("profile", "samples", optarg, 1, MAX_SAMPLES); break;
         case 't':
             min_ms = strtod(optarg, &end);
@@ -659,6 +680,27 @@ int exec_cmd_profile(int argc, char **argv)
     int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("profile: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
+    /* the cpu backend trains in fp32 whatever the layout says (train.c);
+     * device backends run bf16 math too */
+    if (!prec_s)
+        prec_s = exec_backend_is_host() ? "fp32" : "fp32,bf16";
+    int precs[2], n_precs = 0;
+    {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", prec_s);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            int pr = spec_precision_from_name(tok);
+            if (pr < 0 || n_precs == 2 || (n_precs == 1 && precs[0] == pr))
+                log_die_input("profile: --precision '%s' is not fp32, bf16 or both (comma-separated)", prec_s);
+            precs[n_precs++] = pr;
+        }
+        if (n_precs == 0 || strlen(prec_s) >= sizeof buf)
+            log_die_input("profile: --precision '%s' is not fp32, bf16 or both (comma-separated)", prec_s);
+        for (int i = 0; i < n_precs; i++)
+            if (precs[i] == SPEC_PREC_BF16 && exec_backend_is_host())
+                log_die_input("profile: --precision '%s': the %s backend trains in fp32 only", prec_s, P->name);
+    }
     spec_model m;
     char err[SPEC_ERR_LEN];
     if (spec_model_parse(model_s, &m, err))
@@ -685,7 +727,9 @@ int exec_cmd_profile(int argc, char **argv)
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     /* ranks time-sharing cores (not GPUs: those keep the fixed repetitions) */
     int oversub = comm_node_ranks() > sysconf(_SC_NPROCESSORS_ONLN) && strcmp(P->name, "cuda") != 0;
-    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, oversub, NULL, NULL, 0, 0, 0, 0};
+    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, oversub, NULL, NULL, 0, 0, 0, 0, {0, 0}, n_precs, -1};
+    for (int i = 0; i < n_precs; i++)
+        c.precs[i] = precs[i];
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
     if (rank == 0) {
@@ -700,17 +744,17 @@ int exec_cmd_profile(int argc, char **argv)
                      "passes), collectives of the comm layer (%s)\n", samples,
                 oversub ? " of steady state, every rank running" : "", passes,
                 nccl ? "NCCL" : exec_backend_is_host() ? "MPI" : "MPI, staged through host memory");
-        fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops\n");
+        fprintf(c.f, "kind,name,value,m,n,k,op,group,bytes,time_s,algbw_gbps,busbw_gbps,gflops,dtype\n");
         /* parameters the measured rows do not replace: no dropout in the executor */
-        fprintf(c.f, "param,dropout,0,,,,,,,,,,\n");
-        fprintf(c.f, "param,tp_bwd_overlap,0,,,,,,,,,,\n"); /* the executor's collectives are synchronous */
+        fprintf(c.f, "param,dropout,0,,,,,,,,,,,\n");
+        fprintf(c.f, "param,tp_bwd_overlap,0,,,,,,,,,,,\n"); /* the executor's collectives are synchronous */
         /* NCCL reduces gradient buckets on its own stream under backward;
          * MPI's non-blocking all-reduce advances only inside MPI calls */
-        fprintf(c.f, "param,dp_overlap,%d,,,,,,,,,,\n", nccl);
-        fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,\n");
+        fprintf(c.f, "param,dp_overlap,%d,,,,,,,,,,,\n", nccl);
+        fprintf(c.f, "param,launch_s,1e-07,,,,,,,,,,,\n");
         /* the conditions of the measurement: ranks timing at once, cores they shared */
-        fprintf(c.f, "param,ranks,%d,,,,,,,,,,\n", world);
-        fprintf(c.f, "param,cores,%ld,,,,,,,,,,\n", units); /* cores, or the GPUs the ranks share */
+        fprintf(c.f, "param,ranks,%d,,,,,,,,,,,\n", world);
+        fprintf(c.f, "param,cores,%ld,,,,,,,,,,,\n", units); /* cores, or the GPUs the ranks share */
     }
     /* the largest parameter count a rank holds: the whole model at tp=1, pp=1 */
     spec_layout one;

@@ -126,6 +126,7 @@ int exec_train_run(const exec_train_opts *o)
     spec_layout l = o->layout;
     char err[SPEC_ERR_LEN];
     exec_backend()->set_math(KERN_MATH_FP32);
+    const char *math = "fp32"; /* what the GEMMs and attention compute in (the metrics header says) */
     if (l.precision != SPEC_PREC_FP32) {
         if (exec_backend_is_host()) {
             log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
@@ -134,6 +135,7 @@ int exec_train_run(const exec_train_opts *o)
              * accumulation; everything is stored in fp32, so memory is
              * predicted as fp32 */
             exec_backend()->set_math(KERN_MATH_BF16);
+            math = "bf16";
             if (!o->quiet)
                 log_msg("train: %s: GEMMs on bf16 inputs with fp32 accumulation; weights, activations and "
                         "optimizer state in fp32", exec_backend()->name);
@@ -277,8 +279,8 @@ int exec_train_run(const exec_train_opts *o)
         }
         if (!append) { /* a resumed run appends rows under the header it continues */
             fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
-                        "global batch %lld, data %s, seed %llu\n",
-                    m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs,
+                        "math %s, global batch %lld, data %s, seed %llu\n",
+                    m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs, math,
                     (long long)o->global_batch, o->data, (unsigned long long)o->seed);
             fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
                     (long long)pred.total_bytes);

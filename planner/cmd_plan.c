@@ -46,8 +46,8 @@ static void print_table(const plan_search_opts *o, const plan_result *r, int top
            r->enumerated, r->evaluated, r->n, o->cluster.mem_gb, r->seconds);
     printf("# step time: 'sim' = event simulator (top candidates), 'cf' = closed form;"
            " MFU counts model FLOPs only\n\n");
-    printf("%4s %5s %3s %4s %4s %-11s %-9s %4s %2s %9s %4s %11s %7s %6s %9s %7s %s\n", "rank", "dp",
-           "tp", "pp", "mbs", "schedule", "recompute", "zero", "sp", "step s", "src", "tokens/s",
+    printf("%4s %5s %3s %4s %4s %-11s %-9s %4s %2s %-4s %-8s %9s %4s %11s %7s %6s %9s %7s %s\n", "rank", "dp",
+           "tp", "pp", "mbs", "schedule", "recompute", "zero", "sp", "prec", "attn", "step s", "src", "tokens/s",
            "TFLOP/s", "MFU%", "mem GB", "bubble%", "stages");
     for (int i = 0; i < r->n && i < top; i++) {
         const plan_candidate *c = &r->cand[i];
@@ -65,9 +65,9 @@ static void print_table(const plan_search_opts *o, const plan_result *r, int top
             if (c->milp_stages)
                 snprintf(stages + n, sizeof stages - n, " (MILP)");
         }
-        printf("%4d %5d %3d %4d %4d %-11s %-9s %4d %2d %9.3f %4s %11.0f %7.1f %6.1f %4.1f/%-4.0f %7.1f %s\n",
+        printf("%4d %5d %3d %4d %4d %-11s %-9s %4d %2d %-4s %-8s %9.3f %4s %11.0f %7.1f %6.1f %4.1f/%-4.0f %7.1f %s\n",
                i + 1, l->dp, l->tp, l->pp, l->mbs, sched, spec_recompute_name(l->recompute), l->zero,
-               l->sp, x->step_time_s, c->has_sim ? "sim" : "cf", x->tokens_per_s, x->tflops_per_gpu,
+               l->sp, spec_precision_name(l->precision), l->flash ? "flash" : "explicit", x->step_time_s, c->has_sim ? "sim" : "cf", x->tokens_per_s, x->tflops_per_gpu,
                100 * x->mfu, x->mem_peak_bytes / 1e9, o->cluster.mem_gb, 100 * x->bubble_frac, stages);
     }
 }

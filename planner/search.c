@@ -72,8 +72,10 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     cost_block_times(m, c, l, l->recompute, p, &blk);
     cost_comm cm;
     cost_comm_times(m, c, l, p, &cm);
-    double eb = l->precision == SPEC_PREC_FP32 ? 4.0 : 2.0;
-    double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
+    /* triad's executor stores fp32 in either math (cost.c store_bytes) */
+    int fp32 = l->precision == SPEC_PREC_FP32 || cost_profile_is_executor(p);
+    double eb = fp32 ? 4.0 : 2.0;
+    double ob = fp32 ? 8.0 : 12.0;
     int64_t dp = l->dp;
     /* bytes per parameter after ZeRO sharding (cost_memory_rank's rule) */
     double bpp = eb / (l->zero >= 3 ? dp : 1) + eb / (l->zero >= 2 ? dp : 1) + ob / (l->zero >= 1 ? dp : 1);
@@ -142,6 +144,39 @@ static int improve_stages(const plan_search_opts *o, const spec_cluster *c, plan
     return rc;
 }
 
+/* Predict one layout: kept when it fits, else counted as a rejection
+ * (the one closest to fitting remembered for the message). */
+static void consider(const plan_search_opts *o, const spec_model *m, const spec_cluster *c, const spec_layout *l,
+                     plan_result *res, cand_vec *cv)
+{
+    plan_rejects *rj = &res->rej;
+    plan_candidate cd;
+    memset(&cd, 0, sizeof cd);
+    cd.layout = *l;
+    char e2[SPEC_ERR_LEN];
+    if (cost_predict(m, c, l, o->global_batch, o->profile, &cd.cf, e2)) {
+        if (rj->count[PLAN_REJ_BATCH]++ == 0)
+            snprintf(rj->example[PLAN_REJ_BATCH], sizeof rj->example[0], "%s", e2);
+        return;
+    }
+    res->evaluated++;
+    if (!cd.cf.fits) {
+        if (rj->count[PLAN_REJ_MEMORY]++ == 0 || cd.cf.mem_peak_bytes < rj->closest_need_bytes) {
+            rj->closest = *l;
+            rj->closest_need_bytes = cd.cf.mem_peak_bytes;
+            rj->closest_stage = cd.cf.mem_peak_stage;
+            char lay[128];
+            spec_layout_format(l, lay, sizeof lay);
+            snprintf(rj->example[PLAN_REJ_MEMORY], sizeof rj->example[0],
+                     "closest to fitting: %s needs %.1f GB on stage %d, device has %.1f GB", lay,
+                     cd.cf.mem_peak_bytes / 1e9, cd.cf.mem_peak_stage, c->mem_gb);
+        }
+        return;
+    }
+    cd.uniform_step_s = cd.cf.step_time_s;
+    push(cv, &cd);
+}
+
 int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_LEN])
 {
     memset(res, 0, sizeof *res);
@@ -159,6 +194,22 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
         c.nodes = nodes;
     cand_vec cv = {0};
     plan_rejects *rj = &res->rej;
+    /* precision and attention: a measured executor profile offers what it
+     * timed (both maths by default, and fused attention next to the
+     * explicit one); datasheet curves describe bf16 training, with the
+     * attention of the software they model (the H100 sheet's is fused) */
+    spec_precision precs[2];
+    int n_prec = 0;
+    if (executor) {
+        if (cost_profile_has_precision(o->profile, SPEC_PREC_BF16))
+            precs[n_prec++] = SPEC_PREC_BF16;
+        if (cost_profile_has_precision(o->profile, SPEC_PREC_FP32))
+            precs[n_prec++] = SPEC_PREC_FP32;
+    } else {
+        precs[n_prec++] = SPEC_PREC_BF16;
+    }
+    int fused = cost_fused_attention(&c, o->profile);
+    int n_attn = executor && cost_profile_has_kernel(o->profile, "attention_flash_fwd") ? 2 : 1;
     for (int pass = 0; pass < 2; pass++) {
         int allow_wide_tp = o->allow_cross_node_tp || pass == 1;
         for (int tp = 1; tp <= o->gpus; tp++) {
@@ -241,32 +292,16 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                                                (long long)m->seq);
                                         continue;
                                     }
-                                    plan_candidate cd;
-                                    memset(&cd, 0, sizeof cd);
-                                    cd.layout = l;
-                                    char e2[SPEC_ERR_LEN];
-                                    if (cost_predict(m, &c, &l, o->global_batch, o->profile, &cd.cf, e2)) {
-                                        if (rj->count[PLAN_REJ_BATCH]++ == 0)
-                                            snprintf(rj->example[PLAN_REJ_BATCH], sizeof rj->example[0], "%s", e2);
-                                        continue;
-                                    }
-                                    res->evaluated++;
-                                    if (!cd.cf.fits) {
-                                        if (rj->count[PLAN_REJ_MEMORY]++ == 0 ||
-                                            cd.cf.mem_peak_bytes < rj->closest_need_bytes) {
-                                            rj->closest = l;
-                                            rj->closest_need_bytes = cd.cf.mem_peak_bytes;
-                                            rj->closest_stage = cd.cf.mem_peak_stage;
-                                            char lay[128];
-                                            spec_layout_format(&l, lay, sizeof lay);
-                                            snprintf(rj->example[PLAN_REJ_MEMORY], sizeof rj->example[0],
-                                                     "closest to fitting: %s needs %.1f GB on stage %d, device has %.1f GB",
-                                                     lay, cd.cf.mem_peak_bytes / 1e9, cd.cf.mem_peak_stage, c.mem_gb);
+                                    /* the maths and attentions a measured profile timed
+                                     * (GEMMs in bf16 and fp32; fused attention rows) */
+                                    for (int pi = 0; pi < n_prec; pi++)
+                                        for (int fa = 0; fa < n_attn; fa++) {
+                                            if (fa && rc == SPEC_RECOMPUTE_SELECTIVE)
+                                                continue; /* fused keeps no s x s matrix: as rc=none */
+                                            l.precision = precs[pi];
+                                            l.flash = fa || fused;
+                                            consider(o, m, &c, &l, res, &cv);
                                         }
-                                        continue;
-                                    }
-                                    cd.uniform_step_s = cd.cf.step_time_s;
-                                    push(&cv, &cd);
                                 }
                     }
                 }

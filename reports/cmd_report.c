@@ -69,7 +69,7 @@ static void usage(FILE *f)
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
             "                    [--repeat 2] [--measured DIR] [--device cpu|cuda|emu] [--attn explicit|flash|explicit,flash]\n"
-            "                    [--force]\n"
+            "                    [--precision fp32|bf16] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
             "backend of --device, cpu by default: the one the profile measured), joins the\n"
@@ -77,7 +77,9 @@ static void usage(FILE *f)
             "writes DIR/comparison.csv, DIR/step_time.svg and DIR/ranking.svg. --measured DIR\n"
             "reads the runs of an earlier report instead of running them. --repeat K runs the\n"
             "list K times in turn and reports each layout's fastest pass (median step). --attn\n"
-            "picks the attention of the layouts (explicit by default; both doubles the list). The mpirun command\n"
+            "picks the attention of the layouts (explicit by default; both doubles the list).\n"
+            "--precision: the layouts' math (fp32 by default; bf16 on cuda or emu, predicted from\n"
+            "the profile's bf16 rows). The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -287,13 +289,15 @@ int report_cmd_report(int argc, char **argv)
         {"data", required_argument, 0, 'd'},    {"measured", required_argument, 0, 'M'},
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
         {"repeat", required_argument, 0, 'r'},  {"device", required_argument, 0, 'D'},
-        {"attn", required_argument, 0, 'A'},    {0, 0, 0, 0}};
+        {"attn", required_argument, 0, 'A'},    {"precision", required_argument, 0, 'q'},
+        {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
     const char *device = "cpu";
     long gpus = 0, steps = 12, warm = 3, repeat = 2;
     long long batch = 0;
     int force = 0, attn_mask = 1; /* bit 0: explicit attention, bit 1: fused (attn=flash) */
+    spec_precision prec = SPEC_PREC_FP32;
     optind = 1;
     opterr = 0;
     int ch;
@@ -316,6 +320,13 @@ int report_cmd_report(int argc, char **argv)
             if (!attn_mask)
                 log_die_input("report: --attn '%s' is not one of explicit, flash, explicit,flash", optarg);
             break;
+        case 'q': {
+            int q = spec_precision_from_name(optarg);
+            if (q < 0)
+                log_die_input("report: --precision '%s' is not one of fp32, bf16", optarg);
+            prec = (spec_precision)q;
+            break;
+        }
         case 'f': force = 1; break;
         case 'g': gpus = log_opt_long("report", "gpus", optarg, 1, 64); break;
         case 'b': batch = log_opt_long("report", "global-batch", optarg, 1, 1 << 20); break;
@@ -352,6 +363,15 @@ int report_cmd_report(int argc, char **argv)
     if (profile_s && cost_profile_load(profile_s, &prof, err))
         log_die_input("%s", err);
     const cost_profile *P = prof ? prof : cost_profile_builtin(c.gpu);
+    if (prec == SPEC_PREC_BF16 && !strcmp(device, "cpu"))
+        log_die_input("report: --precision bf16: the cpu backend trains in fp32 only (bf16 math runs on "
+                      "--device cuda or emu)");
+    if (prec == SPEC_PREC_BF16 && !cost_profile_is_executor(P))
+        log_die_input("report: --precision bf16 needs --profile FILE measured by triad profile on the device");
+    if (!cost_profile_has_precision(P, prec))
+        log_die_input("report: --precision %s: profile '%s' timed no %s kernels (triad profile --precision %s)",
+                      spec_precision_name(prec), cost_profile_name(P), spec_precision_name(prec),
+                      spec_precision_name(prec));
     char data_default[96];
     if (!data) {
         snprintf(data_default, sizeof data_default, "markov:vocab=%d,order=1,seed=7", (int)m.vocab);
@@ -402,7 +422,7 @@ int report_cmd_report(int argc, char **argv)
                     l.dp = dp;
                     l.mbs = mbs[i];
                     l.schedule = sch == 0 ? SPEC_SCHED_1F1B : SPEC_SCHED_GPIPE;
-                    l.precision = SPEC_PREC_FP32;
+                    l.precision = prec;
                     l.flash = fa;
                     if (spec_layout_check(&l, &m, batch, (int)gpus, err))
                         continue;
@@ -417,8 +437,9 @@ int report_cmd_report(int argc, char **argv)
                     memset(w, 0, sizeof *w);
                     w->l = l;
                     spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=fp32%s", dp,
-                             tp, pp, l.mbs, spec_schedule_name(l.schedule), fa ? ",attn=flash" : "");
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=%s%s", dp,
+                             tp, pp, l.mbs, spec_schedule_name(l.schedule), spec_precision_name(prec),
+                             fa ? ",attn=flash" : "");
                     w->pred_mem = r.mem_peak_bytes;
                     /* the closed form's step less its compute and optimizer:
                      * collectives, pipeline sends and bubble */

@@ -112,4 +112,28 @@ if [ $rc != 0 ] && [ "$(grep -c '^triad: ' "$tmp/comm2.err")" = 1 ] &&
 else
   echo "FAIL --comm nccl on the emulated device: exit $rc"; cat "$tmp/comm2.err"; fail=1
 fi
+# bf16 math end to end on a device backend: triad profile times the GEMMs and
+# attention in both maths (rows tagged with their dtype), triad report runs
+# precision=bf16 layouts predicted from the bf16 rows, memory (fp32 storage
+# in either math) exact
+mpirun --oversubscribe -np 2 $T profile --device emu --model tiny --mbs 1 --samples 2 --min-ms 0.1 --passes 1 \
+  --out "$tmp/pe.csv" 2>"$tmp/pe.err" >/dev/null || { echo "FAIL emu profile"; cat "$tmp/pe.err"; fail=1; }
+g32=$(grep -c '^gemm,.*,fp32$' "$tmp/pe.csv"); g16=$(grep -c '^gemm,.*,bf16$' "$tmp/pe.csv")
+a16=$(grep -c '^kernel,attention_.*,bf16$' "$tmp/pe.csv")
+[ "$g32" = 10 ] && [ "$g16" = 10 ] && [ "$a16" = 8 ] &&
+  echo "ok   emu profile: $g32 fp32 and $g16 bf16 GEMM rows, $a16 bf16 attention rows" ||
+  { echo "FAIL emu profile rows: fp32 $g32, bf16 $g16 GEMMs (want 10 each), bf16 attention $a16 (want 8)"; fail=1; }
+$T report --model tiny --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --device emu \
+  --precision bf16 --profile "$tmp/pe.csv" --out "$tmp/rb" >/dev/null 2>"$tmp/rb.err" ||
+  { echo "FAIL report --precision bf16"; cat "$tmp/rb.err"; fail=1; }
+python3 - "$tmp/rb/comparison.csv" "$tmp/rb/runs" <<'PY' && echo "ok   report --precision bf16 on emu: every layout ran bf16 math, memory exact" || fail=1
+import csv, glob, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+assert len(r) == 4, len(r)
+for x in r:
+    assert int(x['predicted_mem_bytes']) == int(x['measured_mem_bytes']), x['layout']
+    assert float(x['measured_step_time_s']) > 0, x['layout']
+runs = glob.glob(sys.argv[2] + '/layout*.csv')
+assert len(runs) == 4 and all(', math bf16,' in open(f).readline() for f in runs), runs
+PY
 exit $fail

@@ -37,7 +37,7 @@ $T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv
 # must be one it runs (ZeRO 0-1, gpipe / 1f1b), and the best must train
 $T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" --top 100 --format csv \
   --out "$tmp/best.ini" > "$tmp/plan.csv" 2>/dev/null
-n=$(python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(len(r), sum(1 for x in r if int(x['zero'])>1 or x['schedule']=='interleaved'))" "$tmp/plan.csv")
+n=$(python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(len(r), sum(1 for x in r if int(x['zero'])>1 or x['schedule']=='interleaved' or x['precision']!='fp32'))" "$tmp/plan.csv")
 set -- $n
 if [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] &&
    mpirun -np 2 $T train --device cpu --plan "$tmp/best.ini" --data markov:vocab=64,order=1,seed=1 --steps 2 --quiet \
@@ -46,6 +46,26 @@ if [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] &&
 else
   bad "plan with the measured profile proposed $2 of ${1:-0} layouts triad train does not run (or the best did not train)"
 fi
+# the cpu profile timed fp32 only (the cpu trainer's math), and both attentions:
+# the plan searches fused attention too, without selective recomputation (it keeps nothing to drop)
+python3 - "$tmp/plan.csv" <<'PY' && ok "plan searches attn=flash from the profile's fused rows" || fail=1
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+f = [x for x in r if x['attn'] == 'flash']
+e = [x for x in r if x['attn'] == 'explicit']
+assert f and e, (len(f), len(e))
+assert not [x for x in f if x['recompute'] == 'selective'], 'flash + selective is rc=none'
+PY
+grep -q '^dtype\|,dtype$' <(sed -n '/^kind,/p' "$tmp/p.csv") && ! grep -q ',bf16$' "$tmp/p.csv" \
+  && [ "$(grep -c '^gemm,.*,fp32$' "$tmp/p.csv")" = 20 ] \
+  && ok "profile rows carry their math: every GEMM fp32 on the cpu backend" || bad "profile dtype column"
+$T simulate --profile "$tmp/p.csv" --model $M --cluster cpu --layout mbs=2,precision=bf16 --global-batch 4 \
+  > /dev/null 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q "precision=bf16 was not measured" "$tmp/e.log" \
+  && ok "a precision the profile did not time is refused: $(cat "$tmp/e.log")" || bad "simulate bf16 on an fp32 profile: rc=$rc"
+mpirun -np 1 $T profile --model $M --precision bf16 --out "$tmp/q.csv" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && grep -q "fp32 only" "$tmp/e.log" && ok "profile --precision bf16 refused on the cpu backend" \
+  || bad "profile --precision bf16 on cpu: rc=$rc"
 
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1,2 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
    --out "$tmp/r" > "$tmp/r.txt" 2> "$tmp/r.log" || { cat "$tmp/r.log"; bad "report ran"; }

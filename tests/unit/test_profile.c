@@ -121,9 +121,99 @@ static void test_measured_block_is_the_executor_sum(void **state)
                  1e-12, 0);
 
     /* the nearest shape scales by work: twice the rows, twice the time */
-    assert_close(profile_kernel_time(p, "layernorm_fwd", 64, 64, 1), 2048e-6, 1e-12, 0);
-    assert_close(profile_kernel_time(p, "no_such", 1, 1, 1), -1, 0, 0);
+    assert_close(profile_kernel_time(p, "layernorm_fwd", SPEC_PREC_FP32, 64, 64, 1), 2048e-6, 1e-12, 0);
+    assert_close(profile_kernel_time(p, "no_such", SPEC_PREC_FP32, 1, 1, 1), -1, 0, 0);
     cost_profile_free(p);
+    unlink(path);
+}
+
+/* Rows carry the math they were timed in (dtype). A layout is predicted
+ * from the rows of its own precision only: untagged GEMM, matmul_bwd and
+ * attention rows are fp32 (what profiles held before dtype), untagged
+ * element-wise rows serve both; a precision the profile never timed is
+ * refused with a line naming it. triad's executor stores fp32 in either
+ * math, so a bf16 layout's memory equals the fp32 one's to the byte. */
+static void test_rows_by_precision(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    cost_profile *p = NULL;
+    /* PROFILE's rows (untagged: fp32) plus bf16 GEMM and attention rows at 1/8 of their times */
+    char text[8192];
+    snprintf(text, sizeof text, "%s",
+             "kind,name,value,m,n,k,op,group,bytes,time_s,dtype\n"
+             "gemm,,,32,192,64,,,,1e-6,\n"
+             "gemm,,,32,64,64,,,,2e-6,\n"
+             "gemm,,,32,256,64,,,,4e-6,\n"
+             "gemm,,,32,64,256,,,,8e-6,\n"
+             "gemm,,,32,192,64,,,,0.125e-6,bf16\n"
+             "gemm,,,32,64,64,,,,0.25e-6,bf16\n"
+             "gemm,,,32,256,64,,,,0.5e-6,bf16\n"
+             "gemm,,,32,64,256,,,,1e-6,bf16\n"
+             "kernel,matmul_bwd,,32,192,64,,,,16e-6,fp32\n"
+             "kernel,matmul_bwd,,32,64,64,,,,32e-6,fp32\n"
+             "kernel,matmul_bwd,,32,256,64,,,,64e-6,fp32\n"
+             "kernel,matmul_bwd,,32,64,256,,,,128e-6,fp32\n"
+             "kernel,matmul_bwd,,32,192,64,,,,2e-6,bf16\n"
+             "kernel,matmul_bwd,,32,64,64,,,,4e-6,bf16\n"
+             "kernel,matmul_bwd,,32,256,64,,,,8e-6,bf16\n"
+             "kernel,matmul_bwd,,32,64,256,,,,16e-6,bf16\n"
+             "kernel,attention_fwd,,4,32,16,,,,256e-6,\n"
+             "kernel,attention_bwd,,4,32,16,,,,512e-6,\n"
+             "kernel,attention_fwd,,4,32,16,,,,32e-6,bf16\n"
+             "kernel,attention_bwd,,4,32,16,,,,64e-6,bf16\n"
+             "kernel,layernorm_fwd,,32,64,1,,,,1024e-6,\n"
+             "kernel,layernorm_bwd,,32,64,1,,,,2048e-6,\n"
+             "kernel,gelu_fwd,,8192,1,1,,,,4096e-6,\n"
+             "kernel,gelu_bwd,,8192,1,1,,,,8192e-6,\n"
+             "kernel,add,,2048,1,1,,,,16384e-6,\n");
+    assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
+    assert_true(cost_profile_has_precision(p, SPEC_PREC_FP32));
+    assert_true(cost_profile_has_precision(p, SPEC_PREC_BF16));
+    spec_model m;
+    spec_cluster c;
+    spec_layout l32, l16;
+    assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("cpu", &c, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("mbs=1,precision=fp32", &l32, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("mbs=1,precision=bf16", &l16, err), SPEC_OK);
+    double ew_f = 2 * 1024e-6 + 4096e-6 + 4 * 16384e-6, ew_b = 2 * 2048e-6 + 8192e-6;
+    cost_block b;
+    cost_block_times(&m, &c, &l32, SPEC_RECOMPUTE_NONE, p, &b);
+    assert_close(b.fwd_s, ew_f + 15e-6 + 256e-6, 1e-12, 0);
+    assert_close(b.bwd_s, ew_b + 240e-6 + 512e-6, 1e-12, 0);
+    cost_block_times(&m, &c, &l16, SPEC_RECOMPUTE_NONE, p, &b);
+    assert_close(b.fwd_s, ew_f + 15e-6 / 8 + 32e-6, 1e-12, 0);
+    assert_close(b.bwd_s, ew_b + 30e-6 + 64e-6, 1e-12, 0);
+    assert_close(profile_gemm_time(p, SPEC_PREC_BF16, 32, 192, 64), 0.125e-6, 1e-15, 0);
+    assert_close(profile_gemm_time(p, SPEC_PREC_FP32, 32, 192, 64), 1e-6, 1e-15, 0);
+    /* element-wise rows serve both maths */
+    assert_close(profile_kernel_time(p, "add", SPEC_PREC_BF16, 2048, 1, 1), 16384e-6, 1e-12, 0);
+    /* memory: fp32 storage in either math */
+    cost_result r32, r16;
+    assert_int_equal(cost_predict(&m, &c, &l32, 8, p, &r32, err), SPEC_OK);
+    assert_int_equal(cost_predict(&m, &c, &l16, 8, p, &r16, err), SPEC_OK);
+    assert_int_equal(r16.mem_peak_bytes, r32.mem_peak_bytes);
+    assert_true(r16.step_time_s < r32.step_time_s);
+    cost_profile_free(p);
+
+    /* untagged GEMMs are fp32: a bf16 layout is refused, naming the precision */
+    assert_int_equal(cost_profile_load(write_csv(PROFILE), &p, err), SPEC_OK);
+    assert_false(cost_profile_has_precision(p, SPEC_PREC_BF16));
+    assert_int_equal(cost_predict(&m, &c, &l16, 8, p, &r16, err), SPEC_ERR);
+    assert_non_null(strstr(err, "precision=bf16"));
+    assert_int_equal(cost_predict(&m, &c, &l32, 8, p, &r32, err), SPEC_OK);
+    cost_profile_free(p);
+    /* a datasheet profile has no rows: every precision */
+    assert_true(cost_profile_has_precision(cost_profile_builtin(SPEC_GPU_H100_80GB), SPEC_PREC_BF16));
+    assert_true(cost_profile_has_precision(NULL, SPEC_PREC_FP32));
+
+    /* a dtype that is no precision is refused with file:line and the value */
+    assert_int_equal(cost_profile_load(write_csv("kind,name,m,n,k,time_s,dtype\ngemm,,1,1,1,1e-6,fp16\n"), &p,
+                                       err), SPEC_ERR);
+    assert_null(p);
+    assert_non_null(strstr(err, "'dtype'='fp16'"));
+    assert_non_null(strstr(err, ":2:"));
     unlink(path);
 }
 
@@ -186,6 +276,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measured_block_is_the_executor_sum),
         cmocka_unit_test(test_loader_refuses_bad_kernel_rows),
+        cmocka_unit_test(test_rows_by_precision),
         cmocka_unit_test(test_pipe_send_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
