@@ -153,6 +153,7 @@ const char *spec_gpu_name(spec_gpu_kind g) { return g < SPEC_GPU_COUNT ? GPU_NAM
 const char *spec_schedule_name(spec_schedule s) { return s <= SPEC_SCHED_INTERLEAVED ? SCHED_NAMES[s] : "?"; }
 const char *spec_recompute_name(spec_recompute r) { return r <= SPEC_RECOMPUTE_FULL ? RC_NAMES[r] : "?"; }
 const char *spec_precision_name(spec_precision p) { return p <= SPEC_PREC_FP32 ? PREC_NAMES[p] : "?"; }
+const char *spec_attn_name(int flash) { return flash ? "flash" : "explicit"; }
 int spec_gpu_from_name(const char *s) { return name_index(s, GPU_NAMES, SPEC_GPU_COUNT); }
 int spec_schedule_from_name(const char *s) { return name_index(s, SCHED_NAMES, 3); }
 int spec_recompute_from_name(const char *s) { return name_index(s, RC_NAMES, 3); }
@@ -349,11 +350,11 @@ int spec_layout_set(spec_layout *l, const char *key, const char *value, char err
         return SPEC_OK;
     }
     if (!strcmp(key, "attn")) {
-        if (strcmp(value, "explicit") && strcmp(value, "flash")) {
+        if (strcmp(value, spec_attn_name(0)) && strcmp(value, spec_attn_name(1))) {
             snprintf(err, SPEC_ERR_LEN, "layout: attn='%s' is not one of explicit, flash", value);
             return SPEC_ERR;
         }
-        l->flash = !strcmp(value, "flash");
+        l->flash = !strcmp(value, spec_attn_name(1));
         return SPEC_OK;
     }
     if (!strcmp(key, "stages"))

@@ -144,6 +144,7 @@ const char *spec_gpu_name(spec_gpu_kind g);
 const char *spec_schedule_name(spec_schedule s);
 const char *spec_recompute_name(spec_recompute r);
 const char *spec_precision_name(spec_precision p);
+const char *spec_attn_name(int flash); /* the layout key attn's value: explicit, flash */
 int spec_gpu_from_name(const char *s);
 int spec_schedule_from_name(const char *s);
 int spec_recompute_from_name(const char *s);

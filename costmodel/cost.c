@@ -25,11 +25,7 @@ static const cost_profile *prof_or_builtin(const cost_profile *p, const spec_clu
 
 static double elem_bytes(spec_precision p) { return p == SPEC_PREC_FP32 ? 4.0 : 2.0; }
 
-/* Bytes per stored or communicated element. triad's executor keeps
- * weights, activations, gradients and what it sends in fp32 in either math
- * (bf16 math rounds the GEMMs' and attention's operands only), so under a
- * profile of it precision changes kernel times, never bytes. */
-static double store_bytes(const spec_layout *l, const cost_profile *p)
+double cost_store_bytes(const spec_layout *l, const cost_profile *p)
 {
     return profile_has_kernels(p) ? 4.0 : elem_bytes(l->precision);
 }
@@ -93,18 +89,18 @@ int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
  * memory and activations are those of attn=flash (shapes.c: one
  * log-sum-exp per row instead of the s x s probabilities, no gradient of
  * them, nothing for selective recomputation to drop). */
-static spec_layout profile_layout(const spec_layout *l, const cost_profile *p, const spec_cluster *c)
-{
-    spec_layout out = *l;
-    out.flash = out.flash || profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
-    if (profile_has_kernels(p))
-        out.precision = SPEC_PREC_FP32; /* the executor's storage (store_bytes) */
-    return out;
-}
-
 int cost_fused_attention(const spec_cluster *c, const cost_profile *p)
 {
     return profile_params_of(prof_or_builtin(p, c))->flash_attention > 0;
+}
+
+static spec_layout profile_layout(const spec_layout *l, const cost_profile *p, const spec_cluster *c)
+{
+    spec_layout out = *l;
+    out.flash = out.flash || cost_fused_attention(c, p);
+    if (cost_store_bytes(l, p) == 4.0)
+        out.precision = SPEC_PREC_FP32; /* what is stored (cost_store_bytes) */
+    return out;
 }
 
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
@@ -333,7 +329,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp, f = m->ffn;
     int64_t bs = B * s;
     spec_precision pr = l->precision;
-    double eb = store_bytes(l, p);
+    double eb = cost_store_bytes(l, p);
     /* GEMMs, forward: qkv (column-parallel), attention projection (row-),
      * fc (column-), fc projection (row-). Backward: data + weight gradient,
      * two GEMMs of the same size each. */
@@ -419,7 +415,7 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
     memset(out, 0, sizeof *out);
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp;
     int64_t bs = B * s, Vt = m->vocab / t;
-    double eb = store_bytes(l, p);
+    double eb = cost_store_bytes(l, p);
     int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
     double act = eb * (double)bs * (double)h;
     int first = pp_rank == 0, last = pp_rank == l->pp - 1;
@@ -431,7 +427,7 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
             out->bwd_s += K(p, pr, "encoder_bwd", N, C, 1);
         }
         if (last) {
-            out->fwd_s += K(p, pr, "layernorm_fwd", Ns, C, 1) + cost_gemm_s(bs, Vt, h, c, p, l->precision) +
+            out->fwd_s += K(p, pr, "layernorm_fwd", Ns, C, 1) + cost_gemm_s(bs, Vt, h, c, p, pr) +
                           K(p, pr, "xent_fwd", N, V, 1);
             out->bwd_s += K(p, pr, "xent_bwd", N, V, 1) + K(p, pr, "matmul_bwd", N, V, C) +
                           K(p, pr, "layernorm_bwd", Ns, C, 1);
@@ -474,7 +470,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
                      const cost_profile *p, cost_comm *out)
 {
     memset(out, 0, sizeof *out);
-    double eb = store_bytes(l, p);
+    double eb = cost_store_bytes(l, p);
     int64_t B = l->mbs, s = m->seq, h = m->hidden;
     /* Pipeline p2p: one b s h activation per micro-batch per boundary. With
      * tp > 1 Megatron's scatter/gather sends 1/t of it per rank across nodes
@@ -635,7 +631,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         int layers0 = cost_shapes_rank_layers(m, l, 0);
         double window = layers0 * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s) / v;
         int64_t P0 = cost_shapes_param_elems(m, l, 0);
-        double gbytes = store_bytes(l, p) * (double)P0;
+        double gbytes = cost_store_bytes(l, p) * (double)P0;
         double nb = gbytes / cm.dp_bucket_bytes;
         double bucket = nb > 1 ? dp_traffic / nb : dp_traffic;
         exposed = dp_traffic - window;

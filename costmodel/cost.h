@@ -59,7 +59,8 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
 /* The same for the software a profile describes: with flash_attention
  * (fused attention) as for attn=flash — no s x s probabilities kept,
  * recomputed or differentiated in memory (the kernel keeps one log-sum-exp
- * per row). */
+ * per row); under a profile of triad's executor in fp32 whatever the
+ * precision (cost_store_bytes). */
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                               int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out);
 
@@ -106,6 +107,13 @@ double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profil
  * when p is NULL) runs fused attention: every layout is predicted as
  * attn=flash (the H100 sheet: Megatron-Core with cuDNN / FlashAttention). */
 int cost_fused_attention(const spec_cluster *c, const cost_profile *p);
+
+/* Bytes per stored or communicated element (weights, activations,
+ * gradients, messages). triad's executor keeps all of them in fp32 in
+ * either math (bf16 math rounds its GEMMs' and attention's operands only),
+ * so under a profile of it (kernel rows) precision changes kernel times,
+ * never bytes: 4; otherwise 2 for bf16, 4 for fp32. */
+double cost_store_bytes(const spec_layout *l, const cost_profile *p);
 
 /* ---- per-stage costs (for the simulator and the planner) ---------------- */
 

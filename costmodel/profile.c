@@ -444,9 +444,12 @@ int cost_profile_load(const char *path, cost_profile **out, char err[SPEC_ERR_LE
 
 const profile_params *profile_params_of(const cost_profile *p) { return &p->params; }
 
-/* Measured GEMM time: the nearest measured shape by log-distance, scaled by
- * FLOPs (throughput of the nearest shape). Returns -1 when none. */
+/* A row timed in math `row` serves a query in math `want`. */
 static int prec_ok(int row, spec_precision want) { return row == PROFILE_ANY_PREC || row == (int)want; }
+
+/* Measured GEMM time: the nearest measured shape of the math by
+ * log-distance, scaled by FLOPs (throughput of the nearest shape). Returns
+ * -1 when none. */
 
 double profile_gemm_time(const cost_profile *p, spec_precision prec, double m, double n, double k)
 {

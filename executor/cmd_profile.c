@@ -684,22 +684,22 @@ int exec_cmd_profile(int argc, char **argv)
      * device backends run bf16 math too */
     if (!prec_s)
         prec_s = exec_backend_is_host() ? "fp32" : "fp32,bf16";
-    int precs[2], n_precs = 0;
+    int precs[2] = {0, 0}, n_precs = 0;
     {
         char buf[64];
-        snprintf(buf, sizeof buf, "%s", prec_s);
         char *save = NULL;
+        if (snprintf(buf, sizeof buf, "%s", prec_s) >= (int)sizeof buf)
+            buf[0] = 0; /* too long to be a list of two: refused below */
         for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             int pr = spec_precision_from_name(tok);
             if (pr < 0 || n_precs == 2 || (n_precs == 1 && precs[0] == pr))
                 log_die_input("profile: --precision '%s' is not fp32, bf16 or both (comma-separated)", prec_s);
+            if (pr == SPEC_PREC_BF16 && exec_backend_is_host())
+                log_die_input("profile: --precision '%s': the %s backend trains in fp32 only", prec_s, P->name);
             precs[n_precs++] = pr;
         }
-        if (n_precs == 0 || strlen(prec_s) >= sizeof buf)
+        if (n_precs == 0)
             log_die_input("profile: --precision '%s' is not fp32, bf16 or both (comma-separated)", prec_s);
-        for (int i = 0; i < n_precs; i++)
-            if (precs[i] == SPEC_PREC_BF16 && exec_backend_is_host())
-                log_die_input("profile: --precision '%s': the %s backend trains in fp32 only", prec_s, P->name);
     }
     spec_model m;
     char err[SPEC_ERR_LEN];
@@ -727,9 +727,8 @@ int exec_cmd_profile(int argc, char **argv)
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     /* ranks time-sharing cores (not GPUs: those keep the fixed repetitions) */
     int oversub = comm_node_ranks() > sysconf(_SC_NPROCESSORS_ONLN) && strcmp(P->name, "cuda") != 0;
-    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, oversub, NULL, NULL, 0, 0, 0, 0, {0, 0}, n_precs, -1};
-    for (int i = 0; i < n_precs; i++)
-        c.precs[i] = precs[i];
+    prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, oversub, NULL, NULL, 0, 0, 0, 0, {precs[0], precs[1]}, n_precs,
+                  -1};
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
     if (rank == 0) {

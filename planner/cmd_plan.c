@@ -65,9 +65,11 @@ static void print_table(const plan_search_opts *o, const plan_result *r, int top
             if (c->milp_stages)
                 snprintf(stages + n, sizeof stages - n, " (MILP)");
         }
-        printf("%4d %5d %3d %4d %4d %-11s %-9s %4d %2d %-4s %-8s %9.3f %4s %11.0f %7.1f %6.1f %4.1f/%-4.0f %7.1f %s\n",
-               i + 1, l->dp, l->tp, l->pp, l->mbs, sched, spec_recompute_name(l->recompute), l->zero,
-               l->sp, spec_precision_name(l->precision), l->flash ? "flash" : "explicit", x->step_time_s, c->has_sim ? "sim" : "cf", x->tokens_per_s, x->tflops_per_gpu,
+        printf("%4d %5d %3d %4d %4d %-11s %-9s %4d %2d %-4s %-8s %9.3f %4s %11.0f %7.1f %6.1f %4.1f/%-4.0f %7.1f "
+               "%s\n",
+               i + 1, l->dp, l->tp, l->pp, l->mbs, sched, spec_recompute_name(l->recompute), l->zero, l->sp,
+               spec_precision_name(l->precision), spec_attn_name(l->flash), x->step_time_s,
+               c->has_sim ? "sim" : "cf", x->tokens_per_s, x->tflops_per_gpu,
                100 * x->mfu, x->mem_peak_bytes / 1e9, o->cluster.mem_gb, 100 * x->bubble_frac, stages);
     }
 }

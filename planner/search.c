@@ -72,10 +72,8 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     cost_block_times(m, c, l, l->recompute, p, &blk);
     cost_comm cm;
     cost_comm_times(m, c, l, p, &cm);
-    /* triad's executor stores fp32 in either math (cost.c store_bytes) */
-    int fp32 = l->precision == SPEC_PREC_FP32 || cost_profile_is_executor(p);
-    double eb = fp32 ? 4.0 : 2.0;
-    double ob = fp32 ? 8.0 : 12.0;
+    double eb = cost_store_bytes(l, p);
+    double ob = eb == 4.0 ? 8.0 : 12.0; /* Adam moments, plus the fp32 master copy under 16-bit weights */
     int64_t dp = l->dp;
     /* bytes per parameter after ZeRO sharding (cost_memory_rank's rule) */
     double bpp = eb / (l->zero >= 3 ? dp : 1) + eb / (l->zero >= 2 ? dp : 1) + ob / (l->zero >= 1 ? dp : 1);

@@ -271,9 +271,13 @@ void kern_cpu_attention_backward(float *dqkv, float *datt, const float *dout, co
 static inline float att_round(float x) { return g_math == KERN_MATH_BF16 ? kern_bf16_round(x) : x; }
 
 /* q, k, v of head h of sequence b as (T, HS) rows, each element as the
- * math mode rounds it (att_round), into r (3 T HS floats: q, then k, then v) */
-static void att_rounded_qkv(float *r, const float *qkv, int b, int h, int T, int NH, int HS)
+ * math mode rounds it (att_round), in a new buffer of 3 T HS + extra floats
+ * (q, k, v, then `extra` of scratch at *scratch); the caller frees it. */
+static float *att_head(const float *qkv, int b, int h, int T, int NH, int HS, size_t extra, const float **q,
+                       const float **k, const float **v, float **scratch)
 {
+    size_t n = (size_t)T * HS;
+    float *r = malloc(sizeof(float) * (3 * n + extra));
     if (!r)
         abort(); /* as rounded(): a kernel has no error path */
     int C = NH * HS, C3 = 3 * C;
@@ -281,6 +285,8 @@ static void att_rounded_qkv(float *r, const float *qkv, int b, int h, int T, int
         for (int t = 0; t < T; t++)
             for (int d = 0; d < HS; d++)
                 r[((int64_t)part * T + t) * HS + d] = att_round(qkv[((int64_t)b * T + t) * C3 + part * C + h * HS + d]);
+    *q = r, *k = r + n, *v = r + 2 * n, *scratch = r + 3 * n;
+    return r;
 }
 
 void kern_cpu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
@@ -290,9 +296,9 @@ void kern_cpu_attention_forward_flash(float *out, float *lse, const float *qkv, 
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *r = malloc(sizeof(float) * ((size_t)3 * T * HS + (size_t)T)), *s = r + (size_t)3 * T * HS;
-            att_rounded_qkv(r, qkv, b, h, T, NH, HS);
-            const float *q = r, *k = r + (int64_t)T * HS, *v = r + 2 * (int64_t)T * HS;
+            const float *q, *k, *v;
+            float *s; /* one row of scores, then probabilities */
+            float *r = att_head(qkv, b, h, T, NH, HS, (size_t)T, &q, &k, &v, &s);
             for (int t = 0; t < T; t++) {
                 for (int j = 0; j <= t; j++) {
                     float acc = 0.0f;
@@ -324,9 +330,9 @@ void kern_cpu_attention_backward_flash(float *dqkv, const float *dout, const flo
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *r = malloc(sizeof(float) * ((size_t)3 * T * HS + (size_t)HS)), *gr = r + (size_t)3 * T * HS;
-            att_rounded_qkv(r, qkv, b, h, T, NH, HS);
-            const float *q = r, *k = r + (int64_t)T * HS, *v = r + 2 * (int64_t)T * HS;
+            const float *q, *k, *v;
+            float *gr; /* one row of dO as the math rounds it */
+            float *r = att_head(qkv, b, h, T, NH, HS, (size_t)HS, &q, &k, &v, &gr);
             float *dbase = dqkv + (int64_t)b * T * C3 + h * HS;
             for (int t = 0; t < T; t++)
                 for (int part = 0; part < 3; part++)
