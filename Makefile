@@ -1,7 +1,7 @@
 # triad — build, test, bench, validate.
 #
 #   make            build build/triad (CPU + MPI; CUDA backend when nvcc is found)
-#   make demo       the whole loop on this machine with built-in defaults
+#   make demo       the whole loop on this machine with built-in defaults (RANKS=4: on 4 ranks)
 #   make test       unit tests (cmocka) + end-to-end tests under mpirun
 #   make bench      speed figures (planner, simulator, trainer)
 #   make validate   predictions against published runs
@@ -150,8 +150,9 @@ bench: all
 validate: all
 	@python3 tests/validate.py --triad $(BUILD)/triad
 
+RANKS ?= 2
 demo: all
-	@bash tests/demo.sh
+	@DEMO_RANKS='$(RANKS)' bash tests/demo.sh
 
 # Leak detection is off: OpenMPI and OpenBLAS keep process-lifetime
 # allocations that LeakSanitizer reports; address and UB errors still fail.

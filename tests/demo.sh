@@ -20,7 +20,12 @@ sed -n '1,12p' "$OUT/simulate-175b.txt"
 
 # the small GPT of the closed loop: 4 blocks, hidden 128, vocab 256, seq 64 (0.9M parameters)
 SMALL=tiny,layers=4,hidden=128,heads=4,ffn=512,vocab=256,seq=64
-NP=2
+# ranks of the loop: make demo RANKS=N (default 2; more than the cores
+# share them, and the report then measures more steps against the noise)
+NP=${DEMO_RANKS:-2}
+case "$NP" in ''|*[!0-9]*|0) echo "triad: demo: RANKS '$NP' is not a whole number of ranks >= 1" >&2; exit 2;; esac
+STEPS=16
+[ "$NP" -gt "$(nproc)" ] && STEPS=24
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 step "3/6 profile this machine: the executor's kernels and the comm layer's collectives on $NP ranks"
 mpirun -np $NP $T profile --model $SMALL --mbs 1,2,4,8 --out "$OUT/profile-cpu.csv" --force \
@@ -28,7 +33,7 @@ mpirun -np $NP $T profile --model $SMALL --mbs 1,2,4,8 --out "$OUT/profile-cpu.c
 echo "  $(grep -c '^gemm,' "$OUT/profile-cpu.csv") GEMM shapes, $(grep -c '^kernel,' "$OUT/profile-cpu.csv") other kernels, $(grep -c '^collective,' "$OUT/profile-cpu.csv") collective sizes -> $OUT/profile-cpu.csv"
 
 step "4/6 report: run every feasible layout of the small GPT on $NP ranks and compare with the predictions"
-$T report --model $SMALL --gpus $NP --global-batch 8 --mbs 1,2,4,8 --steps 16 --warmup-steps 4 \
+$T report --model $SMALL --gpus $NP --global-batch 8 --mbs 1,2,4,8 --steps $STEPS --warmup-steps 4 \
    --profile "$OUT/profile-cpu.csv" --out "$OUT/report" --force 2> "$OUT/report.log" > "$OUT/report.txt" \
    || { cat "$OUT/report.log" "$OUT/report.txt"; exit 1; }
 cat "$OUT/report.txt"
