@@ -8,6 +8,13 @@ OUT=${DEMO_OUT:-demo-out}
 mkdir -p "$OUT"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 step() { printf '\n== %s\n' "$*"; }
+# ranks of the loop: make demo RANKS=N (default 2; more than the cores
+# share them, and the report then measures more steps against the noise)
+NP=${DEMO_RANKS:-2}
+# (the demo's batch of 8 and 4 heads split over 1, 2, 4 or 8 ranks)
+case "$NP" in 1|2|4|8) ;; *) echo "triad: demo: RANKS '$NP' is not 1, 2, 4 or 8" >&2; exit 2;; esac
+STEPS=16
+[ "$NP" -gt "$(nproc)" ] && STEPS=24
 
 step "1/6 plan: GPT-3 175B on 1024 A100-80GB GPUs, global batch 1536"
 $T plan --model gpt3-175b --cluster dgx-a100-80gb --gpus 1024 --global-batch 1536 --top 5 \
@@ -20,12 +27,6 @@ sed -n '1,12p' "$OUT/simulate-175b.txt"
 
 # the small GPT of the closed loop: 4 blocks, hidden 128, vocab 256, seq 64 (0.9M parameters)
 SMALL=tiny,layers=4,hidden=128,heads=4,ffn=512,vocab=256,seq=64
-# ranks of the loop: make demo RANKS=N (default 2; more than the cores
-# share them, and the report then measures more steps against the noise)
-NP=${DEMO_RANKS:-2}
-case "$NP" in ''|*[!0-9]*|0) echo "triad: demo: RANKS '$NP' is not a whole number of ranks >= 1" >&2; exit 2;; esac
-STEPS=16
-[ "$NP" -gt "$(nproc)" ] && STEPS=24
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 step "3/6 profile this machine: the executor's kernels and the comm layer's collectives on $NP ranks"
 mpirun -np $NP $T profile --model $SMALL --mbs 1,2,4,8 --out "$OUT/profile-cpu.csv" --force \
