@@ -15,36 +15,38 @@
 #include <stdint.h>
 
 typedef struct {
-    double start, a, b; /* the repetitions began at start; the counted window is [a, b] */
-    double last;        /* when the last call ended */
-    int64_t n, n_a, n_b; /* calls ended: in all, before a, by b */
-} call_window;
+    double start_s, a_s, b_s; /* clock seconds: the repetitions began at start_s; counted: [a_s, b_s] */
+    double last_s;            /* when the last call ended */
+    int64_t n_calls, n_before_a, n_by_b; /* calls ended: in all, before a_s, by b_s */
+} exec_call_window;
 
-static inline call_window call_window_open(double start, double span)
+/* The window of repetitions that begin at start_s and last span_s: the
+ * middle half of it counts. */
+static inline exec_call_window exec_call_window_open(double start_s, double span_s)
 {
-    call_window w = {start, start + 0.25 * span, start + 0.75 * span, start, 0, 0, 0};
+    exec_call_window w = {start_s, start_s + 0.25 * span_s, start_s + 0.75 * span_s, start_s, 0, 0, 0};
     return w;
 }
 
-/* A call ended at time t (t never decreases). */
-static inline void call_window_end(call_window *w, double t)
+/* A call ended at clock time t_s (never decreasing). */
+static inline void exec_call_window_end(exec_call_window *w, double t_s)
 {
-    w->n++;
-    w->last = t;
-    if (t < w->a)
-        w->n_a = w->n;
-    if (t <= w->b)
-        w->n_b = w->n;
+    w->n_calls++;
+    w->last_s = t_s;
+    if (t_s < w->a_s)
+        w->n_before_a = w->n_calls;
+    if (t_s <= w->b_s)
+        w->n_by_b = w->n_calls;
 }
 
-/* Seconds per call: the window over the calls that ended in it; when none
- * did (calls longer than the window), the whole run over its calls; -1
- * before any call ended. */
-static inline double call_window_per_call(const call_window *w)
+/* Seconds per call: the counted half's length over the calls that ended in
+ * it; when none did (calls longer than it), the whole run over its calls;
+ * -1 before any call ended. */
+static inline double exec_call_window_per_call_s(const exec_call_window *w)
 {
-    if (w->n_b > w->n_a)
-        return (w->b - w->a) / (double)(w->n_b - w->n_a);
-    return w->n > 0 ? (w->last - w->start) / (double)w->n : -1.0;
+    if (w->n_by_b > w->n_before_a)
+        return (w->b_s - w->a_s) / (double)(w->n_by_b - w->n_before_a);
+    return w->n_calls > 0 ? (w->last_s - w->start_s) / (double)w->n_calls : -1.0;
 }
 
 #endif

@@ -157,14 +157,14 @@ static double time_kernel(prof_ctx *ctx, op_fn fn, void *arg)
     for (int i = 0; i < ctx->samples; i++) {
         comm_barrier(ctx->world);
         double start = now_s(), t = start;
-        call_window w = call_window_open(start, span);
+        exec_call_window w = exec_call_window_open(start, span);
         while (t < start + span) {
             fn(arg);
             P->sync();
             t = now_s();
-            call_window_end(&w, t);
+            exec_call_window_end(&w, t);
         }
-        s[i] = call_window_per_call(&w);
+        s[i] = exec_call_window_per_call_s(&w);
     }
     return slowest_median(ctx, s);
 }

@@ -10,28 +10,31 @@
 #include "../../executor/call_window.h"
 #include "assert_close.h"
 
-/* Calls of `call` seconds run only inside slices [k period, k period + on);
- * a call that does not fit in what is left of a slice waits for the next.
- * The repetitions start at `start` (any phase of the slices) and go on for
- * `span`. The rank's true time per call: period / (calls per slice). */
-static double run_sliced(double call, double on, double period, double start, double span, double *old_style)
+/* Calls of call_s seconds run only inside slices [k period_s, k period_s +
+ * on_s); a call that does not fit in what is left of a slice waits for the
+ * next. The repetitions start at start_s (any phase of the slices) and go on
+ * for span_s. Returns the window's seconds per call; *first_to_last_s gets
+ * the span from the first counted call to the last over their count (the
+ * profile's count before call_window.h). */
+static double run_sliced(double call_s, double on_s, double period_s, double start_s, double span_s,
+                         double *first_to_last_s)
 {
-    call_window w = call_window_open(start, span);
-    double t = start, first = -1, last = -1;
+    exec_call_window w = exec_call_window_open(start_s, span_s);
+    double t_s = start_s, first_s = -1, last_s = -1;
     int64_t n_first = 0, n_last = 0;
-    while (t < start + span) {
-        double k = (double)(int64_t)(t / period), in = t - k * period;
-        if (in + call > on + 1e-12) /* wait for the next slice */
-            t = (k + 1) * period;
-        t += call;
-        call_window_end(&w, t);
-        if (first < 0 && t >= w.a)
-            first = t, n_first = w.n;
-        if (t <= w.b)
-            last = t, n_last = w.n;
+    while (t_s < start_s + span_s) {
+        double k = (double)(int64_t)(t_s / period_s), in_s = t_s - k * period_s;
+        if (in_s + call_s > on_s + 1e-12) /* wait for the next slice */
+            t_s = (k + 1) * period_s;
+        t_s += call_s;
+        exec_call_window_end(&w, t_s);
+        if (first_s < 0 && t_s >= w.a_s)
+            first_s = t_s, n_first = w.n_calls;
+        if (t_s <= w.b_s)
+            last_s = t_s, n_last = w.n_calls;
     }
-    *old_style = (last - first) / (double)(n_last - n_first);
-    return call_window_per_call(&w);
+    *first_to_last_s = (last_s - first_s) / (double)(n_last - n_first);
+    return exec_call_window_per_call_s(&w);
 }
 
 /* Two ranks on a core, 3 ms slices each, calls of 100 us: 30 calls per 6 ms,
@@ -72,12 +75,12 @@ static void test_alone(void **state)
 static void test_long_calls_and_empty(void **state)
 {
     (void)state;
-    call_window w = call_window_open(10.0, 1.0);
-    assert_true(call_window_per_call(&w) < 0);
-    call_window_end(&w, 10.2); /* before a = 10.25 */
-    call_window_end(&w, 10.9); /* after b = 10.75 */
-    call_window_end(&w, 11.6);
-    assert_close(call_window_per_call(&w), 1.6 / 3.0, 1e-12, 0);
+    exec_call_window w = exec_call_window_open(10.0, 1.0);
+    assert_true(exec_call_window_per_call_s(&w) < 0);
+    exec_call_window_end(&w, 10.2); /* before a = 10.25 */
+    exec_call_window_end(&w, 10.9); /* after b = 10.75 */
+    exec_call_window_end(&w, 11.6);
+    assert_close(exec_call_window_per_call_s(&w), 1.6 / 3.0, 1e-12, 0);
 }
 
 int main(void)
