@@ -214,6 +214,55 @@ static int run_layout(const char *mpirun, int n, const char *model, const char *
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+/* v as comparison.csv writes it (%.6g): the order line ranks the file's
+ * numbers, so that two predictions that agree to 6 digits tie there too. */
+static double as_written(double v)
+{
+    char b[40];
+    snprintf(b, sizeof b, "%.6g", v);
+    return strtod(b, NULL);
+}
+
+/* Average ranks (1-based; tied values share the mean of their places) of
+ * x[0..n) into r. n <= MAX_LAYOUTS. */
+static void average_ranks(const double *x, int n, double *r)
+{
+    int idx[MAX_LAYOUTS];
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    for (int i = 1; i < n; i++) /* insertion sort by value: n is small */
+        for (int j = i; j > 0 && x[idx[j]] < x[idx[j - 1]]; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1], idx[j - 1] = t;
+        }
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && x[idx[j + 1]] == x[idx[i]])
+            j++;
+        for (int q = i; q <= j; q++)
+            r[idx[q]] = 0.5 * (double)(i + j) + 1.0;
+        i = j + 1;
+    }
+}
+
+/* Spearman's rank correlation of x and y: Pearson's correlation of their
+ * average ranks (ties, such as a GPipe and a 1F1B layout predicted alike,
+ * share a rank). NaN when n < 3 or either side is all ties. */
+static double spearman_rho(const double *x, const double *y, int n)
+{
+    if (n < 3)
+        return NAN;
+    double rx[MAX_LAYOUTS], ry[MAX_LAYOUTS], mean = 0.5 * (double)(n + 1), sxy = 0, sxx = 0, syy = 0;
+    average_ranks(x, n, rx);
+    average_ranks(y, n, ry);
+    for (int i = 0; i < n; i++) {
+        sxy += (rx[i] - mean) * (ry[i] - mean);
+        sxx += (rx[i] - mean) * (rx[i] - mean);
+        syy += (ry[i] - mean) * (ry[i] - mean);
+    }
+    return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
+}
+
 static int cmp_pred(const void *a, const void *b)
 {
     const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
@@ -533,7 +582,9 @@ int report_cmd_report(int argc, char **argv)
     fprintf(f, "layout,dp,tp,pp,mbs,schedule,predicted_step_time_s,measured_step_time_s,step_time_error_pct,"
                "predicted_mem_bytes,measured_mem_bytes,mem_error_pct,predicted_rank,measured_rank,"
                "measured_spread_pct,predicted_comm_s,measured_comm_s\n");
-    double sum_err = 0, worst_err = 0, worst_mem = 0, spread[MAX_LAYOUTS];
+    double sum_err = 0, sum_signed = 0, worst_err = 0, worst_mem = 0, spread[MAX_LAYOUTS];
+    double xs[MAX_LAYOUTS], ys[MAX_LAYOUTS]; /* predicted, measured step times of the measured layouts */
+    int n_xy = 0;
     int n_spread = 0;
     for (int i = 0; i < n; i++) {
         const report_row *w = &rows[i];
@@ -542,6 +593,8 @@ int report_cmd_report(int argc, char **argv)
         double e = 100.0 * (w->pred_s - w->meas_s) / w->meas_s;
         double em = 100.0 * (double)(w->pred_mem - w->meas_mem) / (double)w->meas_mem;
         sum_err += fabs(e);
+        sum_signed += e;
+        xs[n_xy] = as_written(w->pred_s), ys[n_xy++] = as_written(w->meas_s);
         worst_err = fmax(worst_err, fabs(e));
         worst_mem = fmax(worst_mem, fabs(em));
         /* how far this layout's passes lie apart, over the fastest: the machine's own noise */
@@ -569,6 +622,14 @@ int report_cmd_report(int argc, char **argv)
            best_pred->meas_rank, k);
     printf("  measured fastest: %s, %.1f ms; the pick is %.1f%% slower\n", best_meas->name, 1e3 * best_meas->meas_s,
            gap);
+    /* What a planner needs is the order; a machine that ran faster or
+     * slower as a whole since the profile moves every error one way (the
+     * signed mean) and leaves the order as it was. */
+    double rho = spearman_rho(xs, ys, n_xy);
+    if (isfinite(rho))
+        printf("  order: rank correlation (Spearman) %.2f between predicted and measured; signed mean error %+.1f%%\n"
+               "    (below 0: predicted faster than measured)\n",
+               rho, sum_signed / k);
     if (n_spread > 0) {
         qsort(spread, (size_t)n_spread, sizeof spread[0], cmp_double);
         printf("  run to run: a layout's passes differ by %.1f%% (median over layouts), %.1f%% at most; errors\n"

@@ -116,6 +116,28 @@ for i, r in enumerate(rows):
     pc, p = float(r['predicted_comm_s']), float(r['predicted_step_time_s'])
     assert 0 < pc < p, ('predicted comm', r['layout'], pc, p)
 PY
+# the order line: Spearman's rho (Pearson's correlation of average ranks,
+# ties sharing a rank) and the signed mean error, recomputed from the step
+# times of comparison.csv (%.6g there, the ties of the predictions kept)
+python3 - "$tmp/r/comparison.csv" "$tmp/r.txt" <<'PY' && ok "order line: Spearman rho and signed mean error recomputed" || fail=1
+import csv, math, re, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+txt = open(sys.argv[2]).read()
+m = re.search(r'rank correlation \(Spearman\) (-?[0-9.]+) .*signed mean error ([-+][0-9.]+)%', txt)
+assert m, txt
+rho, signed = float(m.group(1)), float(m.group(2))
+k = len(rows)
+def ranks(col):  # average ranks: tied values share the mean of their places
+    v = [float(r[col]) for r in rows]
+    return [1 + sum(w < x for w in v) + (sum(w == x for w in v) - 1) / 2 for x in v]
+rp, rm = ranks('predicted_step_time_s'), ranks('measured_step_time_s')
+mp, mm = sum(rp) / k, sum(rm) / k
+want = sum((a - mp) * (b - mm) for a, b in zip(rp, rm)) / math.sqrt(
+    sum((a - mp) ** 2 for a in rp) * sum((b - mm) ** 2 for b in rm))
+assert math.isfinite(rho) and abs(rho - want) <= 0.005 + 1e-9, (rho, want)
+e = [100 * (float(r['predicted_step_time_s']) - float(r['measured_step_time_s'])) / float(r['measured_step_time_s']) for r in rows]
+assert abs(signed - sum(e) / k) <= 0.05 + 1e-9, (signed, sum(e) / k)
+PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
 done
