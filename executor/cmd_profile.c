@@ -173,6 +173,7 @@ static double time_kernel(prof_ctx *ctx, op_fn fn, void *arg)
 
 typedef struct {
     int B, T, C, NH, HS, F, V, N;
+    int tp; /* the shape's tensor-parallel degree (the trainer's cross-entropy differs at 1) */
     float *x, *y, *z, *w, *dw, *db, *mean, *rstd, *att, *datt, *qkv, *dqkv, *big, *big2;
     int *tok;
     int mm_n, mm_c, mm_oc, mm_bias; /* current matmul shape */
@@ -277,6 +278,10 @@ static void f_enc_bwd(void *a)
 static void f_xent_fwd(void *a)
 {
     kbufs *k = rot_next(a);
+    if (k->tp == 1) { /* as exec_model's head_forward: one pass, or three with the tp reductions between */
+        P->xent_forward(k->mean, k->rstd, k->z, k->big, k->tok, k->N, k->V, 0);
+        return;
+    }
     P->xent_rowmax(k->mean, k->big, k->N, k->V);
     P->xent_sumexp(k->rstd, k->big, k->mean, k->N, k->V);
     P->xent_target(k->z, k->big, k->tok, k->N, k->V, 0);
@@ -446,6 +451,7 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     k.F = m->ffn / t;
     k.V = m->vocab / t;
     k.N = b * m->seq;
+    k.tp = t;
     int64_t N = k.N, C = k.C, F = k.F, V = k.V, C3 = 3 * (int64_t)k.NH * k.HS;
     spec_layout l;
     spec_layout_default(&l);

@@ -475,12 +475,15 @@ static float head_forward(exec_model *md, const int *targets)
     /* vocabulary-parallel cross-entropy: this rank holds rows [v0, v0 + V) */
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
     int v0 = md->tp_rank * V;
-    md->ops->xent_rowmax(mx, md->logits, N, V);
-    if (md->l.tp > 1)
+    if (md->l.tp == 1) { /* the whole vocabulary here: one pass over the logits */
+        md->ops->xent_forward(mx, se, tl, md->logits, targets, N, V, v0);
+    } else { /* the global max first, then the exponentials against it */
+        md->ops->xent_rowmax(mx, md->logits, N, V);
         comm_allreduce_max(md->tpg, mx, (size_t)N, COMM_F32);
-    md->ops->xent_sumexp(se, md->logits, mx, N, V);
-    md->ops->xent_target(tl, md->logits, targets, N, V, v0);
-    tp_sum(md, se, 2 * (int64_t)N); /* sum of exponentials and the target logit, adjacent */
+        md->ops->xent_sumexp(se, md->logits, mx, N, V);
+        md->ops->xent_target(tl, md->logits, targets, N, V, v0);
+        tp_sum(md, se, 2 * (int64_t)N); /* sum of exponentials and the target logit, adjacent */
+    }
     md->logits_slot = md->slot;
     float *h = md->h_stats; /* max, sum-exp, target logit: adjacent */
     md->ops->to_host(h, mx, (int64_t)sizeof(float) * 3 * N);

@@ -440,6 +440,25 @@ void kern_cpu_xent_target(float *tlogit, const float *logits, const int *targets
     }
 }
 
+void kern_cpu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
+                           int N, int V, int v0)
+{
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *l = logits + (int64_t)i * V;
+        float m = -INFINITY;
+        for (int j = 0; j < V; j++)
+            m = l[j] > m ? l[j] : m;
+        double s = 0.0;
+        for (int j = 0; j < V; j++)
+            s += expf(l[j] - m);
+        int id = targets[i] - v0;
+        rowmax[i] = m;
+        sumexp[i] = (float)s;
+        tlogit[i] = (id >= 0 && id < V) ? l[id] : 0.0f;
+    }
+}
+
 void kern_cpu_xent_backward_inplace(float *logits, const float *gmax, const float *gsum, const int *targets,
                                     int N, int V, int v0, float scale)
 {

@@ -67,6 +67,7 @@ static const kern_ops cpu_ops = {
     .add_bias = cpu_add_bias,
     .set_math = kern_cpu_set_math,
     .sum_squares_many = cpu_sum_squares_many,
+    .xent_forward = kern_cpu_xent_forward,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

@@ -148,6 +148,8 @@ WRAP(xent_rowmax, (float *rowmax, const float *logits, int N, int V), (rowmax, l
 WRAP(xent_sumexp, (float *sumexp, const float *logits, const float *gmax, int N, int V), (sumexp, logits, gmax, N, V))
 WRAP(xent_target, (float *tlogit, const float *logits, const int *targets, int N, int V, int v0),
      (tlogit, logits, targets, N, V, v0))
+WRAP(xent_forward, (float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets, int N,
+                    int V, int v0), (rowmax, sumexp, tlogit, logits, targets, N, V, v0))
 WRAP(xent_backward_inplace, (float *logits, const float *gmax, const float *gsum, const int *targets, int N, int V,
                              int v0, float scale), (logits, gmax, gsum, targets, N, V, v0, scale))
 WRAP(adamw, (float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
@@ -206,6 +208,7 @@ static const kern_ops emu_ops = {
     .add_bias = emu_add_bias,
     .set_math = kern_cpu_set_math, /* the CPU kernels' mode: host state, no device memory */
     .sum_squares_many = emu_sum_squares_many,
+    .xent_forward = emu_xent_forward,
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

@@ -656,6 +656,51 @@ __global__ void xent_backward_k(float *logits, const float *gmax, const float *g
     for (int j = lane; j < V; j += 32)
         l[j] = expf(l[j] - g) * inv * scale - (j == id ? scale : 0.0f);
 }
+/* One pass: each lane keeps a running max m and the sum s of exp(x - m)
+ * over its columns, rescaling s when m grows; the warp then merges the
+ * lanes' (m, s) pairs: M = max(m1, m2), S = s1 exp(m1 - M) + s2 exp(m2 - M)
+ * (a lane that saw no column holds (-inf, 0) and adds nothing). */
+__device__ inline void xent_merge(float &m, float &s, float m2, float s2)
+{
+    float M = fmaxf(m, m2);
+    if (M == -INFINITY)
+        return; /* both empty */
+    s = (m == -INFINITY ? 0.0f : s * expf(m - M)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - M));
+    m = M;
+}
+__global__ void xent_forward_k(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
+                               int N, int V, int v0)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N)
+        return;
+    const float *l = logits + (int64_t)row * V;
+    float m = -INFINITY, s = 0.0f;
+    for (int j = lane; j < V; j += 32) {
+        float x = l[j];
+        if (x > m) {
+            s = (m == -INFINITY ? 0.0f : s * expf(m - x)) + 1.0f;
+            m = x;
+        } else
+            s += expf(x - m);
+    }
+    for (int off = 16; off > 0; off /= 2) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
+        xent_merge(m, s, m2, s2);
+    }
+    if (lane == 0) {
+        int id = targets[row] - v0;
+        rowmax[row] = m;
+        sumexp[row] = s;
+        tlogit[row] = (id >= 0 && id < V) ? l[id] : 0.0f;
+    }
+}
+static void cu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
+                            int N, int V, int v0)
+{
+    xent_forward_k<<<blocks_for(N, 8), 256>>>(rowmax, sumexp, tlogit, logits, targets, N, V, v0);
+    launchCheck();
+}
 static void cu_xent_rowmax(float *rowmax, const float *logits, int N, int V)
 {
     xent_rowmax_k<<<blocks_for(N, 8), 256>>>(rowmax, logits, N, V);
@@ -864,6 +909,7 @@ static const kern_ops cuda_ops = {
     cu_add_bias,
     cu_set_math,
     cu_sum_squares_many,
+    cu_xent_forward,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -280,6 +280,17 @@ int main(void)
         H->xent_target(tl, l, tg, N, V, v0);
         D->xent_target(dtl, dl, dtg, N, V, v0);
         check("xent_target", "tlogit", tl, dtl, N, 0, 0);
+        /* one pass (tp 1): the GPU's online max and rescaled sum against the
+         * CPU's two passes; the max and the target logit are exact */
+        {
+            float *fm = hrand(N, 1), *fs = hrand(N, 1), *ft = hrand(N, 1);
+            float *dfm = DF(fm, N), *dfs = DF(fs, N), *dft = DF(ft, N);
+            H->xent_forward(fm, fs, ft, l, tg, N, V, v0);
+            D->xent_forward(dfm, dfs, dft, dl, dtg, N, V, v0);
+            check("xent_forward", "rowmax", fm, dfm, N, 0, 0);
+            check("xent_forward", "sumexp", fs, dfs, N, 1e-6, 1e-5);
+            check("xent_forward", "tlogit", ft, dft, N, 0, 0);
+        }
         float *gsum = hcopy(se, N);
         for (int i = 0; i < N; i++)
             gsum[i] *= 1.7f;

@@ -389,6 +389,40 @@ static void test_crossentropy_sharded(void **state)
             assert_close(j < 6 ? s0[i * 6 + j] : s1[i * 4 + j - 6], grad_ref[i * V + j], 1e-5, 1e-6);
 }
 
+/* The one-pass forward is the three pieces' arithmetic row by row: the same
+ * bits, on a whole vocabulary (tp 1, v0 0) and on a shard whose targets
+ * partly lie outside it; and the loss it gives is the double reference's. */
+static void test_crossentropy_one_pass(void **state)
+{
+    (void)state;
+    enum { N = 7, V = 37 };
+    float lg[N * V];
+    fill(lg, N * V, 4.0);
+    int tgt[N] = {0, 36, 5, 40, 12, 80, 20};
+    for (int v0 = 0; v0 <= 37; v0 += 37) {
+        float m1[N], s1[N], t1[N], m3[N], s3[N], t3[N];
+        kern_cpu_xent_forward(m1, s1, t1, lg, tgt, N, V, v0);
+        kern_cpu_xent_rowmax(m3, lg, N, V);
+        kern_cpu_xent_sumexp(s3, lg, m3, N, V);
+        kern_cpu_xent_target(t3, lg, tgt, N, V, v0);
+        assert_memory_equal(m1, m3, sizeof m1);
+        assert_memory_equal(s1, s3, sizeof s1);
+        assert_memory_equal(t1, t3, sizeof t1);
+        for (int i = 0; i < N; i++) {
+            int id = tgt[i] - v0;
+            if (v0 == 0 && id < V) { /* the whole row here: the loss itself */
+                double mx = -1e300, s = 0;
+                for (int j = 0; j < V; j++)
+                    mx = lg[i * V + j] > mx ? lg[i * V + j] : mx;
+                for (int j = 0; j < V; j++)
+                    s += exp(lg[i * V + j] - mx);
+                assert_close(log(s1[i]) + m1[i] - t1[i], log(s) + mx - lg[i * V + id], 1e-6, 1e-6);
+            } else if (id < 0 || id >= V)
+                assert_close(t1[i], 0.0, 0, 0); /* another rank's target */
+        }
+    }
+}
+
 /* ---- optimizer and reductions --------------------------------------------------------------------- */
 
 /* One AdamW step by hand, with betas that are exact in binary (0.5, 0.75)
@@ -607,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_attention),        cmocka_unit_test(test_attention_flash),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_encoder_vocab_parallel), cmocka_unit_test(test_crossentropy_sharded),
+        cmocka_unit_test(test_crossentropy_one_pass),
         cmocka_unit_test(test_adamw),            cmocka_unit_test(test_sum_squares_exact),
         cmocka_unit_test(test_elementwise_exact), cmocka_unit_test(test_ops_table),
         cmocka_unit_test(test_copy_add_bias),    cmocka_unit_test(test_emu_device),
