@@ -1,6 +1,7 @@
 /* bench_kernels.c — speed of the kernels of one device at GPT-2 124M shapes
  * (C = 768, 12 heads of 64, 4C MLP): matmul forward and backward in GFLOP/s
  * per layer shape, causal attention forward and backward in milliseconds,
+ * the cross-entropy forward over GPT-2's vocabulary (one pass, three pieces),
  * each the median of REPS runs after one warm-up. With "cpu" it also times
  * the plain-loop matmul of llm.c's train_gpt2.c (OpenMP over rows) as the
  * baseline the BLAS path replaces.
@@ -117,6 +118,24 @@ static void at_bwd(void *p)
     K->attention_backward(a->dqkv, a->datt, a->dout, a->qkv, a->att, a->B, a->T, a->NH, a->HS);
 }
 
+typedef struct {
+    float *logits, *mx, *se, *tl;
+    int *tgt;
+    int N, V;
+} xe_args;
+static void xe_one(void *p)
+{
+    xe_args *a = p;
+    K->xent_forward(a->mx, a->se, a->tl, a->logits, a->tgt, a->N, a->V, 0);
+}
+static void xe_three(void *p)
+{
+    xe_args *a = p;
+    K->xent_rowmax(a->mx, a->logits, a->N, a->V);
+    K->xent_sumexp(a->se, a->logits, a->mx, a->N, a->V);
+    K->xent_target(a->tl, a->logits, a->tgt, a->N, a->V, 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = argc > 1 ? argv[1] : "cpu";
@@ -175,6 +194,25 @@ int main(int argc, char **argv)
     if (K->attention_forward_flash) {
         tf = median_s(fl_fwd, &at, reps), tb = median_s(fl_bwd, &at, reps);
         printf("attention flash (no T x T): forward %.3f ms, backward %.3f ms\n", tf * 1e3, tb * 1e3);
+    }
+    /* cross-entropy forward over GPT-2's vocabulary: the one pass the trainer
+     * runs at tp 1 against the three pieces tp > 1 needs (GB/s of logits read) */
+    {
+        const int V = 50257;
+        xe_args xe = {dev_rand((int64_t)N * V), dev_rand(N), dev_rand(N), dev_rand(N), NULL, N, V};
+        int *h = malloc(sizeof(int) * (size_t)N);
+        for (int i = 0; i < N; i++)
+            h[i] = (int)((i * 7919u) % (unsigned)V);
+        xe.tgt = K->alloc((int64_t)sizeof(int) * N);
+        K->to_device(xe.tgt, h, (int64_t)sizeof(int) * N);
+        free(h);
+        double t1 = median_s(xe_one, &xe, reps), t3 = median_s(xe_three, &xe, reps), gb = 4.0 * N * V * 1e-9;
+        printf("cross-entropy fwd %d x %d: one pass %.3f ms (%.0f GB/s), three pieces %.3f ms\n", N, V, t1 * 1e3,
+               gb / t1, t3 * 1e3);
+        float *bufs[] = {xe.logits, xe.mx, xe.se, xe.tl};
+        for (int i = 0; i < 4; i++)
+            K->free(bufs[i]);
+        K->free(xe.tgt);
     }
     return 0;
 }
