@@ -132,9 +132,10 @@ static double time_op(prof_ctx *ctx, op_fn fn, void *arg)
  * core to the one it shared it with, whose last scheduler slices then run
  * alone, faster than anything in a training step (measured on 4 ranks on 2
  * cores: 1.6x the time of one rank alone, where 4 steady processes run at
- * 2.0x: a 64x384x128 GEMM, 101 us alone, 175-229 us each). So every rank repeats the op until a common deadline and counts
- * only the calls that end in the middle half of the window, when every rank
- * is surely running: the steady-state time under the machine's sharing.
+ * 2.0x: a 64x384x128 GEMM, 101 us alone, 175-229 us each). So every rank
+ * repeats the op until a common deadline and counts only the calls that end
+ * in the middle half of the window, when every rank is surely running: the
+ * steady-state time under the machine's sharing.
  * The time per call is the middle half's length over the calls that end in
  * it (call_window.h; 4 processes on 2 cores, a GEMM of 101 us alone: 175-215
  * us so, 200 us expected, where the span from the first counted call to the

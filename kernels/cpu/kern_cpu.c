@@ -408,36 +408,47 @@ void kern_cpu_add_inplace(float *y, const float *x, int64_t n)
         y[i] += x[i];
 }
 
+/* One row's pieces, shared by the piecewise functions and the one-pass
+ * form (which so computes the same bits): the max of l[0..V), the sum of
+ * exp(l - g) in double, the target's logit when this shard holds it. */
+static float xent_row_max(const float *l, int V)
+{
+    float m = -INFINITY;
+    for (int j = 0; j < V; j++)
+        m = l[j] > m ? l[j] : m;
+    return m;
+}
+static float xent_row_sumexp(const float *l, int V, float g)
+{
+    double s = 0.0;
+    for (int j = 0; j < V; j++)
+        s += expf(l[j] - g);
+    return (float)s;
+}
+static float xent_row_target(const float *l, int V, int target, int v0)
+{
+    int id = target - v0;
+    return (id >= 0 && id < V) ? l[id] : 0.0f;
+}
+
 void kern_cpu_xent_rowmax(float *rowmax, const float *logits, int N, int V)
 {
 #pragma omp parallel for
-    for (int i = 0; i < N; i++) {
-        const float *l = logits + (int64_t)i * V;
-        float m = -INFINITY;
-        for (int j = 0; j < V; j++)
-            m = l[j] > m ? l[j] : m;
-        rowmax[i] = m;
-    }
+    for (int i = 0; i < N; i++)
+        rowmax[i] = xent_row_max(logits + (int64_t)i * V, V);
 }
 
 void kern_cpu_xent_sumexp(float *sumexp, const float *logits, const float *gmax, int N, int V)
 {
 #pragma omp parallel for
-    for (int i = 0; i < N; i++) {
-        const float *l = logits + (int64_t)i * V;
-        double s = 0.0;
-        for (int j = 0; j < V; j++)
-            s += expf(l[j] - gmax[i]);
-        sumexp[i] = (float)s;
-    }
+    for (int i = 0; i < N; i++)
+        sumexp[i] = xent_row_sumexp(logits + (int64_t)i * V, V, gmax[i]);
 }
 
 void kern_cpu_xent_target(float *tlogit, const float *logits, const int *targets, int N, int V, int v0)
 {
-    for (int i = 0; i < N; i++) {
-        int id = targets[i] - v0;
-        tlogit[i] = (id >= 0 && id < V) ? logits[(int64_t)i * V + id] : 0.0f;
-    }
+    for (int i = 0; i < N; i++)
+        tlogit[i] = xent_row_target(logits + (int64_t)i * V, V, targets[i], v0);
 }
 
 void kern_cpu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
@@ -446,16 +457,9 @@ void kern_cpu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const fl
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *l = logits + (int64_t)i * V;
-        float m = -INFINITY;
-        for (int j = 0; j < V; j++)
-            m = l[j] > m ? l[j] : m;
-        double s = 0.0;
-        for (int j = 0; j < V; j++)
-            s += expf(l[j] - m);
-        int id = targets[i] - v0;
-        rowmax[i] = m;
-        sumexp[i] = (float)s;
-        tlogit[i] = (id >= 0 && id < V) ? l[id] : 0.0f;
+        rowmax[i] = xent_row_max(l, V);
+        sumexp[i] = xent_row_sumexp(l, V, rowmax[i]);
+        tlogit[i] = xent_row_target(l, V, targets[i], v0);
     }
 }
 
