@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ typedef struct {
     int ok;
     int passes; /* runs read; meas_s is the fastest of them */
     double meas_hi; /* the slowest pass */
+    double pass_s[2]; /* the first two passes' medians */
     double pred_comm_s, meas_comm_s; /* time not computing: closed form; rank 0 blocked in comm (NAN: not recorded) */
 } report_row;
 
@@ -331,6 +333,24 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Remove the runs an earlier report left in `runs` (its layoutNN*.csv and
+ * .log; replacing them is what --force asked for): a later --measured
+ * would otherwise read an old pass as one of this report's. */
+static void clear_runs(const char *runs)
+{
+    static const char *const pat[] = {"%s/layout[0-9][0-9]*.csv", "%s/layout[0-9][0-9]*.log"};
+    for (int k = 0; k < 2; k++) {
+        char p[4300];
+        snprintf(p, sizeof p, pat[k], runs);
+        glob_t g = {0};
+        if (glob(p, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                remove(g.gl_pathv[i]);
+            globfree(&g);
+        }
+    }
+}
+
 /* What every run of a report shares. */
 typedef struct {
     const char *mpirun;
@@ -380,6 +400,8 @@ static int take_pass(const report_run *r, report_row *w, int i, int pass, const 
         w->meas_comm_s = tc;
     }
     w->meas_hi = first ? t : fmax(w->meas_hi, t);
+    if (w->passes < 2)
+        w->pass_s[w->passes] = t;
     if (first || mem > w->meas_mem)
         w->meas_mem = mem;
     w->passes++;
@@ -525,6 +547,8 @@ int report_cmd_report(int argc, char **argv)
     snprintf(runs, sizeof runs, "%s/runs", out);
     if (!measured && mkdir(runs, 0755) && errno != EEXIST)
         log_die("report: cannot create '%s': %s", runs, strerror(errno));
+    if (!measured)
+        clear_runs(runs);
 
     /* threads per rank: the machine's cores shared among the ranks (unless
      * the user chose; triad's own start-up choice was for one process) */
@@ -663,6 +687,7 @@ int report_cmd_report(int argc, char **argv)
                "measured_spread_pct,predicted_comm_s,measured_comm_s,measured_passes\n");
     double sum_err = 0, sum_signed = 0, worst_err = 0, worst_mem = 0, spread[MAX_LAYOUTS];
     double xs[MAX_LAYOUTS], ys[MAX_LAYOUTS]; /* predicted, measured step times of the measured layouts */
+    double p1[MAX_LAYOUTS], p2[MAX_LAYOUTS]; /* their first and second passes */
     int n_xy = 0;
     int n_spread = 0;
     for (int i = 0; i < n; i++) {
@@ -678,8 +703,11 @@ int report_cmd_report(int argc, char **argv)
         worst_mem = fmax(worst_mem, fabs(em));
         /* how far this layout's passes lie apart, over the fastest: the machine's own noise */
         double sp = 100.0 * (w->meas_hi - w->meas_s) / w->meas_s;
-        if (w->passes > 1)
-            spread[n_spread++] = sp;
+        if (w->passes > 1) {
+            spread[n_spread] = sp;
+            p1[n_spread] = as_written(w->pass_s[0]), p2[n_spread] = as_written(w->pass_s[1]);
+            n_spread++;
+        }
         char mc[32] = ""; /* empty when the metrics did not record it */
         if (isfinite(w->meas_comm_s))
             snprintf(mc, sizeof mc, "%.6g", w->meas_comm_s);
@@ -714,10 +742,17 @@ int report_cmd_report(int argc, char **argv)
                "    (below 0: predicted faster than measured)\n",
                rho, sum_signed / k);
     if (n_spread > 0) {
+        /* The measurement's own repeatability: how well the first pass
+         * orders the layouts as the second does. A machine whose passes
+         * agree less than this with each other cannot confirm a ranking
+         * more exactly than that, whatever predicts it. */
+        double rho_pp = spearman_rho(p1, p2, n_spread);
         qsort(spread, (size_t)n_spread, sizeof spread[0], cmp_double);
         printf("  run to run: a layout's passes differ by %.1f%% (median over layouts), %.1f%% at most; errors\n"
                "    of that size are the machine's noise, not the model's\n",
                spread[n_spread / 2], spread[n_spread - 1]);
+        if (isfinite(rho_pp))
+            printf("  repeatability: the first pass orders the layouts as the second with Spearman %.2f\n", rho_pp);
     }
     if (plots == 0)
         printf("  plots: %s/step_time.svg, %s/ranking.svg\n", out, out);

@@ -148,6 +148,25 @@ assert math.isfinite(rho) and abs(rho - want) <= 0.005 + 1e-9, (rho, want)
 e = [100 * (float(r['predicted_step_time_s']) - float(r['measured_step_time_s'])) / float(r['measured_step_time_s']) for r in rows]
 assert abs(signed - sum(e) / k) <= 0.05 + 1e-9, (signed, sum(e) / k)
 PY
+# repeatability: Spearman's rho between the layouts' first and second passes
+python3 - "$tmp/r/comparison.csv" "$tmp/r.txt" <<'PY' && ok "repeatability line: the passes' own rank correlation recomputed" || fail=1
+import csv, math, os, re, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+m = re.search(r'repeatability: the first pass orders the layouts as the second with Spearman (-?[0-9.]+)', open(sys.argv[2]).read())
+assert m, 'no repeatability line'
+runs = os.path.join(os.path.dirname(sys.argv[1]), 'runs')
+def med(path):
+    t = [float(l.split(',')[4]) for l in open(path) if l[0].isdigit()]
+    return statistics.median(t[1:])
+a = [med('%s/layout%02d.csv' % (runs, i + 1)) for i in range(len(rows))]
+b = [med('%s/layout%02d.r2.csv' % (runs, i + 1)) for i in range(len(rows))]
+def ranks(v):
+    return [1 + sum(w < x for w in v) + (sum(w == x for w in v) - 1) / 2 for x in v]
+ra, rb = ranks(a), ranks(b)
+k = len(rows); mu = (k + 1) / 2
+want = sum((x - mu) * (y - mu) for x, y in zip(ra, rb)) / math.sqrt(sum((x - mu) ** 2 for x in ra) * sum((y - mu) ** 2 for y in rb))
+assert abs(float(m.group(1)) - want) <= 0.005 + 1e-9, (m.group(1), want)
+PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
 done
@@ -158,6 +177,7 @@ cmp -s <(cut -d, -f8 "$tmp/r/comparison.csv") <(cut -d, -f8 "$tmp/r2/comparison.
 
 # both attentions: every layout twice, the fused one predicted from the
 # profile's attention_flash rows and run with attn=flash, memory exact
+mkdir -p "$tmp/ra/runs" && echo stale > "$tmp/ra/runs/layout01.r3.csv" && echo mine > "$tmp/ra/runs/notes.txt"
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 4 --warmup-steps 1 --profile "$tmp/p.csv" \
    --attn explicit,flash --confirm 0 --out "$tmp/ra" > /dev/null 2> "$tmp/ra.log" || { cat "$tmp/ra.log"; bad "report --attn ran"; }
 python3 - "$tmp/ra/comparison.csv" <<'PY' && ok "--attn explicit,flash: each layout with both attentions, fused memory exact and smaller" || fail=1
@@ -171,6 +191,8 @@ for k in flash:
     assert int(f['predicted_mem_bytes']) < int(e['predicted_mem_bytes']), ('no s x s kept', k)
     assert float(f['predicted_step_time_s']) != float(e['predicted_step_time_s']), ('own kernels', k)
 PY
+[ ! -e "$tmp/ra/runs/layout01.r3.csv" ] && [ "$(cat "$tmp/ra/runs/notes.txt")" = mine ] \
+  && ok "an earlier report's runs are cleared, nothing else in runs/" || bad "stale runs kept or other files removed"
 $T report --model $M --gpus 2 --global-batch 4 --attn fast --out "$tmp/rb" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q -- "--attn 'fast'" "$tmp/e.log" && ok "bad --attn refused" || bad "--attn fast: rc=$rc"
 
