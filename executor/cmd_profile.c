@@ -24,7 +24,8 @@
  * fill one training step's memory (see krot): in training a kernel finds its
  * data where the rest of the step left it, not in the core's cache.
  *
- * The kernel sweep runs --passes times (default 2), every shape once per
+ * The kernel sweep runs --passes times (default 2; 4 when ranks outnumber
+ * cores, see exec_cmd_profile), every shape once per
  * pass, and each row reports the lowest of its per-pass medians: the
  * samples of one shape are spread over the whole profile, and a shared
  * machine's noise only ever slows a kernel down, so the fastest pass is the
@@ -619,7 +620,9 @@ static void usage(FILE *f)
             "Writes a profile CSV (schema: profiles/README.md) that triad plan, simulate and\n"
             "report read with --profile FILE. Each timed sample repeats an op for at least\n"
             "--min-ms (5, or 25 when the ranks outnumber the cores, so that a sample spans\n"
-            "several scheduler time slices and sees each rank's share of the cores).\n"
+            "several scheduler time slices and sees each rank's share of the cores). Each shape\n"
+            "is timed --samples times (median) in each of --passes sweeps (the fastest): 5 and 2,\n"
+            "or 3 and 4 when the ranks outnumber the cores.\n"
             "--device cuda times the CUDA kernels (every rank on the GPU of its local rank), emu\n"
             "the emulated device. --comm picks the collectives timed, as triad train --comm does:\n"
             "nccl (a GPU per rank), mpi (GPU buffers staged through the host), auto (nccl where\n"
@@ -640,7 +643,7 @@ int exec_cmd_profile(int argc, char **argv)
                                          {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4", *comm_s = "auto";
     const char *prec_s = NULL; /* default: what triad train runs on the backend */
-    long samples = 5, passes = 2;
+    long samples = -1, passes = -1; /* default: 5 and 2, 3 and 4 when ranks outnumber cores (see below) */
     double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
     int force = 0;
     optind = 1;
@@ -735,6 +738,17 @@ int exec_cmd_profile(int argc, char **argv)
     comm_groups_init(&wg, world, 1, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
     /* ranks time-sharing cores (not GPUs: those keep the fixed repetitions) */
     int oversub = comm_node_ranks() > sysconf(_SC_NPROCESSORS_ONLN) && strcmp(P->name, "cuda") != 0;
+    /* Ranks sharing cores also share them with whatever else the host runs:
+     * on a 2-core VM the cores' vector throughput drops by 15-20% for 1-3 s
+     * at a time, each core on its own, and a pass of the sweep catches a
+     * shape in one such spell or not. Two passes of 5 samples left two
+     * 4-rank profiles of one machine ordering the 28 layouts of the demo
+     * model with Spearman 0.67 between them; four passes of 5 samples
+     * (twice as long) 0.95, four of 3 samples (25% longer) 0.90. */
+    if (passes < 0)
+        passes = oversub ? 4 : 2;
+    if (samples < 0)
+        samples = oversub ? 3 : 5;
     prof_ctx c = {wg.tp, (int)samples, min_ms * 1e-3, oversub, NULL, NULL, 0, 0, 0, 0, {precs[0], precs[1]}, n_precs,
                   -1};
     char tmp[4200];
