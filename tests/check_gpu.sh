@@ -284,7 +284,7 @@ loop_check() {
   head -12 "$L/report/comparison.csv"
   # the same loop in bf16 math, predicted from the profile's bf16 rows (both maths by default on cuda)
   $TR report --device cuda --precision bf16 --attn explicit,flash --model tiny --gpus 2 --global-batch 16 \
-    --mbs 2,4 --profile "$L/profile.csv" --out "$L/report-bf16" --steps 20 --warmup-steps 5 --force || return 1
+    --mbs 2,4 --confirm 0 --profile "$L/profile.csv" --out "$L/report-bf16" --steps 20 --warmup-steps 5 --force || return 1
   $TR plan --model tiny --cluster cpu,gpus_per_node=2 --gpus 2 --global-batch 16 --profile "$L/profile.csv" --top 5 \
     > "$L/plan.txt" || return 1
   sed -n '5,10p' "$L/plan.txt"

@@ -123,7 +123,7 @@ a16=$(grep -c '^kernel,attention_.*,bf16$' "$tmp/pe.csv")
 [ "$g32" = 10 ] && [ "$g16" = 10 ] && [ "$a16" = 8 ] &&
   echo "ok   emu profile: $g32 fp32 and $g16 bf16 GEMM rows, $a16 bf16 attention rows" ||
   { echo "FAIL emu profile rows: fp32 $g32, bf16 $g16 GEMMs (want 10 each), bf16 attention $a16 (want 8)"; fail=1; }
-$T report --model tiny --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --device emu \
+$T report --model tiny --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --confirm 0 --device emu \
   --precision bf16 --profile "$tmp/pe.csv" --out "$tmp/rb" >/dev/null 2>"$tmp/rb.err" ||
   { echo "FAIL report --precision bf16"; cat "$tmp/rb.err"; fail=1; }
 python3 - "$tmp/rb/comparison.csv" "$tmp/rb/runs" <<'PY' && echo "ok   report --precision bf16 on emu: every layout ran bf16 math, memory exact" || fail=1
