@@ -268,15 +268,19 @@ static double spearman_rho(const double *x, const double *y, int n)
     return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
 }
 
+/* Orders of rows[] pointers; equal times keep the rows' order, so that the
+ * pick the contenders are confirmed for is the pick the summary names. */
 static int cmp_pred(const void *a, const void *b)
 {
     const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
-    return (x->pred_s > y->pred_s) - (x->pred_s < y->pred_s);
+    int c = (x->pred_s > y->pred_s) - (x->pred_s < y->pred_s);
+    return c ? c : (x > y) - (x < y);
 }
 static int cmp_meas(const void *a, const void *b)
 {
     const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
-    return (x->meas_s > y->meas_s) - (x->meas_s < y->meas_s);
+    int c = (x->meas_s > y->meas_s) - (x->meas_s < y->meas_s);
+    return c ? c : (x > y) - (x < y);
 }
 
 static int write_plots(const char *dir, const report_row *rows, int n, const char *title)
@@ -411,29 +415,24 @@ static int take_pass(const report_run *r, report_row *w, int i, int pass, const 
 
 /* The layouts the report measures again (indices into rows, the measured
  * ones only): first the predicted fastest, then the CONTENDERS measured
- * fastest other than it. Returns how many. */
-static int pick_contenders(const report_row *rows, int n, int *out)
+ * fastest other than it, in the orders the summary ranks by. Returns how
+ * many. */
+static int pick_contenders(report_row *rows, int n, int *out)
 {
-    int k = 0, pick = -1;
+    report_row *order[MAX_LAYOUTS];
+    int m = 0, k = 0;
     for (int i = 0; i < n; i++)
-        if (rows[i].ok && (pick < 0 || rows[i].pred_s < rows[pick].pred_s))
-            pick = i;
-    if (pick < 0)
+        if (rows[i].ok)
+            order[m++] = &rows[i];
+    if (m == 0)
         return 0;
-    out[k++] = pick;
-    for (int c = 0; c < CONTENDERS; c++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            int taken = 0;
-            for (int j = 0; j < k; j++)
-                taken |= out[j] == i;
-            if (rows[i].ok && !taken && (best < 0 || rows[i].meas_s < rows[best].meas_s))
-                best = i;
-        }
-        if (best < 0)
-            break;
-        out[k++] = best;
-    }
+    qsort(order, (size_t)m, sizeof order[0], cmp_pred);
+    const report_row *pick = order[0];
+    out[k++] = (int)(pick - rows);
+    qsort(order, (size_t)m, sizeof order[0], cmp_meas);
+    for (int i = 0; i < m && k < CONTENDERS + 1; i++)
+        if (order[i] != pick)
+            out[k++] = (int)(order[i] - rows);
     return k;
 }
 
@@ -644,8 +643,8 @@ int report_cmd_report(int argc, char **argv)
      * lies below the true best by about the noise. Before anything is
      * ranked, the layouts that decide the comparison (the predicted
      * fastest and the CONTENDERS measured fastest) run --confirm more
-     * passes, alternating, so that each of them has had as many chances
-     * as the others to meet an undisturbed machine. */
+     * passes, alternating, so that the comparison among them rests on
+     * more than one lucky pass. */
     int contender[CONTENDERS + 1], n_cont = 0;
     if (confirm > 0)
         n_cont = pick_contenders(rows, n, contender);
@@ -730,7 +729,7 @@ int report_cmd_report(int argc, char **argv)
            best_pred->meas_rank, k);
     printf("  measured fastest: %s, %.1f ms; the pick is %.1f%% slower\n", best_meas->name, 1e3 * best_meas->meas_s,
            gap);
-    if (n_cont > 1 && confirm > 0)
+    if (n_cont > 1)
         printf("    (the pick and the %d measured fastest ran %ld more passes each before this comparison)\n",
                n_cont - 1, confirm);
     /* What a planner needs is the order; a machine that ran faster or

@@ -149,7 +149,7 @@ e = [100 * (float(r['predicted_step_time_s']) - float(r['measured_step_time_s'])
 assert abs(signed - sum(e) / k) <= 0.05 + 1e-9, (signed, sum(e) / k)
 PY
 # repeatability: Spearman's rho between the layouts' first and second passes
-python3 - "$tmp/r/comparison.csv" "$tmp/r.txt" <<'PY' && ok "repeatability line: the passes' own rank correlation recomputed" || fail=1
+python3 - "$tmp/r/comparison.csv" "$tmp/r.txt" <<'PY' && ok "repeatability line: the passes' own rank correlation recomputed; the pick named is the one confirmed" || fail=1
 import csv, math, os, re, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 m = re.search(r'repeatability: the first pass orders the layouts as the second with Spearman (-?[0-9.]+)', open(sys.argv[2]).read())
@@ -166,6 +166,11 @@ ra, rb = ranks(a), ranks(b)
 k = len(rows); mu = (k + 1) / 2
 want = sum((x - mu) * (y - mu) for x, y in zip(ra, rb)) / math.sqrt(sum((x - mu) ** 2 for x in ra) * sum((y - mu) ** 2 for y in rb))
 assert abs(float(m.group(1)) - want) <= 0.005 + 1e-9, (m.group(1), want)
+# the pick the summary names is the one the confirmation ran: the first row
+# of the lowest prediction, with its two more passes
+pick = min(range(len(rows)), key=lambda i: float(rows[i]['predicted_step_time_s']))
+m = re.search(r"triad's pick: (.*), measured", open(sys.argv[2]).read())
+assert m and m.group(1) == rows[pick]['layout'] and int(rows[pick]['measured_passes']) == 4, (m and m.group(1), rows[pick])
 PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
