@@ -268,19 +268,25 @@ static double spearman_rho(const double *x, const double *y, int n)
     return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
 }
 
-/* Orders of rows[] pointers; equal times keep the rows' order, so that the
- * pick the contenders are confirmed for is the pick the summary names. */
+/* Orders of rows[] pointers by the times as comparison.csv writes them;
+ * equal ones keep the rows' order, so that the pick the contenders are
+ * confirmed for is the pick the summary names and the file's first row of
+ * its lowest prediction. */
+static int cmp_written(const report_row *x, const report_row *y, double tx, double ty)
+{
+    tx = as_written(tx), ty = as_written(ty);
+    int c = (tx > ty) - (tx < ty);
+    return c ? c : (x > y) - (x < y);
+}
 static int cmp_pred(const void *a, const void *b)
 {
     const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
-    int c = (x->pred_s > y->pred_s) - (x->pred_s < y->pred_s);
-    return c ? c : (x > y) - (x < y);
+    return cmp_written(x, y, x->pred_s, y->pred_s);
 }
 static int cmp_meas(const void *a, const void *b)
 {
     const report_row *x = *(report_row *const *)a, *y = *(report_row *const *)b;
-    int c = (x->meas_s > y->meas_s) - (x->meas_s < y->meas_s);
-    return c ? c : (x > y) - (x < y);
+    return cmp_written(x, y, x->meas_s, y->meas_s);
 }
 
 static int write_plots(const char *dir, const report_row *rows, int n, const char *title)
