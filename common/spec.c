@@ -681,6 +681,12 @@ int spec_layout_check(const spec_layout *l, const spec_model *m, int64_t global_
         snprintf(err, SPEC_ERR_LEN, "layout: schedule=interleaved needs pp >= 2 (pp=%d)", l->pp);
         return SPEC_ERR;
     }
+    if (l->schedule == SPEC_SCHED_INTERLEAVED && l->v < 2) {
+        /* one chunk per rank is 1F1B (Megatron-LM runs it without interleaving) */
+        snprintf(err, SPEC_ERR_LEN, "layout: schedule=interleaved needs v >= 2 chunks per rank (v=%d; use schedule=1f1b)",
+                 l->v);
+        return SPEC_ERR;
+    }
     if (l->zero < 0 || l->zero > 3) {
         snprintf(err, SPEC_ERR_LEN, "layout: zero=%d is not in 0..3", l->zero);
         return SPEC_ERR;

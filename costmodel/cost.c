@@ -67,21 +67,38 @@ double cost_hardware_flops(const spec_model *m, spec_recompute rc, int64_t globa
 
 /* ---- memory -------------------------------------------------------------------- */
 
-int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
+int cost_in_flight_chunks(const spec_layout *l, int pp_rank, int64_t n_micro)
 {
     int64_t p = l->pp, i = pp_rank, m = n_micro;
     if (l->schedule == SPEC_SCHED_GPIPE)
         return (int)m;
     if (l->schedule == SPEC_SCHED_INTERLEAVED && l->v > 1) {
-        /* Megatron-LM interleaved schedule: warm-up of (p - i - 1) * 2 +
-         * (v - 1) * p chunk micro-batches, plus the one in flight. */
-        int64_t v = l->v;
-        int64_t chunks = (p - i - 1) * 2 + (v - 1) * p + 1;
-        if (chunks > m * v)
-            chunks = m * v;
-        return (int)((chunks + v - 1) / v);
+        /* Megatron-LM's interleaved schedule (and executor/schedule.c): a
+         * warm-up of (p - i - 1) * 2 + (v - 1) * p chunk-forwards, then one
+         * forward before each backward; every forward first when m == p */
+        int64_t v = l->v, all = m * v, warm = (p - i - 1) * 2 + (v - 1) * p;
+        if (m == p || warm >= all)
+            return (int)all;
+        return (int)(warm + 1);
     }
     return (int)(p - i < m ? p - i : m); /* 1F1B: min(p - i, m) */
+}
+
+int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro)
+{
+    int chunks = cost_in_flight_chunks(l, pp_rank, n_micro);
+    int v = l->schedule == SPEC_SCHED_INTERLEAVED && l->v > 1 ? l->v : 1;
+    return (chunks + v - 1) / v;
+}
+
+int cost_chunk_max_layers(const spec_model *m, const spec_layout *l, int pp_rank)
+{
+    int v = l->v > 0 ? l->v : 1, most = 0;
+    for (int c = 0; c < v; c++) {
+        int n = spec_layout_stage_layers(l, m, c * l->pp + pp_rank);
+        most = n > most ? n : most;
+    }
+    return most;
 }
 
 /* The layout as the software a profile describes runs it: with fused
@@ -131,14 +148,17 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     out->optim_bytes = (int64_t)(ob * (double)Po);
 
     int64_t n_micro = global_batch > 0 ? spec_layout_n_micro(l, global_batch) : 1;
-    int inflight = cost_in_flight(l, pp_rank, n_micro);
-    out->in_flight = inflight;
+    out->in_flight = cost_in_flight(l, pp_rank, n_micro);
+    /* triad's executor: one slot per chunk-micro-batch in flight, each the
+     * largest chunk's blocks plus the extras (model.c); v = 1: the rank's
+     * blocks per micro-batch in flight */
+    int slots = cost_in_flight_chunks(l, pp_rank, n_micro);
     int n = cost_shapes_layer_acts(m, l, l->recompute, t, 64);
     int64_t per_layer = cost_shapes_sum_elems(t, n);
     n = cost_shapes_extra_acts(m, l, pp_rank, t, 64);
     int64_t extra = cost_shapes_sum_elems(t, n);
-    int layers = cost_shapes_rank_layers(m, l, pp_rank);
-    out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * inflight));
+    int layers = cost_chunk_max_layers(m, l, pp_rank);
+    out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * slots));
     n = cost_shapes_scratch(m, l, pp_rank, t, 64);
     /* ZeRO-1: the gradient shard and a padded staging copy of the whole
      * gradient for the reduce-scatter and the parameter all-gather (triad's

@@ -46,10 +46,16 @@ typedef struct {
 
 /* Micro-batches whose activations pipeline rank i holds at its peak, in
  * units of the rank's whole set of blocks: GPipe m; 1F1B min(pp - i, m);
- * interleaved with v chunks (Megatron): the chunk-micro-batches in flight,
- * min(m v, (pp - i - 1) * 2 + (v - 1) * pp + 1), divided by v and rounded up
- * (the bound is exact for the rank's whole set when v = 1). */
+ * interleaved with v chunks: cost_in_flight_chunks / v, rounded up (the
+ * bound is exact for the rank's whole set when v = 1). */
 int cost_in_flight(const spec_layout *l, int pp_rank, int64_t n_micro);
+/* Chunk-micro-batches (one chunk's blocks of one micro-batch) rank i holds
+ * at its peak, as the schedule runs (executor/schedule.c, Megatron-LM):
+ * interleaved min(m v, (pp - i - 1) * 2 + (v - 1) * pp + 1), or m v when
+ * m == pp (every forward runs first); the same as cost_in_flight when v = 1. */
+int cost_in_flight_chunks(const spec_layout *l, int pp_rank, int64_t n_micro);
+/* Blocks of rank pp_rank's largest chunk (all its blocks when v = 1). */
+int cost_chunk_max_layers(const spec_model *m, const spec_layout *l, int pp_rank);
 
 /* Memory of pipeline rank pp_rank, summed from shapes.h: triad's executor
  * (which keeps the s x s attention probabilities unless the layout says

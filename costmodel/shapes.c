@@ -183,7 +183,7 @@ int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int p
 int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad)
 {
     int64_t all = n_micro * (kind == SPEC_SCHED_INTERLEAVED ? v : 1);
-    int64_t k = kind == SPEC_SCHED_INTERLEAVED ? all : (!grad && kind == SPEC_SCHED_1F1B) ? pp - stage : 2;
+    int64_t k = (!grad && kind == SPEC_SCHED_1F1B) ? pp - stage : 2;
     if (k > all)
         k = all;
     return (int)(k < 1 ? 1 : k);
@@ -196,13 +196,6 @@ int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp
     int v = l->schedule == SPEC_SCHED_INTERLEAVED ? l->v : 1;
     int64_t slots = 2 + cost_pipe_send_slots(l->schedule, l->pp, pp_rank, n_micro, v, 0) +
                     cost_pipe_send_slots(l->schedule, l->pp, pp_rank, n_micro, v, 1);
-    if (l->schedule == SPEC_SCHED_INTERLEAVED) {
-        /* triad's trainer does not run interleaved yet (its engine, used by
-         * the engine tests, keeps every send): count one receive and one
-         * send buffer per direction, as in Megatron-LM, whose received
-         * tensors become the chunk's input activation (already counted) */
-        slots = 4;
-    }
     /* with sp a stage boundary carries the tp rank's token rows only */
     int64_t rows = (int64_t)l->mbs * m->seq / (l->sp ? l->tp : 1);
     return slots * rows * m->hidden;

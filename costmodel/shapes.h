@@ -69,18 +69,21 @@ int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
 
 /* Send buffers the pipeline executor keeps per direction on stage `stage`
  * (grad = 0: activations sent forward, 1: gradients sent backward). A buffer
- * is reused once the send from it has completed; the counts are the fewest
- * for which waiting on that send cannot deadlock: a receiver takes messages
- * in the order they are sent, and in 1F1B stage s runs forward k only after
- * backward k - (pp - s), whose gradient came from a stage that had already
- * received activation k - (pp - s). GPipe: 2 and 2; 1F1B: pp - s and 2;
- * interleaved: every chunk-micro-batch (m v) — never more than m v. */
+ * is reused once the send from it has completed. 1F1B keeps pp - s for
+ * activations: stage s runs forward k only after backward k - (pp - s),
+ * whose gradient came from a stage that had already received activation
+ * k - (pp - s), so the send a reuse waits on has always been received and
+ * the wait never stalls. GPipe and interleaved: 2 and 2, 1F1B's gradients 2.
+ * No count can deadlock, not even one per direction: the replay of every
+ * stage in tests/unit/test_comm_schedule.c, with sends that complete only
+ * when received, finishes for every schedule. Never more than the messages
+ * of the step. */
 int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad);
 
 /* Elements of the pipeline executor's transfer buffers on stage pp_rank:
  * one receive buffer per direction and the send slots above, (b, s, h)
- * each; 0 when pp = 1. Interleaved: 4 (one receive, one send per
- * direction, as Megatron-LM; triad's trainer does not run interleaved yet). */
+ * each; 0 when pp = 1. (Megatron-LM's interleaved schedule keeps 4: one
+ * receive and one send per direction.) */
 int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp_rank, int64_t n_micro);
 
 /* Sum of elems over a list. */

@@ -69,7 +69,7 @@ int sim_schedule_ops(spec_schedule sched, int p, int v, int m, int rank, sim_op 
     }
     int total = m * v;
     int warm = (p - rank - 1) * 2 + (v - 1) * p;
-    if (warm > total)
+    if (warm > total || m == p) /* every forward first when m == p (Megatron-LM, executor/schedule.c) */
         warm = total;
     int f = 0, b = 0, mb, ch;
     for (; f < warm; f++) {

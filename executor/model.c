@@ -154,12 +154,15 @@ static int act_slot(const char *name)
     return -1;
 }
 
+/* Chunks of pipeline rank pp_rank: the virtual stages c * pp + pp_rank. */
+static int rank_chunks(const spec_layout *l) { return l->v > 0 ? l->v : 1; }
+
 int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exec_param **out)
 {
     shapes_tensor lt[EXEC_LAYER_PARAMS], et[8];
     int nl = cost_shapes_layer_params(m, l, lt, EXEC_LAYER_PARAMS);
     int ne = cost_shapes_extra_params(m, l, pp_rank, et, 8);
-    int first = spec_layout_stage_first(l, m, pp_rank), layers = cost_shapes_rank_layers(m, l, pp_rank);
+    int layers = cost_shapes_rank_layers(m, l, pp_rank);
     if (nl != EXEC_LAYER_PARAMS || ne < 0 || ne > 8 || layers < 0)
         return -1;
     exec_param *p = calloc((size_t)(layers * nl + ne) + 1, sizeof *p);
@@ -167,11 +170,14 @@ int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exe
         return -1;
     int64_t off = 0;
     int k = 0;
-    for (int L = 0; L < layers; L++)
-        for (int j = 0; j < nl; j++, k++) {
-            p[k] = (exec_param){lt[j], first + L, off, lt[j].ndim == 2};
-            off += lt[j].elems;
-        }
+    for (int c = 0; c < rank_chunks(l); c++) {
+        int s = c * l->pp + pp_rank, first = spec_layout_stage_first(l, m, s);
+        for (int L = 0; L < spec_layout_stage_layers(l, m, s); L++)
+            for (int j = 0; j < nl; j++, k++) {
+                p[k] = (exec_param){lt[j], first + L, off, lt[j].ndim == 2};
+                off += lt[j].elems;
+            }
+    }
     for (int j = 0; j < ne; j++, k++) {
         p[k] = (exec_param){et[j], -1, off, et[j].ndim == 2};
         off += et[j].elems;
@@ -190,22 +196,27 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->l = *l;
     md->tp_rank = tp_rank;
     md->pp_rank = pp_rank;
-    if (l->pp > 1 && l->schedule == SPEC_SCHED_INTERLEAVED) {
-        snprintf(err, SPEC_ERR_LEN, "train: this build trains the gpipe and 1f1b schedules; layout has schedule=%s",
-                 spec_schedule_name(l->schedule));
-        return -1;
-    }
     if (l->sp && ((int64_t)l->mbs * m->seq) % l->tp) {
         snprintf(err, SPEC_ERR_LEN, "train: sp=1 needs tp=%d to divide mbs*seq=%lld", l->tp,
                  (long long)l->mbs * m->seq);
         return -1;
     }
     md->n_slots = n_slots > 0 ? n_slots : 1;
-    md->first_layer = spec_layout_stage_first(l, m, pp_rank);
     md->n_layers = cost_shapes_rank_layers(m, l, pp_rank);
     if (md->n_layers > EXEC_MAX_LAYERS) {
         snprintf(err, SPEC_ERR_LEN, "train: %d blocks on one rank exceed %d", md->n_layers, EXEC_MAX_LAYERS);
         return -1;
+    }
+    md->v = rank_chunks(l);
+    if (md->v > EXEC_MAX_CHUNKS) {
+        snprintf(err, SPEC_ERR_LEN, "train: v=%d chunks on one rank exceed %d", md->v, EXEC_MAX_CHUNKS);
+        return -1;
+    }
+    for (int c = 0; c < md->v; c++) {
+        int n = spec_layout_stage_layers(l, m, c * l->pp + pp_rank);
+        md->chunk_lo[c + 1] = md->chunk_lo[c] + n;
+        if (n > md->chunk_max)
+            md->chunk_max = n;
     }
     md->has_embed = pp_rank == 0;
     md->has_head = pp_rank == l->pp - 1;
@@ -251,7 +262,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
         md->ops->to_device(w, host, (int64_t)sizeof(float) * p->shape.elems);
         if (p->layer >= 0) {
-            int L = p->layer - md->first_layer, j = i % nl;
+            int L = i / nl, j = i % nl; /* local block: the table lists blocks first, 12 tensors each */
             md->lp[L][j] = w;
             md->lg[L][j] = g;
         } else if (!strcmp(p->shape.name, "wte") || !strcmp(p->shape.name, "wte_head")) {
@@ -266,7 +277,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     }
     free(host);
 
-    /* activations: one micro-batch of every local block, then extras */
+    /* activations: one (chunk-)micro-batch of the largest chunk's blocks, then extras */
     shapes_tensor at[16], xt[8], st[32];
     int na = cost_shapes_layer_acts(m, l, l->recompute, at, 16);
     int nx = cost_shapes_extra_acts(m, l, pp_rank, xt, 8);
@@ -274,7 +285,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->flash = l->flash;
     md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE && !l->flash; /* flash keeps its lse */
     int64_t per_layer = cost_shapes_sum_elems(at, na);
-    md->slot_elems = per_layer * md->n_layers + cost_shapes_sum_elems(xt, nx);
+    md->slot_elems = per_layer * md->chunk_max + cost_shapes_sum_elems(xt, nx);
     md->act_elems = md->slot_elems * md->n_slots;
     md->acts = exec_mem_alloc(sizeof(float) * (size_t)md->act_elems);
     int ns = cost_shapes_scratch(m, l, pp_rank, st, 32);
@@ -285,14 +296,21 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
                  (long long)(md->act_elems + md->scratch_elems));
         return -1;
     }
-    float *q = md->acts;
-    for (int L = 0; L < md->n_layers; L++)
-        for (int j = 0; j < na; j++) {
-            int a = act_slot(at[j].name);
-            if (a >= 0)
-                md->la[L][a] = q;
-            q += at[j].elems;
-        }
+    /* block L's place in a slot is its place in its chunk: a slot holds one
+     * chunk of one micro-batch at a time */
+    int64_t at_off[EXEC_LAYER_ACTS];
+    int at_kept[EXEC_LAYER_ACTS] = {0};
+    int64_t o = 0;
+    for (int j = 0; j < na; o += at[j].elems, j++) {
+        int a = act_slot(at[j].name);
+        if (a >= 0)
+            at_off[a] = o, at_kept[a] = 1;
+    }
+    for (int c = 0; c < md->v; c++)
+        for (int L = md->chunk_lo[c]; L < md->chunk_lo[c + 1]; L++)
+            for (int a = 0; a < EXEC_LAYER_ACTS; a++)
+                md->la[L][a] = at_kept[a] ? md->acts + (int64_t)(L - md->chunk_lo[c]) * per_layer + at_off[a] : NULL;
+    float *q = md->acts + per_layer * md->chunk_max;
     for (int j = 0; j < nx; j++) {
         float **dst = !strcmp(xt[j].name, "lnf_in") ? &md->lnf_in : !strcmp(xt[j].name, "lnf") ? &md->lnf
                       : !strcmp(xt[j].name, "lnf_mean") ? &md->lnf_mean : &md->lnf_rstd;
@@ -493,42 +511,48 @@ static float head_forward(exec_model *md, const int *targets)
     return (float)(loss / N);
 }
 
-float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, const int *targets, const float *in,
-                               float *out)
+/* Whether chunk c starts the model (embeds) or ends it (LM head). */
+static int chunk_embeds(const exec_model *md, int c) { return md->has_embed && c == 0; }
+static int chunk_heads(const exec_model *md, int c) { return md->has_head && c == md->v - 1; }
+
+float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
+                               const float *in, float *out)
 {
-    int B = md->B, T = md->T, C = md->C, V = md->V;
+    int B = md->B, T = md->T, C = md->C, V = md->V, lo = md->chunk_lo[chunk], hi = md->chunk_lo[chunk + 1];
+    int head = chunk_heads(md, chunk);
     use_slot(md, slot);
     stage_tokens(md, &tokens, &targets);
-    if (md->has_embed) {
+    if (chunk_embeds(md, chunk)) {
         /* vocabulary-parallel: each rank adds its rows; positions once (tp rank 0) */
-        float *part = md->sp ? md->xfer : md->la[0][A_INP];
+        float *part = md->sp ? md->xfer : md->la[lo][A_INP];
         md->ops->encoder_forward(part, tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V, md->tp_rank == 0);
-        tp_reduce(md, part, md->la[0][A_INP]);
+        tp_reduce(md, part, md->la[lo][A_INP]);
     } else
-        md->ops->copy(md->la[0][A_INP], in, (int64_t)sizeof(float) * md->Ns * C);
-    for (int L = 0; L < md->n_layers; L++) {
+        md->ops->copy(md->la[lo][A_INP], in, (int64_t)sizeof(float) * md->Ns * C);
+    for (int L = lo; L < hi; L++) {
         /* with full recompute the block's intermediates land in the shared
          * recompute buffers; only its output (the next input) is kept */
-        float *o = L + 1 < md->n_layers ? md->la[L + 1][A_INP] : md->has_head ? md->lnf_in : out;
+        float *o = L + 1 < hi ? md->la[L + 1][A_INP] : head ? md->lnf_in : out;
         block_forward(md, L, o);
     }
-    return md->has_head ? head_forward(md, targets) : 0.0f;
+    return head ? head_forward(md, targets) : 0.0f;
 }
 
 float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
 {
-    return exec_model_stage_forward(md, 0, tokens, targets, NULL, NULL);
+    return exec_model_stage_forward(md, 0, 0, tokens, targets, NULL, NULL);
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
-                               const float *dout, float *din, const exec_grad_hook *hook)
+void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
+                               float grad_scale, const float *dout, float *din, const exec_grad_hook *hook)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
+    int lo = md->chunk_lo[chunk], hi = md->chunk_lo[chunk + 1];
     use_slot(md, slot);
     stage_tokens(md, &tokens, &targets);
-    if (md->has_head) {
+    if (chunk_heads(md, chunk)) {
         /* the logits scratch may hold another micro-batch's (GPipe runs
          * every forward first): recompute this one's */
         if (md->logits_slot != slot)
@@ -550,7 +574,7 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
     } else {
         md->ops->copy(md->dres, dout, (int64_t)sizeof(float) * Ns * C);
     }
-    for (int L = md->n_layers - 1; L >= 0; L--) {
+    for (int L = hi - 1; L >= lo; L--) {
         float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
         if (md->recompute_full) {
             /* recompute the whole block from its kept input */
@@ -591,13 +615,13 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
             hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
         }
     }
-    if (md->has_embed) { /* dres (gathered with sp) is the same on every tp rank: each keeps its wpe gradient whole */
+    if (chunk_embeds(md, chunk)) { /* dres (gathered with sp) is the same on every tp rank: each keeps its wpe gradient whole */
         const float *d = md->sp ? sp_gather(md, md->dres) : md->dres;
         md->ops->encoder_backward(md->dwte, md->dwpe, d, tokens, B, T, C, md->tp_rank * V, V, 1);
     } else {
         md->ops->copy(din, md->dres, (int64_t)sizeof(float) * Ns * C);
     }
-    if (hook) {
+    if (hook && chunk == 0) { /* the extras' last gradient (chunk v - 1's head ran its backward first) */
         int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;
         hook->ready(hook->ctx, off, md->n_params - off);
     }
@@ -606,7 +630,7 @@ void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, cons
 void exec_model_backward(exec_model *md, const int *tokens, const int *targets, float grad_scale,
                          const exec_grad_hook *hook)
 {
-    exec_model_stage_backward(md, 0, tokens, targets, grad_scale, NULL, NULL, hook);
+    exec_model_stage_backward(md, 0, 0, tokens, targets, grad_scale, NULL, NULL, hook);
 }
 
 /* Copy the LayerNorm gradients inside [lo, hi) between grads and a packed

@@ -25,6 +25,12 @@
  * input gradient. LayerNorm weight gradients are then partial sums over the
  * token shards: exec_model_sp_sync_grads sums them over tp once per step.
  * Pipeline stages exchange the sharded (Ns, C) activations.
+ *
+ * Interleaved pipelines (Narayanan et al. 2021, Sec 2.2): a rank holds v
+ * model chunks, chunk c being virtual stage c * pp + pp_rank, its blocks
+ * stored after those of chunk c - 1. An activation slot then holds one
+ * chunk-micro-batch: the blocks of the largest chunk (chunk_max) and the
+ * extras; the stage functions take the chunk to run.
  */
 #ifndef TRIAD_MODEL_H
 #define TRIAD_MODEL_H
@@ -40,6 +46,7 @@
 #define EXEC_LAYER_PARAMS 12 /* ln1w ln1b qkvw qkvb attprojw attprojb ln2w ln2b fcw fcb fcprojw fcprojb */
 #define EXEC_LAYER_ACTS 13   /* inp ln1 ln1_mean ln1_rstd qkv att atty res2 ln2 ln2_mean ln2_rstd fch fch_gelu */
 #define EXEC_MAX_LAYERS 256 /* blocks one rank may hold */
+#define EXEC_MAX_CHUNKS 64  /* model chunks per rank (the largest v spec.c accepts) */
 
 enum { P_LN1W, P_LN1B, P_QKVW, P_QKVB, P_ATTPROJW, P_ATTPROJB, P_LN2W, P_LN2B, P_FCW, P_FCB, P_FCPROJW, P_FCPROJB };
 enum { A_INP, A_LN1, A_LN1_MEAN, A_LN1_RSTD, A_QKV, A_ATT, A_ATTY, A_RES2, A_LN2, A_LN2_MEAN, A_LN2_RSTD, A_FCH,
@@ -57,8 +64,11 @@ typedef struct {
     spec_model m;
     spec_layout l;
     int tp_rank, pp_rank;
-    int first_layer, n_layers; /* this rank's blocks, global indices */
-    int has_embed, has_head;
+    int n_layers;              /* this rank's blocks, over all its chunks */
+    int v;                     /* model chunks on this rank: the interleaved schedule's v, else 1 */
+    int chunk_lo[EXEC_MAX_CHUNKS + 1]; /* chunk c: local blocks [chunk_lo[c], chunk_lo[c + 1]) */
+    int chunk_max;             /* the most blocks one chunk holds: an activation slot holds that many */
+    int has_embed, has_head;   /* on chunk 0 of stage 0, and chunk v - 1 of the last stage */
     int B, T, C, NH, HS, F, V; /* local sizes: NH, F, V divided by tp */
     int sp;                    /* sequence parallelism (sp=1 and tp > 1) */
     int Ns;                    /* token rows this rank holds outside the tp regions: B*T, or B*T/tp with sp */
@@ -148,8 +158,9 @@ static inline int exec_param_tp_split_dim(const char *name)
 static inline int exec_param_tp_sharded(const char *name) { return exec_param_tp_split_dim(name) >= 0; }
 
 /* The parameter table of pipeline stage pp_rank under layout l (local,
- * tp-sharded shapes; the same on every tp rank): blocks in order, then the
- * extras. *out is malloc'd; returns the count, or -1. */
+ * tp-sharded shapes; the same on every tp rank): blocks in order (chunk by
+ * chunk when interleaved: global block indices jump between chunks), then
+ * the extras. *out is malloc'd; returns the count, or -1. */
 int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exec_param **out);
 
 /* Global flat index of element i of tp rank r's shard t of tensor `name`
@@ -159,16 +170,17 @@ uint64_t exec_param_global_index(const char *name, const shapes_tensor *t, int64
 /* The whole tensor's shape (dims[1] = 1 for vectors) from a tp shard's. */
 void exec_param_global_shape(const char *name, const shapes_tensor *t, int tp, int64_t dims[2]);
 
-/* Pipeline stage versions: forward of micro-batch in activation slot
- * `slot`. `in` (Ns, C) is the received activation (NULL on the first stage,
+/* Pipeline stage versions: forward of chunk `chunk` (0 unless the
+ * schedule is interleaved) of the micro-batch in activation slot `slot`. `in` (Ns, C) is the received activation (NULL on the first stage,
  * which embeds tokens); `out` receives this stage's output (NULL on the
- * last stage, which returns the loss). Backward: `dout` is the received
+ * last stage, which returns the loss; the first and last stages are
+ * chunk 0 of pp rank 0 and chunk v - 1 of the last pp rank). Backward: `dout` is the received
  * gradient (NULL on the last stage), `din` receives the gradient of `in`
  * (NULL on the first stage). */
-float exec_model_stage_forward(exec_model *md, int slot, const int *tokens, const int *targets, const float *in,
-                               float *out);
-void exec_model_stage_backward(exec_model *md, int slot, const int *tokens, const int *targets, float grad_scale,
-                               const float *dout, float *din, const exec_grad_hook *hook);
+float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
+                               const float *in, float *out);
+void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
+                               float grad_scale, const float *dout, float *din, const exec_grad_hook *hook);
 
 /* The kern_ops table (kernels/kernels.h) the executor computes with and
  * allocates from: set once, before any model is built (cmd_train's

@@ -75,8 +75,11 @@ static void dp_ready(void *ctx, int64_t offset, int64_t count)
     dpgrad_mark_ready(c->dg, seg);
 }
 
-/* The model as a pipeline stage (pipeline.h callbacks): micro-batch mb of
- * the current step lives in activation slot mb % n_slots. */
+/* The model as a pipeline stage (pipeline.h callbacks). With one chunk per
+ * rank, micro-batch mb of the current step lives in activation slot
+ * mb % n_slots (1F1B and GPipe free them in forward order). Interleaved,
+ * chunk c of micro-batch mb takes a free slot at its forward and gives it
+ * back after its backward (backwards do not run in forward order). */
 typedef struct {
     exec_model *md;
     const exec_data *data;
@@ -84,29 +87,52 @@ typedef struct {
     int64_t first_sample; /* this dp rank's first sample of the step */
     int n_micro;
     dpgrad *dg;           /* marked on the last backward (dp > 1), or NULL */
+    int *slot_of;         /* interleaved: (mb * v + chunk) -> slot, -1 none; NULL otherwise */
+    int *free_slots, n_free;
 } stage_ctx;
+
+static int take_act_slot(stage_ctx *c, int mb, int chunk)
+{
+    if (!c->slot_of)
+        return mb % c->md->n_slots;
+    if (c->n_free == 0) { /* cannot happen: n_slots is the schedule's peak (cost_in_flight_chunks) */
+        fprintf(stderr, "triad: train: more chunk-micro-batches in flight than the %d slots\n", c->md->n_slots);
+        abort();
+    }
+    int s = c->free_slots[--c->n_free];
+    c->slot_of[mb * c->md->v + chunk] = s;
+    return s;
+}
+
+static int act_slot_of(const stage_ctx *c, int mb, int chunk)
+{
+    return c->slot_of ? c->slot_of[mb * c->md->v + chunk] : mb % c->md->n_slots;
+}
 
 static float stage_fwd(void *vc, int mb, int chunk, const float *in, float *out)
 {
     stage_ctx *c = vc;
-    (void)chunk;
     exec_model *md = c->md;
-    int slot = mb % md->n_slots, BT = md->B * md->T;
+    int slot = take_act_slot(c, mb, chunk), BT = md->B * md->T;
     int *tk = c->tok + (int64_t)slot * BT, *tg = c->tgt + (int64_t)slot * BT;
     for (int b = 0; b < md->B; b++)
         exec_data_sample(c->data, c->first_sample + (int64_t)mb * md->B + b, tk + (int64_t)b * md->T,
                          tg + (int64_t)b * md->T);
-    return exec_model_stage_forward(md, slot, tk, tg, in, out);
+    return exec_model_stage_forward(md, chunk, slot, tk, tg, in, out);
 }
 
 static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din, int last)
 {
     stage_ctx *c = vc;
-    (void)chunk, (void)last;
+    (void)last;
     exec_model *md = c->md;
-    int slot = mb % md->n_slots, BT = md->B * md->T;
-    exec_model_stage_backward(md, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
+    int slot = act_slot_of(c, mb, chunk), BT = md->B * md->T;
+    exec_model_stage_backward(md, chunk, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
                               1.0f / (float)c->n_micro, dout, din, NULL);
+    if (c->slot_of) {
+        c->slot_of[mb * md->v + chunk] = -1;
+        c->free_slots[c->n_free++] = slot;
+    }
 }
 
 static int write_ints(const char *dir, const char *name, const int *x, int64_t n)
@@ -146,9 +172,8 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
-    if ((l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED) || l.zero > 1) {
-        log_msg("train: this build trains the gpipe and 1f1b schedules with zero 0 or 1; layout has schedule=%s zero=%d",
-                spec_schedule_name(l.schedule), l.zero);
+    if (l.zero > 1) {
+        log_msg("train: this build trains with zero 0 or 1; layout has zero=%d", l.zero);
         return TRIAD_EXIT_INPUT;
     }
     exec_data *data = NULL;
@@ -180,7 +205,8 @@ int exec_train_run(const exec_train_opts *o)
                          exec_backend_is_host() ? COMM_MEM_HOST : COMM_MEM_DEVICE);
     }
     exec_model md;
-    int n_slots = cost_in_flight(&l, g.pp_rank, n_micro);
+    /* activation slots: the (chunk-)micro-batches the schedule holds at once */
+    int n_slots = cost_in_flight_chunks(&l, g.pp_rank, n_micro);
     /* the memory prediction this run will be compared with; a layout the
      * GPU cannot hold is refused before any of it is allocated */
     cost_mem pred;
@@ -225,15 +251,25 @@ int exec_train_run(const exec_train_opts *o)
     }
     pipe_exec pe;
     memset(&pe, 0, sizeof pe);
+    int *il_slot_of = NULL, *il_free = NULL; /* interleaved: activation slots by chunk-micro-batch */
     if (l.pp > 1) {
         /* stages exchange (Ns, C): with sp each tp rank sends its token rows */
         size_t msg = (size_t)md.Ns * (size_t)m->hidden;
-        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, 1, msg, err)) {
+        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, md.v, msg, err)) {
             log_msg("%s", err);
             return TRIAD_EXIT_INPUT;
         }
         /* its receive buffers and send slots (cost_pipe_buffer_elems counts the same) */
         exec_mem_account((int64_t)sizeof(float) * (int64_t)(2 + pe.act_slots + pe.grad_slots) * (int64_t)msg);
+        if (md.v > 1) {
+            il_slot_of = malloc(sizeof(int) * (size_t)(n_micro * md.v));
+            il_free = malloc(sizeof(int) * (size_t)n_slots);
+            if (!il_slot_of || !il_free) {
+                log_msg("train: cannot allocate the slot table of %lld chunk-micro-batches",
+                        (long long)(n_micro * md.v));
+                return TRIAD_EXIT_FAIL;
+            }
+        }
     }
     int lead = rank == 0; /* writes metrics and progress */
     dpgrad dg;
@@ -278,9 +314,14 @@ int exec_train_run(const exec_train_opts *o)
             return TRIAD_EXIT_INPUT;
         }
         if (!append) { /* a resumed run appends rows under the header it continues */
-            fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d, "
+            char sched[32] = "";
+            if (l.pp > 1 && l.schedule == SPEC_SCHED_INTERLEAVED)
+                snprintf(sched, sizeof sched, " interleaved v%d", l.v);
+            else if (l.pp > 1)
+                snprintf(sched, sizeof sched, " %s", spec_schedule_name(l.schedule));
+            fprintf(mf, "# triad train: model %s (%lld layers, hidden %lld), layout dp%d tp%d pp%d mbs%d%s, "
                         "math %s, global batch %lld, data %s, seed %llu\n",
-                    m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs, math,
+                    m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs, sched, math,
                     (long long)o->global_batch, o->data, (unsigned long long)o->seed);
             fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
                     (long long)pred.total_bytes);
@@ -359,7 +400,10 @@ int exec_train_run(const exec_train_opts *o)
         if (l.pp > 1) {
             stage_ctx sc = {&md, data, tok, tgt,
                             (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B,
-                            (int)n_micro, NULL};
+                            (int)n_micro, NULL, il_slot_of, il_free, 0};
+            if (il_slot_of) /* every slot free; slot 0 is taken first */
+                for (int k = 0; k < n_slots; k++)
+                    il_free[sc.n_free++] = n_slots - 1 - k;
             pipe_stage_fns fns = {&sc, stage_fwd, stage_bwd};
             loss = pipe_run_step(&pe, &fns); /* sum of micro-batch losses, last stage only */
             comm_allreduce_sum(g.pp, &loss, 1, COMM_F64);
@@ -553,6 +597,8 @@ int exec_train_run(const exec_train_opts *o)
     exec_data_close(data);
     if (l.pp > 1)
         pipe_free(&pe);
+    free(il_slot_of);
+    free(il_free);
     if (l.dp > 1)
         dpgrad_free(&dg);
     if (multi) {

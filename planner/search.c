@@ -261,12 +261,6 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                         }
                         if (pp == 1 && sched > 0)
                             continue; /* one stage: the schedule does not matter */
-                        if (executor && sched >= 2) {
-                            reject(rj, PLAN_REJ_EXECUTOR, "a measured executor profile plans for triad train, "
-                                   "which runs gpipe and 1f1b (layout has interleaved v=%d, pp %lld)", l.v,
-                                   (long long)pp);
-                            continue;
-                        }
                         if (sched >= 2 && (n_micro % pp || (int64_t)pp * l.v > m->layers)) {
                             reject(rj, PLAN_REJ_INTERLEAVE,
                                    "interleaved v=%d needs micro-batches divisible by pp and pp*v <= layers (pp %lld)",

@@ -6,7 +6,8 @@
  * and vocab; every pp that divides the layers; every micro-batch size of
  * --mbs that divides the per-replica batch; GPipe and 1F1B when pp > 1 and
  * a replica has at least two micro-batches — with one they are the same op
- * order; explicit attention, or with --attn fused attention (attn=flash)
+ * order — and interleaved 1F1B with v = 2 chunks per rank where pp * 2
+ * divides into the layers and pp the micro-batches; explicit attention, or with --attn fused attention (attn=flash)
  * too or instead) the
  * report predicts the step time with the event simulator and the memory
  * peak with the cost model, both from the profile given (a measured one from
@@ -306,9 +307,10 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
     fprintf(f, "# index layout predicted_ms measured_ms\n");
     for (int i = 0; i < k; i++) {
         char lab[160];
-        snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s", order[i]->l.dp, order[i]->l.tp, order[i]->l.pp,
-                 order[i]->l.mbs,
-                 order[i]->l.pp > 1 ? (order[i]->l.schedule == SPEC_SCHED_GPIPE ? " gpipe" : " 1f1b") : "");
+        const spec_layout *ol = &order[i]->l;
+        snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s", ol->dp, ol->tp, ol->pp, ol->mbs,
+                 ol->pp == 1 ? "" : ol->schedule == SPEC_SCHED_GPIPE ? " gpipe"
+                                  : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interleaved" : " 1f1b");
         fprintf(f, "%d \"%s\" %.6g %.6g\n", i, lab, 1e3 * order[i]->pred_s, 1e3 * order[i]->meas_s);
     }
     fclose(f);
@@ -577,7 +579,7 @@ int report_cmd_report(int argc, char **argv)
                 continue;
             int dp = (int)gpus / tp / pp;
             for (int i = 0; i < n_mbs; i++) {
-                for (int k = 0; k < 2 * (pp > 1 ? 2 : 1); k++) {
+                for (int k = 0; k < 2 * (pp > 1 ? 3 : 1); k++) {
                     int sch = k / 2, fa = k % 2;
                     if (!(attn_mask & (1 << fa)))
                         continue;
@@ -587,7 +589,8 @@ int report_cmd_report(int argc, char **argv)
                     l.pp = pp;
                     l.dp = dp;
                     l.mbs = mbs[i];
-                    l.schedule = sch == 0 ? SPEC_SCHED_1F1B : SPEC_SCHED_GPIPE;
+                    l.schedule = sch == 0 ? SPEC_SCHED_1F1B : sch == 1 ? SPEC_SCHED_GPIPE : SPEC_SCHED_INTERLEAVED;
+                    l.v = sch == 2 ? 2 : 1;
                     l.precision = prec;
                     l.flash = fa;
                     if (spec_layout_check(&l, &m, batch, (int)gpus, err))
@@ -603,9 +606,9 @@ int report_cmd_report(int argc, char **argv)
                     memset(w, 0, sizeof *w);
                     w->l = l;
                     spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,precision=%s%s", dp,
-                             tp, pp, l.mbs, spec_schedule_name(l.schedule), spec_precision_name(prec),
-                             fa ? ",attn=flash" : "");
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s%s,precision=%s%s", dp,
+                             tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v > 1 ? ",v=2" : "",
+                             spec_precision_name(prec), fa ? ",attn=flash" : "");
                     w->pred_mem = r.mem_peak_bytes;
                     /* the closed form's step less its compute and optimizer:
                      * collectives, pipeline sends and bubble */

@@ -33,7 +33,8 @@ run() { # np layout device tag [extra...]
 }
 
 for spec in "1 mbs=2" "2 tp=2,sp=1,mbs=2" "4 dp=2,tp=2,zero=1,sp=1,mbs=1" "4 tp=2,pp=2,schedule=1f1b,mbs=1" \
-            "4 dp=2,pp=2,schedule=gpipe,mbs=1" "2 dp=2,recompute=full,mbs=2" "4 dp=2,tp=2,sp=1,attn=flash,mbs=1"; do
+            "4 dp=2,pp=2,schedule=gpipe,mbs=1" "2 pp=2,schedule=interleaved,v=2,mbs=1" "2 dp=2,recompute=full,mbs=2" \
+            "4 dp=2,tp=2,sp=1,attn=flash,mbs=1"; do
   set -- $spec; np=$1; lay=$2; tag=$(echo "$lay" | tr ',=' '__')
   if ! run "$np" "$lay" cpu "c_$tag"; then echo "FAIL $lay on cpu"; grep -m3 triad: "$tmp/c_$tag.err"; fail=1; continue; fi
   if ! run "$np" "$lay" emu "e_$tag"; then
@@ -129,11 +130,11 @@ $T report --model tiny --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-step
 python3 - "$tmp/rb/comparison.csv" "$tmp/rb/runs" <<'PY' && echo "ok   report --precision bf16 on emu: every layout ran bf16 math, memory exact" || fail=1
 import csv, glob, sys
 r = list(csv.DictReader(open(sys.argv[1])))
-assert len(r) == 4, len(r)
+assert len(r) == 5, len(r)   # dp2, tp2, pp2 gpipe / 1f1b / interleaved v2 (mbs 1)
 for x in r:
     assert int(x['predicted_mem_bytes']) == int(x['measured_mem_bytes']), x['layout']
     assert float(x['measured_step_time_s']) > 0, x['layout']
 runs = glob.glob(sys.argv[2] + '/layout*.csv')
-assert len(runs) == 4 and all(', math bf16,' in open(f).readline() for f in runs), runs
+assert len(runs) == 5 and all(', math bf16,' in open(f).readline() for f in runs), runs
 PY
 exit $fail

@@ -59,6 +59,12 @@ resume_as ck8 6 "dp2.tp2.pp2 -> dp8" 8 mbs=1,dp=8 ref8.csv
 resume_as ck8 6 "dp2.tp2.pp2 -> one rank" 1 mbs=1 ref8.csv
 # sequence parallelism shards the residual stream, not the checkpoint: same tensors
 resume_as ck8 6 "dp2.tp2.pp2 -> tp2.pp2 with sp" 4 mbs=1,tp=2,pp=2,sp=1,schedule=gpipe ref8.csv
+# interleaved: pp rank 0 holds blocks 0 and 2, rank 1 blocks 1 and 3 — and back
+resume_as ck8 6 "dp2.tp2.pp2 -> dp2.pp2 interleaved v2" 4 mbs=1,dp=2,pp=2,schedule=interleaved,v=2 ref8.csv
+LI="mbs=1,tp=2,pp=2,schedule=interleaved,v=2,precision=fp32"
+mp 4 $T train $D --layout $LI --metrics "$tmp/parti.csv" --checkpoint-dir "$tmp/cki" --checkpoint-every 6 \
+   --exit-after 6 2>/dev/null
+resume_as cki 6 "tp2.pp2 interleaved v2 -> dp2.tp2.pp2 1f1b" 8 mbs=1,dp=2,tp=2,pp=2,schedule=1f1b ref8.csv
 
 # ---- ZeRO-1 with pipelining: sharded optimizer state --------------------------------
 LZ="mbs=1,dp=2,pp=2,zero=1,schedule=1f1b,precision=fp32"

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "../../costmodel/cost.h"
+#include "../../costmodel/shapes.h"
 #include "../../executor/schedule.h"
 
 #define CAP 4096
@@ -133,22 +135,35 @@ static void test_interleaved_hand(void **state)
         assert_int_equal(ops[k].dir, SCHED_FWD);
 }
 
-/* replay all stages: a stage blocks on a receive whose message is not yet
- * sent; sends never block. Every schedule must finish with no message left. */
+/* Replay all stages as pipeline.c runs them, with rendezvous sends (the
+ * worst case of MPI, and NCCL's): a stage blocks on a receive whose message
+ * is not yet sent; a send takes the next of its direction's send slots
+ * (cost_pipe_send_slots, or `slots` when > 0) and, when that slot still
+ * holds an earlier message, waits until the receiver has taken it. Every
+ * schedule must finish with every message consumed once, and each peer must
+ * receive a stage's messages in the order that stage sent them (NCCL
+ * matches sends and receives by order, not tag). */
 typedef struct {
-    int from, to, tag, dir, used;
+    int from, to, tag, dir, used, seq; /* seq: the sender's count of messages to `to` before this one */
 } msg;
 
-static void replay(spec_schedule kind, int p, int m, int v)
+static void replay_slots(spec_schedule kind, int p, int m, int v, int slots)
 {
     static sched_op ops[8][CAP];
-    int n[8], pc[8];
+    int n[8], pc[8], got[8] = {0}, n_slot[8][2], sent[8][2] = {{0}}, sent_to[8][8] = {{0}}, recv_from[8][8] = {{0}};
+    static int slot_msg[8][2][CAP];
     static msg box[8 * CAP];
     int n_box = 0;
     for (int i = 0; i < p; i++) {
         n[i] = sched_build(kind, p, i, m, v, ops[i], CAP);
         assert_true(n[i] > 0);
         pc[i] = 0;
+        for (int d = 0; d < 2; d++) {
+            n_slot[i][d] = slots > 0 ? slots : cost_pipe_send_slots(kind, p, i, m, v, d);
+            assert_in_range(n_slot[i][d], 1, CAP);
+            for (int k = 0; k < n_slot[i][d]; k++)
+                slot_msg[i][d][k] = -1;
+        }
     }
     int progress = 1, done = 0;
     while (progress) {
@@ -156,18 +171,28 @@ static void replay(spec_schedule kind, int p, int m, int v)
         for (int i = 0; i < p; i++) {
             while (pc[i] < n[i]) {
                 const sched_op *o = &ops[i][pc[i]];
-                if (o->recv_peer >= 0) {
+                if (o->recv_peer >= 0 && !got[i]) {
                     int found = -1;
                     for (int b = 0; b < n_box; b++)
                         if (!box[b].used && box[b].from == o->recv_peer && box[b].to == i &&
                             box[b].tag == o->recv_tag && box[b].dir == (int)o->dir)
                             found = b;
                     if (found < 0)
-                        break; /* blocked */
+                        break; /* blocked on the receive */
                     box[found].used = 1;
+                    assert_int_equal(box[found].seq, recv_from[i][o->recv_peer]++); /* in send order */
+                    got[i] = 1;
+                    progress = 1;
                 }
-                if (o->send_peer >= 0)
-                    box[n_box++] = (msg){i, o->send_peer, o->send_tag, (int)o->dir, 0};
+                if (o->send_peer >= 0) {
+                    int d = (int)o->dir, k = sent[i][d] % n_slot[i][d], old = slot_msg[i][d][k];
+                    if (old >= 0 && !box[old].used)
+                        break; /* blocked until the slot's earlier message is received */
+                    slot_msg[i][d][k] = n_box;
+                    sent[i][d]++;
+                    box[n_box++] = (msg){i, o->send_peer, o->send_tag, (int)o->dir, 0, sent_to[i][o->send_peer]++};
+                }
+                got[i] = 0;
                 pc[i]++;
                 progress = 1;
             }
@@ -182,6 +207,8 @@ static void replay(spec_schedule kind, int p, int m, int v)
     assert_int_equal(done, 2 * m * v * p);
 }
 
+static void replay(spec_schedule kind, int p, int m, int v) { replay_slots(kind, p, m, v, CAP); }
+
 static void test_replay_no_deadlock(void **state)
 {
     (void)state;
@@ -193,6 +220,53 @@ static void test_replay_no_deadlock(void **state)
                 for (int v = 1; v <= 3; v++)
                     replay(SPEC_SCHED_INTERLEAVED, p, m, v);
         }
+}
+
+/* The executor's send buffers (cost_pipe_send_slots, which the memory model
+ * counts) never deadlock, even when every send waits for its receiver; nor
+ * does a single send buffer per direction, for any schedule (what the
+ * executor keeps beyond one lets a send stay in flight while the next op
+ * computes). */
+static void test_replay_bounded_sends(void **state)
+{
+    (void)state;
+    for (int p = 1; p <= 8; p++)
+        for (int m = 1; m <= 16; m++) {
+            replay_slots(SPEC_SCHED_GPIPE, p, m, 1, 0);
+            replay_slots(SPEC_SCHED_1F1B, p, m, 1, 0);
+            replay_slots(SPEC_SCHED_GPIPE, p, m, 1, 1);
+            replay_slots(SPEC_SCHED_1F1B, p, m, 1, 1);
+            if (m % p == 0)
+                for (int v = 2; v <= 4; v++) {
+                    assert_int_equal(cost_pipe_send_slots(SPEC_SCHED_INTERLEAVED, p, 0, m, v, 0), 2);
+                    replay_slots(SPEC_SCHED_INTERLEAVED, p, m, v, 0);
+                    replay_slots(SPEC_SCHED_INTERLEAVED, p, m, v, 1);
+                }
+        }
+}
+
+/* The memory model's activation slots (cost_in_flight_chunks, which the
+ * trainer allocates) are the peak of chunk-micro-batches the op order
+ * really holds, for every stage of every schedule. */
+static void test_inflight_matches_model(void **state)
+{
+    (void)state;
+    static sched_op ops[CAP];
+    const spec_schedule kinds[3] = {SPEC_SCHED_GPIPE, SPEC_SCHED_1F1B, SPEC_SCHED_INTERLEAVED};
+    for (int k = 0; k < 3; k++)
+        for (int p = 1; p <= 8; p++)
+            for (int m = 1; m <= 16; m++)
+                for (int v = kinds[k] == SPEC_SCHED_INTERLEAVED ? 2 : 1; v <= (kinds[k] == SPEC_SCHED_INTERLEAVED ? 4 : 1); v++) {
+                    if (kinds[k] == SPEC_SCHED_INTERLEAVED && m % p)
+                        continue;
+                    spec_layout l;
+                    spec_layout_default(&l);
+                    l.pp = p, l.schedule = kinds[k], l.v = v;
+                    for (int i = 0; i < p; i++) {
+                        int n = sched_build(kinds[k], p, i, m, v, ops, CAP);
+                        assert_int_equal(cost_in_flight_chunks(&l, i, m), sched_peak_inflight(ops, n));
+                    }
+                }
 }
 
 static void test_invalid(void **state)
@@ -211,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_1f1b_order),      cmocka_unit_test(test_gpipe_order),
         cmocka_unit_test(test_interleaved_hand), cmocka_unit_test(test_replay_no_deadlock),
+        cmocka_unit_test(test_replay_bounded_sends), cmocka_unit_test(test_inflight_matches_model),
         cmocka_unit_test(test_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -155,6 +155,11 @@ static void test_in_flight(void **state)
     l = layout("pp=4,schedule=interleaved,v=2");
     assert_int_equal(cost_in_flight(&l, 0, 8), 6);
     assert_int_equal(cost_in_flight(&l, 3, 8), 3);
+    assert_int_equal(cost_in_flight_chunks(&l, 0, 8), 11);
+    assert_int_equal(cost_in_flight_chunks(&l, 3, 8), 5); /* (2 - 1) * 4 + 1 */
+    /* m == p: every forward first (Megatron-LM), all m v chunk-micro-batches */
+    assert_int_equal(cost_in_flight_chunks(&l, 3, 4), 8);
+    assert_int_equal(cost_in_flight(&l, 3, 4), 4);
 }
 
 /* The breakdown sums to the step time; memory decides what fits; ZeRO-1

@@ -150,6 +150,9 @@ static void test_errors_name_the_field(void **state)
     assert_int_equal(spec_layout_parse("pp=2,v=2", &l, err), SPEC_OK);
     assert_int_equal(spec_layout_check(&l, &m, 8, -1, err), SPEC_ERR);
     assert_non_null(strstr(err, "interleaved"));
+    assert_int_equal(spec_layout_parse("pp=2,schedule=interleaved", &l, err), SPEC_OK); /* v=1 */
+    assert_int_equal(spec_layout_check(&l, &m, 8, -1, err), SPEC_ERR);
+    assert_non_null(strstr(err, "needs v >= 2 chunks per rank (v=1"));
     assert_int_equal(spec_layout_parse("pp=2,stages=1:2", &l, err), SPEC_OK);
     assert_int_equal(spec_layout_check(&l, &m, 8, -1, err), SPEC_ERR);
     assert_non_null(strstr(err, "sum to 3"));
