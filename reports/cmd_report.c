@@ -73,7 +73,7 @@ static void usage(FILE *f)
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
             "                    [--repeat 2] [--confirm 2] [--measured DIR] [--device cpu|cuda|emu] [--attn explicit|flash|explicit,flash]\n"
-            "                    [--precision fp32|bf16] [--force]\n"
+            "                    [--precision fp32|bf16] [--schedules 1f1b,gpipe,interleaved] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
             "backend of --device, cpu by default: the one the profile measured), joins the\n"
@@ -84,6 +84,8 @@ static void usage(FILE *f)
             "--confirm C more passes run over the predicted fastest and the three measured\n"
             "fastest, so that the comparison that decides the pick is not one lucky pass. --attn\n"
             "picks the attention of the layouts (explicit by default; both doubles the list).\n"
+            "--schedules: the pipeline schedules of the layouts with pp > 1 (all three by default;\n"
+            "interleaved runs v=2 chunks per rank).\n"
             "--precision: the layouts' math (fp32 by default; bf16 on cuda or emu, predicted from\n"
             "the profile's bf16 rows). The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
@@ -455,13 +457,15 @@ int report_cmd_report(int argc, char **argv)
         {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
         {"repeat", required_argument, 0, 'r'},  {"device", required_argument, 0, 'D'},
         {"attn", required_argument, 0, 'A'},    {"precision", required_argument, 0, 'q'},
-        {"confirm", required_argument, 0, 'C'}, {0, 0, 0, 0}};
+        {"confirm", required_argument, 0, 'C'}, {"schedules", required_argument, 0, 'S'},
+        {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
     const char *device = "cpu";
     long gpus = 0, steps = 12, warm = 3, repeat = 2, confirm = 2;
     long long batch = 0;
     int force = 0, attn_mask = 1; /* bit 0: explicit attention, bit 1: fused (attn=flash) */
+    int sched_mask = 7;           /* bit 0: 1f1b, 1: gpipe, 2: interleaved (pp > 1) */
     spec_precision prec = SPEC_PREC_FP32;
     optind = 1;
     opterr = 0;
@@ -485,6 +489,20 @@ int report_cmd_report(int argc, char **argv)
             if (!attn_mask)
                 log_die_input("report: --attn '%s' is not one of explicit, flash, explicit,flash", optarg);
             break;
+        case 'S': {
+            sched_mask = 0;
+            char list[128];
+            snprintf(list, sizeof list, "%s", optarg);
+            for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                int b = !strcmp(t, "1f1b") ? 1 : !strcmp(t, "gpipe") ? 2 : !strcmp(t, "interleaved") ? 4 : 0;
+                if (!b)
+                    log_die_input("report: --schedules '%s': '%s' is not one of 1f1b, gpipe, interleaved", optarg, t);
+                sched_mask |= b;
+            }
+            if (!sched_mask)
+                log_die_input("report: --schedules '%s' names no schedule", optarg);
+            break;
+        }
         case 'q': {
             int q = spec_precision_from_name(optarg);
             if (q < 0)
@@ -581,7 +599,7 @@ int report_cmd_report(int argc, char **argv)
             for (int i = 0; i < n_mbs; i++) {
                 for (int k = 0; k < 2 * (pp > 1 ? 3 : 1); k++) {
                     int sch = k / 2, fa = k % 2;
-                    if (!(attn_mask & (1 << fa)))
+                    if (!(attn_mask & (1 << fa)) || (pp > 1 && !(sched_mask & (1 << sch))))
                         continue;
                     spec_layout l;
                     spec_layout_default(&l);

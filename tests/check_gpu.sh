@@ -166,8 +166,8 @@ fi
 #     within 1e-4 relative at every step (cuBLAS and OpenBLAS round apart);
 #  2. parallel layouts, every rank on the one GPU, collectives staged
 #     through the host by the MPI comm (NCCL refuses two ranks on one GPU):
-#     dp2*tp2 ZeRO-1 sp, tp2*pp2 1F1B, dp2*pp2 GPipe against the single GPU
-#     rank, loss within 1e-4 at every step;
+#     dp2*tp2 ZeRO-1 sp, tp2*pp2 1F1B, dp2*pp2 GPipe, pp2 interleaved v2
+#     against the single GPU rank, loss within 1e-4 at every step;
 #  3. measured device memory against triad's prediction (within 2%);
 #  4. bf16 math (GEMMs on bf16 inputs, fp32 accumulation, fp32 master
 #     weights): tiny to the Markov source's entropy rate + 0.05;
@@ -184,7 +184,8 @@ train_check() {
   $TR train $D --layout mbs=2,precision=fp32,attn=flash --device cuda --metrics "$t/gpu_flash.csv" || return 1
   python3 tests/gpu/loss_match.py "$t/cpu_flash.csv" "$t/gpu_flash.csv" 1e-4 "attn=flash, one GPU rank vs CPU" || st=1
   $TR train $D --layout mbs=1,precision=fp32 --device cuda --metrics "$t/gpu1.csv" || return 1
-  for spec in "4 dp=2,tp=2,zero=1,sp=1" "4 tp=2,pp=2,schedule=1f1b" "4 dp=2,pp=2,schedule=gpipe"; do
+  for spec in "4 dp=2,tp=2,zero=1,sp=1" "4 tp=2,pp=2,schedule=1f1b" "4 dp=2,pp=2,schedule=gpipe" \
+              "2 pp=2,schedule=interleaved,v=2"; do
     set -- $spec
     mpirun --oversubscribe -np $1 $TR train $D --layout "$2,mbs=1,precision=fp32" --device cuda \
       --metrics "$t/$2.csv" || { echo "FAIL $2 on the GPU"; st=1; continue; }

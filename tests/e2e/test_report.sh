@@ -202,6 +202,14 @@ PY
   && ok "an earlier report's runs are cleared, nothing else in runs/" || bad "stale runs kept or other files removed"
 $T report --model $M --gpus 2 --global-batch 4 --attn fast --out "$tmp/rb" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q -- "--attn 'fast'" "$tmp/e.log" && ok "bad --attn refused" || bad "--attn fast: rc=$rc"
+# --schedules limits the pipelined layouts only: dp2 and tp2 stay, pp2 runs interleaved alone
+$T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --confirm 0 \
+  --schedules interleaved --profile "$tmp/p.csv" --out "$tmp/rs" > /dev/null 2> "$tmp/rs.log" || { cat "$tmp/rs.log"; bad "report --schedules ran"; }
+[ "$(cut -d, -f4,6 "$tmp/rs/comparison.csv" | sed 1d | sort | tr '\n' ' ')" = "1,1f1b 1,1f1b 2,interleaved " ] \
+  && ok "--schedules interleaved: dp2, tp2 and pp2 interleaved v2" || bad "--schedules: $(cut -d, -f1 "$tmp/rs/comparison.csv" | tr '\n' ' ')"
+$T report --model $M --gpus 2 --global-batch 4 --schedules 1f1b,zb --out "$tmp/rt" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && [ "$(wc -l < "$tmp/e.log")" = 1 ] && grep -q -- "'zb' is not one of" "$tmp/e.log" \
+  && ok "bad --schedules refused: $(cat "$tmp/e.log")" || bad "--schedules zb: rc=$rc $(cat "$tmp/e.log")"
 
 $T report --model $M --global-batch 4 --out "$tmp/x" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q -- "--gpus" "$tmp/e.log" && ok "missing --gpus refused" || bad "missing --gpus: rc=$rc"

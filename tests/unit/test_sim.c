@@ -111,7 +111,8 @@ static void test_interleaved_bubble(void **state)
             }
 }
 
-/* 1F1B holds min(p - i, m) micro-batches on stage i at its peak; GPipe m. */
+/* 1F1B holds min(p - i, m) micro-batches on stage i at its peak; GPipe m;
+ * interleaved what the memory model counts. */
 static void test_in_flight_peak(void **state)
 {
     (void)state;
@@ -136,6 +137,22 @@ static void test_in_flight_peak(void **state)
                 assert_int_equal(st.peak_in_flight, m);
             }
             cost_sim_free(sim);
+            /* interleaved: the chunk-micro-batches the memory model counts
+             * (cost_in_flight_chunks, every forward first when m == p) */
+            for (int v = 2; v <= 4 && p > 1 && m % p == 0; v++) {
+                synth_init(&s, SPEC_SCHED_INTERLEAVED, p, v, m, 1.0, 2.0);
+                run(&s, &sim);
+                spec_layout l;
+                spec_layout_default(&l);
+                l.pp = p, l.v = v, l.schedule = SPEC_SCHED_INTERLEAVED;
+                for (int i = 0; i < p; i++) {
+                    cost_sim_stage st;
+                    cost_sim_stage_at(sim, i, &st);
+                    assert_int_equal(st.mem_peak_bytes, (int64_t)cost_in_flight_chunks(&l, i, m) * (1000 / v));
+                    assert_int_equal(st.peak_in_flight, cost_in_flight(&l, i, m));
+                }
+                cost_sim_free(sim);
+            }
         }
 }
 
