@@ -15,7 +15,7 @@ echo "# model $M, global batch 4, fp32, 1 thread per rank, $(nproc --all) cores,
 printf '%-36s %6s %12s %12s\n' "layout" "ranks" "step s" "tokens/s"
 printf '%-36s %6s %12s %12s\n' "" "" "(median)" "(median)"
 for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
-            "2 pp=2,mbs=1,schedule=gpipe"; do
+            "2 pp=2,mbs=1,schedule=gpipe" "2 pp=2,mbs=1,schedule=interleaved,v=2"; do
   set -- $spec
   if mpirun --oversubscribe -np $1 $T train --model $M --layout $2,precision=fp32 --global-batch 4 \
        --data markov:vocab=4096,order=1,seed=1 --steps 5 --metrics "$tmp/m.csv" --quiet >/dev/null 2>"$tmp/err"; then
