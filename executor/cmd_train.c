@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "usage: triad train --model M --layout L --global-batch N --data D --steps K\n"
             "                   [--lr 3e-4] [--warmup W] [--min-lr-frac 0.1] [--weight-decay 0.1]\n"
             "                   [--clip 1.0] [--seed S] [--metrics FILE.csv] [--plan plan.ini]\n"
-            "                   [--device auto|cpu|cuda|emu] [--comm auto|mpi|nccl]\n"
+            "                   [--device auto|cpu|cuda|emu] [--comm auto|mpi|nccl] [--bucket-mb 40]\n"
             "                   [--dump DIR] [--dump-final DIR] [--quiet]\n"
             "                   [--checkpoint-dir DIR --checkpoint-every K [--checkpoint-keep 3]] [--resume]\n"
             "\n"
@@ -40,7 +40,10 @@ static void usage(FILE *f)
             "the build has CUDA and a GPU is visible, else cpu.\n"
             "--comm picks the collectives of parallel layouts: nccl (GPU buffers, one GPU per\n"
             "rank), mpi (host buffers; GPU buffers staged through host memory, so several\n"
-            "ranks may share one GPU), auto (the default: nccl where it can run, else mpi).\n");
+            "ranks may share one GPU), auto (the default: nccl where it can run, else mpi).\n"
+            "--bucket-mb: data-parallel gradient buckets of this many MB (1e6 bytes); each\n"
+            "starts its all-reduce as soon as backward has finished its blocks, under the rest\n"
+            "of backward (and, with pp > 1, under the pipeline's last backwards).\n");
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)
@@ -70,7 +73,7 @@ int exec_cmd_train(int argc, char **argv)
         {"checkpoint-dir", required_argument, 0, 'C'}, {"checkpoint-every", required_argument, 0, 'E'},
         {"checkpoint-keep", required_argument, 0, 'K'}, {"resume", no_argument, 0, 'R'},
         {"exit-after", required_argument, 0, 'X'}, {"inject-nan", required_argument, 0, 'N'},
-        {"comm", required_argument, 0, 'O'},
+        {"comm", required_argument, 0, 'O'},      {"bucket-mb", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     exec_train_opts o;
     exec_train_opts_default(&o);
@@ -117,6 +120,10 @@ int exec_cmd_train(int argc, char **argv)
                 return TRIAD_EXIT_INPUT;
             }
             o.comm = optarg;
+            break;
+        case 'B':
+            if (parse_double("--bucket-mb", optarg, 1e-6, &o.bucket_mb))
+                return TRIAD_EXIT_INPUT;
             break;
         case 'u': o.dump_dir = optarg; break;
         case 'F': o.final_dir = optarg; break;

@@ -96,8 +96,10 @@ void dpgrad_mark_ready(dpgrad *d, int s)
     if (s < 0 || s >= d->n_seg)
         return;
     int b = d->seg_bucket[s];
-    if (--d->bucket_left[b] == 0 && !d->zero1 && comm_group_size(d->dp) > 1)
+    if (--d->bucket_left[b] == 0 && !d->zero1 && comm_group_size(d->dp) > 1) {
         dpgrad_start(d, b);
+        d->n_early++;
+    }
 }
 
 void dpgrad_finish(dpgrad *d)
@@ -123,6 +125,8 @@ void dpgrad_finish(dpgrad *d)
         d->bucket_left[b] = 0;
     for (int s = 0; s < d->n_seg; s++)
         d->bucket_left[d->seg_bucket[s]]++;
+    d->last_early = d->n_early;
+    d->n_early = 0;
 }
 
 double dpgrad_grad_sumsq(dpgrad *d)

@@ -51,6 +51,8 @@ typedef struct {
     float *shard_grad;     /* ZeRO-1: (shard_elems) mean gradient of my shard */
     float *adam_m, *adam_v;/* ZeRO-1: (shard_elems) optimizer state of my shard */
     float *padded;         /* ZeRO-1: (shard_elems * dp) staging for reduce-scatter / all-gather */
+    int n_early;           /* buckets started by dpgrad_mark_ready (under backward) since the last finish */
+    int last_early;        /* n_early of the step dpgrad_finish last completed */
 } dpgrad;
 
 /* seg_off: n_seg + 1 increasing offsets, seg_off[0] = 0, seg_off[n_seg] =

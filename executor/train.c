@@ -32,6 +32,7 @@ void exec_train_opts_default(exec_train_opts *o)
     o->eps = 1e-8;
     o->clip = 1.0;
     o->seed = 1337;
+    o->bucket_mb = 40.0; /* Megatron-LM's and the cost model's (cost.c dp_bucket_bytes) */
     o->ckpt_keep = 3;
     o->comm = "auto";
 }
@@ -61,6 +62,7 @@ static double now_s(void)
 typedef struct {
     dpgrad *dg;
     const exec_model *md;
+    int blocks_only; /* pipelines: the extras wait for the tied-embedding sum after the step */
 } dp_hook_ctx;
 
 static void dp_ready(void *ctx, int64_t offset, int64_t count)
@@ -72,6 +74,8 @@ static void dp_ready(void *ctx, int64_t offset, int64_t count)
     for (int L = 0; L < n; L++)
         if (c->md->p[L * EXEC_LAYER_PARAMS].offset == offset)
             seg = L;
+    if (seg == n && c->blocks_only)
+        return; /* dpgrad_finish starts it */
     dpgrad_mark_ready(c->dg, seg);
 }
 
@@ -86,7 +90,7 @@ typedef struct {
     int *tok, *tgt;
     int64_t first_sample; /* this dp rank's first sample of the step */
     int n_micro;
-    dpgrad *dg;           /* marked on the last backward (dp > 1), or NULL */
+    const exec_grad_hook *hook; /* dp > 1: a chunk's blocks start their buckets in its last backward, or NULL */
     int *slot_of;         /* interleaved: (mb * v + chunk) -> slot, -1 none; NULL otherwise */
     int *free_slots, n_free;
 } stage_ctx;
@@ -124,11 +128,13 @@ static float stage_fwd(void *vc, int mb, int chunk, const float *in, float *out)
 static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din, int last)
 {
     stage_ctx *c = vc;
-    (void)last;
     exec_model *md = c->md;
     int slot = act_slot_of(c, mb, chunk), BT = md->B * md->T;
+    /* the chunk's last backward of the step: each block's gradients are
+     * final as it ends, and its data-parallel bucket may start (Megatron-LM
+     * overlaps the dp reduction with the pipeline's cool-down likewise) */
     exec_model_stage_backward(md, chunk, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
-                              1.0f / (float)c->n_micro, dout, din, NULL);
+                              1.0f / (float)c->n_micro, dout, din, last ? c->hook : NULL);
     if (c->slot_of) {
         c->slot_of[mb * md->v + chunk] = -1;
         c->free_slots[c->n_free++] = slot;
@@ -274,16 +280,17 @@ int exec_train_run(const exec_train_opts *o)
     int lead = rank == 0; /* writes metrics and progress */
     dpgrad dg;
     memset(&dg, 0, sizeof dg);
-    dp_hook_ctx hctx = {&dg, &md};
-    exec_grad_hook hook = {dp_ready, &hctx};
+    dp_hook_ctx hctx = {&dg, &md, 0}, pipe_hctx = {&dg, &md, 1};
+    exec_grad_hook hook = {dp_ready, &hctx}, pipe_hook = {dp_ready, &pipe_hctx};
     unsigned char *decay_mask = NULL;
     if (l.dp > 1) {
         size_t *seg = malloc(sizeof(size_t) * (size_t)(md.n_layers + 2));
         for (int L = 0; L <= md.n_layers; L++)
             seg[L] = (size_t)md.p[L * EXEC_LAYER_PARAMS].offset;
         seg[md.n_layers + 1] = (size_t)n;
-        /* 25 MB buckets (10M fp32 elements ~ PyTorch DDP's default) */
-        if (dpgrad_init(&dg, g.dp, md.grads, (size_t)n, seg, md.n_layers + 1, (size_t)6553600, l.zero >= 1)) {
+        /* --bucket-mb of fp32 gradients a bucket (40 MB: Megatron-LM's, and the cost model's) */
+        size_t bucket = (size_t)(o->bucket_mb * 1e6 / sizeof(float));
+        if (dpgrad_init(&dg, g.dp, md.grads, (size_t)n, seg, md.n_layers + 1, bucket > 0 ? bucket : 1, l.zero >= 1)) {
             log_msg("train: cannot set up data-parallel gradient buckets");
             free(seg);
             return TRIAD_EXIT_FAIL;
@@ -400,7 +407,7 @@ int exec_train_run(const exec_train_opts *o)
         if (l.pp > 1) {
             stage_ctx sc = {&md, data, tok, tgt,
                             (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B,
-                            (int)n_micro, NULL, il_slot_of, il_free, 0};
+                            (int)n_micro, l.dp > 1 ? &pipe_hook : NULL, il_slot_of, il_free, 0};
             if (il_slot_of) /* every slot free; slot 0 is taken first */
                 for (int k = 0; k < n_slots; k++)
                     il_free[sc.n_free++] = n_slots - 1 - k;
@@ -439,6 +446,9 @@ int exec_train_run(const exec_train_opts *o)
         double norm;
         if (l.dp > 1) {
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
+            if (step == first_step && lead && !o->quiet && l.zero == 0)
+                log_msg("train: data-parallel gradients in %d bucket%s (--bucket-mb %g), %d of them all-reduced "
+                        "under backward", dg.n_buckets, dg.n_buckets == 1 ? "" : "s", o->bucket_mb, dg.last_early);
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
         }

@@ -31,6 +31,7 @@ typedef struct {
     int inject_nan;           /* testing: put a NaN into one gradient at this step (0: no) */
     int quiet;                /* no progress lines */
     const char *comm;         /* auto | mpi | nccl (exec_pick_comm) */
+    double bucket_mb;         /* data-parallel gradient bucket, MB (1e6 bytes) of fp32 gradients */
 } exec_train_opts;
 
 void exec_train_opts_default(exec_train_opts *o);

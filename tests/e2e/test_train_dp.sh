@@ -42,9 +42,28 @@ sys.exit(0 if dl <= 1e-5 and dw <= 1e-5 else 1)
 PY
   then echo "ok   $2 matches the single rank"; else echo "FAIL $2"; fail=1; fi
 done
+# buckets small enough that each block has its own: they are all-reduced
+# under backward (with pp2 in the pipeline's last backwards; the extras
+# wait for the tied-embedding sum after the step), and the losses stay the
+# single rank's
+for spec in "2 dp=2,mbs=1 2" "4 dp=2,pp=2,mbs=1,schedule=1f1b 2" "4 dp=2,pp=2,mbs=1,schedule=interleaved,v=2 2"; do
+  set -- $spec
+  mpirun --oversubscribe -np $1 $T train ${D/--quiet/} --layout $2,precision=fp32 --bucket-mb 0.001 \
+     --metrics "$tmp/b.csv" >/dev/null 2>"$tmp/b.err"
+  early=$(sed -n 's/.*gradients in \([0-9]*\) buckets (--bucket-mb 0.001), \([0-9]*\) of them all-reduced under backward.*/\1 \2/p' "$tmp/b.err")
+  if [ "${early#* }" -ge "$3" ] 2>/dev/null && python3 - "$tmp/ref.csv" "$tmp/b.csv" <<'PY'
+import csv, sys
+L = lambda p: [float(r['loss']) for r in csv.DictReader(l for l in open(p) if not l.startswith('#'))]
+a, b = L(sys.argv[1]), L(sys.argv[2])
+d = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float('nan')
+sys.exit(0 if d <= 1e-5 else 1)
+PY
+  then echo "ok   $2 --bucket-mb 0.001: ${early%% *} buckets, ${early#* } all-reduced under backward, losses of the single rank"
+  else echo "FAIL $2 --bucket-mb 0.001: '${early}' (buckets, under backward)"; grep -m2 triad: "$tmp/b.err"; fail=1; fi
+done
 # memory of every pipeline stage: measured peak vs the cost model's prediction for that stage,
 # within 2% (gpt2-124m-sized blocks, 4 layers, seq 64)
-for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "4 tp=2,pp=2" "2 tp=2" "2 tp=2,sp=1" \
+for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "2 pp=2,schedule=interleaved,v=2" "4 tp=2,pp=2" "2 tp=2" "2 tp=2,sp=1" \
             "4 tp=2,pp=2,sp=1,schedule=1f1b" "4 dp=2,tp=2,sp=1,zero=1"; do
   set -- $spec
   mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64 --layout mbs=2,$2,precision=fp32 \
