@@ -312,7 +312,7 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
         const spec_layout *ol = &order[i]->l;
         snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s", ol->dp, ol->tp, ol->pp, ol->mbs,
                  ol->pp == 1 ? "" : ol->schedule == SPEC_SCHED_GPIPE ? " gpipe"
-                                  : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interleaved" : " 1f1b");
+                                  : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interl." : " 1f1b");
         fprintf(f, "%d \"%s\" %.6g %.6g\n", i, lab, 1e3 * order[i]->pred_s, 1e3 * order[i]->meas_s);
     }
     fclose(f);
@@ -322,19 +322,19 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
         return -1;
     fprintf(f,
             "set datafile separator whitespace\n"
-            "set terminal svg size 1100,560 dynamic font 'sans,12' background '#ffffff'\n"
+            "set terminal svg size 1100,600 dynamic font 'sans,12' background '#ffffff'\n"
             "set output 'step_time.svg'\n"
             "set title \"%s: step time per layout, predicted vs measured (sorted by measured)\"\n"
             "set ylabel 'step time (ms)'\n"
             "set style data histogram\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-            "set boxwidth 0.9\nset xtics rotate by -40 noenhanced\nset key top left\nset grid ytics\n"
+            "set boxwidth 0.9\nset xtics rotate by -40 noenhanced\nset rmargin 12\nset key top left\nset grid ytics\n"
             "set yrange [0:*]\n"
             "plot 'plot.dat' using 3:xtic(2) title 'predicted (triad)' lc rgb '#4477aa', \\\n"
             "     '' using 4 title 'measured' lc rgb '#ee6677'\n"
             "set output 'ranking.svg'\n"
             "set terminal svg size 700,640 dynamic font 'sans,12' background '#ffffff'\n"
-            "set title \"%s: measured vs predicted step time, one point per layout\"\n"
-            "unset xtics\nset xtics\nset xlabel 'predicted step time (ms)'\nset ylabel 'measured step time (ms)'\n"
+            "set title \"%s\\nmeasured vs predicted step time, one point per layout\"\n"
+            "unset xtics\nset xtics\nset rmargin -1\nset xlabel 'predicted step time (ms)'\nset ylabel 'measured step time (ms)'\n"
             "set style data points\nset key top left\nset autoscale\nset xrange [0:*]\nset yrange [0:*]\n"
             "plot 'plot.dat' using 3:4 with points pt 7 ps 1.2 lc rgb '#ee6677' title 'layout', \\\n"
             "     x with lines lc rgb '#888888' dt 2 title 'measured = predicted', \\\n"
