@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../costmodel/cost.h"
 #include "../kernels/kernels.h"
 
 /* ---- backend and memory accounting ------------------------------------------- */
@@ -212,12 +213,9 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         snprintf(err, SPEC_ERR_LEN, "train: v=%d chunks on one rank exceed %d", md->v, EXEC_MAX_CHUNKS);
         return -1;
     }
-    for (int c = 0; c < md->v; c++) {
-        int n = spec_layout_stage_layers(l, m, c * l->pp + pp_rank);
-        md->chunk_lo[c + 1] = md->chunk_lo[c] + n;
-        if (n > md->chunk_max)
-            md->chunk_max = n;
-    }
+    for (int c = 0; c < md->v; c++)
+        md->chunk_lo[c + 1] = md->chunk_lo[c] + spec_layout_stage_layers(l, m, c * l->pp + pp_rank);
+    md->chunk_max = cost_chunk_max_layers(m, l, pp_rank); /* the slot the memory model counts */
     md->has_embed = pp_rank == 0;
     md->has_head = pp_rank == l->pp - 1;
     md->B = l->mbs;

@@ -91,7 +91,7 @@ typedef struct {
     int64_t first_sample; /* this dp rank's first sample of the step */
     int n_micro;
     const exec_grad_hook *hook; /* dp > 1: a chunk's blocks start their buckets in its last backward, or NULL */
-    int *slot_of;         /* interleaved: (mb * v + chunk) -> slot, -1 none; NULL otherwise */
+    int *slot_of;         /* interleaved: (mb * v + chunk) -> its slot while in flight; NULL otherwise */
     int *free_slots, n_free;
 } stage_ctx;
 
@@ -135,10 +135,8 @@ static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din
      * overlaps the dp reduction with the pipeline's cool-down likewise) */
     exec_model_stage_backward(md, chunk, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
                               1.0f / (float)c->n_micro, dout, din, last ? c->hook : NULL);
-    if (c->slot_of) {
-        c->slot_of[mb * md->v + chunk] = -1;
+    if (c->slot_of)
         c->free_slots[c->n_free++] = slot;
-    }
 }
 
 static int write_ints(const char *dir, const char *name, const int *x, int64_t n)

@@ -624,9 +624,9 @@ int report_cmd_report(int argc, char **argv)
                     memset(w, 0, sizeof *w);
                     w->l = l;
                     spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s%s,precision=%s%s", dp,
-                             tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v > 1 ? ",v=2" : "",
-                             spec_precision_name(prec), fa ? ",attn=flash" : "");
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,v=%d,precision=%s%s", dp,
+                             tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v, spec_precision_name(prec),
+                             fa ? ",attn=flash" : "");
                     w->pred_mem = r.mem_peak_bytes;
                     /* the closed form's step less its compute and optimizer:
                      * collectives, pipeline sends and bubble */
