@@ -68,6 +68,15 @@ void comm_allgather(comm_group *c, const void *send, void *recv, size_t count, c
 /* recv (count elems) <- this rank's slice of the sum of every rank's send
  * (count * size elems, slices in rank order). */
 void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t count, comm_dtype t);
+/* Uneven forms (ZeRO-2: a block's gradients and the parameter shards fall
+ * unevenly on the dp ranks). counts[r] elements for group rank r (zeros
+ * allowed), r's slice at the sum of counts[0..r) — MPI_Reduce_scatter and
+ * MPI_Allgatherv; over NCCL one grouped ncclReduce / ncclBroadcast per rank.
+ * reducescatter_v: recv (counts[me]) <- my slice of the sum of every rank's
+ * send (sum of counts). allgather_v_inplace: every rank's slice of buf, in
+ * place, from its owner. F32, F64 and I64 (bf16 is refused: no caller). */
+void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const size_t *counts, comm_dtype t);
+void comm_allgather_v_inplace(comm_group *c, void *buf, const size_t *counts, comm_dtype t);
 void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root);
 void comm_barrier(comm_group *c);
 

@@ -543,6 +543,71 @@ void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t 
     comm_stage_out(c, recv, hr, count, t, 1);
 }
 
+/* counts[] -> MPI's int counts and displacements (and the total); refuses
+ * what MPI's int arguments cannot say and bf16 */
+static size_t comm_v_counts(const comm_group *c, const size_t *counts, comm_dtype t, int *ic, int *id,
+                            size_t *displs)
+{
+    if (t == COMM_BF16)
+        COMM_DIE("uneven collective on bf16 (not supported)");
+    size_t total = 0;
+    for (int r = 0; r < c->size; r++) {
+        displs[r] = total;
+        ic[r] = (int)counts[r];
+        id[r] = (int)total;
+        total += counts[r];
+    }
+    if (total > (size_t)2147483647)
+        COMM_DIE("collective of more than 2^31-1 elements");
+    return total;
+}
+
+void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const size_t *counts, comm_dtype t)
+{
+    int *ic = comm_xmalloc(2 * sizeof(int) * (size_t)c->size), *id = ic + c->size;
+    size_t *displs = comm_xmalloc(sizeof(size_t) * (size_t)c->size);
+    size_t total = comm_v_counts(c, counts, t, ic, id, displs), mine = counts[c->rank];
+#if TRIAD_HAVE_CUDA
+    if (c->nccl && comm_nccl_buffers(send, mine ? recv : NULL)) {
+        double t_ = comm_clock();
+        comm_nccl_reducescatter_v(c->nccl, send, recv, counts, displs, t);
+        g_comm_s += comm_clock() - t_;
+        free(ic), free(displs);
+        return;
+    }
+#endif
+    void *hs = comm_stage_in(c, send, total, t, 1);
+    void *hr = comm_stage_in(c, recv, mine, t, 0);
+    char one[8]; /* MPI wants a buffer even for no elements */
+    void *r = hr ? hr : one;
+    COMM_BLOCKING(MPI_Reduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm),
+                  MPI_Ireduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
+    comm_stage_out(c, (void *)send, hs, total, t, 0);
+    comm_stage_out(c, recv, hr, mine, t, 1);
+    free(ic), free(displs);
+}
+
+void comm_allgather_v_inplace(comm_group *c, void *buf, const size_t *counts, comm_dtype t)
+{
+    int *ic = comm_xmalloc(2 * sizeof(int) * (size_t)c->size), *id = ic + c->size;
+    size_t *displs = comm_xmalloc(sizeof(size_t) * (size_t)c->size);
+    size_t total = comm_v_counts(c, counts, t, ic, id, displs);
+#if TRIAD_HAVE_CUDA
+    if (c->nccl && comm_nccl_buffers(buf, NULL)) {
+        double t_ = comm_clock();
+        comm_nccl_allgather_v_inplace(c->nccl, buf, counts, displs, t);
+        g_comm_s += comm_clock() - t_;
+        free(ic), free(displs);
+        return;
+    }
+#endif
+    void *h = comm_stage_in(c, buf, total, t, 1);
+    COMM_BLOCKING(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, h, ic, id, comm_mpi_type(t), c->comm),
+                  MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, h, ic, id, comm_mpi_type(t), c->comm, &rq_));
+    comm_stage_out(c, buf, h, total, t, 1);
+    free(ic), free(displs);
+}
+
 void comm_broadcast(comm_group *c, void *buf, size_t count, comm_dtype t, int root)
 {
     comm_check_count(count, 1);

@@ -137,6 +137,40 @@ void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, in
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
+void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                               const size_t *displs, comm_dtype t)
+{
+    int me = 0, size = 0;
+    ncclCheck(ncclCommUserRank(n->comm, &me));
+    ncclCheck(ncclCommCount(n->comm, &size));
+    size_t es = comm_dtype_size(t);
+    cudaStream_t s = after_compute(n, n->stream);
+    ncclCheck(ncclGroupStart());
+    for (int r = 0; r < size; r++)
+        if (counts[r]) /* recvbuff is used on the root only: elsewhere any device pointer */
+            ncclCheck(ncclReduce((const char *)send + displs[r] * es, r == me ? recv : (void *)send, counts[r],
+                                 comm_nccl_type(t), ncclSum, r, n->comm, s));
+    ncclCheck(ncclGroupEnd());
+    cudaCheck(cudaStreamSynchronize(s));
+}
+
+void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts, const size_t *displs,
+                                   comm_dtype t)
+{
+    int size = 0;
+    ncclCheck(ncclCommCount(n->comm, &size));
+    size_t es = comm_dtype_size(t);
+    cudaStream_t s = after_compute(n, n->stream);
+    ncclCheck(ncclGroupStart());
+    for (int r = 0; r < size; r++)
+        if (counts[r]) {
+            char *p = (char *)buf + displs[r] * es;
+            ncclCheck(ncclBroadcast(p, p, counts[r], comm_nccl_type(t), r, n->comm, s));
+        }
+    ncclCheck(ncclGroupEnd());
+    cudaCheck(cudaStreamSynchronize(s));
+}
+
 void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
                         size_t recv_count, int src, comm_dtype t)
 {

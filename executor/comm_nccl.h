@@ -27,6 +27,12 @@ void comm_nccl_allreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t, in
 void comm_nccl_allgather(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t);
 void comm_nccl_reducescatter(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t);
 void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, int root);
+/* comm.h's uneven forms: one grouped ncclReduce / ncclBroadcast per rank
+ * (rank r's slice at displs[r], counts[r] elements) */
+void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                               const size_t *displs, comm_dtype t);
+void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts, const size_t *displs,
+                                   comm_dtype t);
 /* send to dest and / or receive from src (either -1) as one NCCL group */
 void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
                         size_t recv_count, int src, comm_dtype t);

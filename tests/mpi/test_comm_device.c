@@ -91,6 +91,33 @@ static void test_group(comm_group *c, int wrank)
     for (int i = 0; i < N; i++)
         bad += !(h[i] == (float)(S * (me + 1)));
     CHECK(bad == 0, "reducescatter: %d wrong", bad);
+    /* uneven reduce-scatter and in-place all-gather: rank j holds
+     * N + 37 j - 40 (j = 1 of 2 ranks: N - 3) elements */
+    {
+        size_t cnt[64], off[65];
+        off[0] = 0;
+        for (int j = 0; j < n; j++)
+            cnt[j] = (size_t)(j % 3 == 2 ? 0 : N + 37 * j - 40), off[j + 1] = off[j] + cnt[j];
+        for (size_t i = 0; i < off[n]; i++)
+            h[i] = (float)((wrank + 1) * (int)(i % 11 + 1));
+        CU(cudaMemcpy(d, h, sizeof(float) * off[n], cudaMemcpyHostToDevice));
+        comm_reducescatter_v_sum(c, d, d2, cnt, COMM_F32);
+        CU(cudaMemcpy(h, d2, sizeof(float) * (cnt[me] ? cnt[me] : 1), cudaMemcpyDeviceToHost));
+        bad = 0;
+        for (size_t i = 0; i < cnt[me]; i++)
+            bad += !(h[i] == (float)(S * (double)((off[me] + i) % 11 + 1)));
+        CHECK(bad == 0, "reducescatter_v: %d wrong", bad);
+        for (size_t i = 0; i < off[n]; i++)
+            h[i] = i >= off[me] && i < off[me + 1] ? (float)(wrank * 10 + (int)(i % 13)) : -1.0f;
+        CU(cudaMemcpy(d, h, sizeof(float) * off[n], cudaMemcpyHostToDevice));
+        comm_allgather_v_inplace(c, d, cnt, COMM_F32);
+        CU(cudaMemcpy(h, d, sizeof(float) * off[n], cudaMemcpyDeviceToHost));
+        bad = 0;
+        for (int j = 0; j < n; j++)
+            for (size_t i = off[j]; i < off[j + 1]; i++)
+                bad += !(h[i] == (float)(members[j] * 10 + (int)(i % 13)));
+        CHECK(bad == 0, "allgather_v_inplace: %d wrong", bad);
+    }
     /* broadcast from group rank 0 */
     for (int i = 0; i < N; i++)
         h[i] = me == 0 ? (float)(i % 100) : -1.0f;

@@ -183,6 +183,33 @@ static void test_group(const comm_groups *g, comm_group *c, const char *which)
     }
     CHECK(bad_r == 0, "%s reducescatter: %d wrong (rr[0]=%g want %g)", which, bad_r, rr[0], S * (me + 1));
 
+    /* uneven reduce-scatter and in-place all-gather (ZeRO-2): rank j's
+     * slice holds (3 j + 1) % 5 elements (none for some j with 4+ ranks) */
+    {
+        size_t cnt[64], off[65];
+        off[0] = 0;
+        for (int j = 0; j < n; j++)
+            cnt[j] = (size_t)((3 * j + 1) % 5), off[j + 1] = off[j] + cnt[j];
+        float vs[5 * 64], vr[5], vg[5 * 64];
+        for (size_t i = 0; i < off[n]; i++)
+            vs[i] = (float)((g->rank + 1) * (int)(i + 1));
+        for (int k = 0; k < 5; k++)
+            vr[k] = -7.0f; /* past my count: must stay */
+        comm_reducescatter_v_sum(c, vs, vr, cnt, COMM_F32);
+        int bad_v = 0;
+        for (size_t k = 0; k < 5; k++)
+            bad_v += !(vr[k] == (k < cnt[me] ? (float)(S * (double)(off[me] + k + 1)) : -7.0f));
+        CHECK(bad_v == 0, "%s reducescatter_v: %d wrong (vr[0]=%g)", which, bad_v, vr[0]);
+        for (size_t i = 0; i < off[n]; i++) /* mine: my value; the rest: garbage to be overwritten */
+            vg[i] = i >= off[me] && i < off[me + 1] ? (float)(members[me] * 100 + (int)i) : -1.0f;
+        comm_allgather_v_inplace(c, vg, cnt, COMM_F32);
+        bad_v = 0;
+        for (int j = 0; j < n; j++)
+            for (size_t i = off[j]; i < off[j + 1]; i++)
+                bad_v += !(vg[i] == (float)(members[j] * 100 + (int)i));
+        CHECK(bad_v == 0, "%s allgather_v_inplace: %d wrong", which, bad_v);
+    }
+
     /* broadcast from the last group rank */
     int64_t b[5];
     for (int k = 0; k < 5; k++)
