@@ -140,9 +140,16 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
      * ZeRO-1 shards optimizer state, ZeRO-2 also grads, ZeRO-3 also weights. */
     double wb = elem_bytes(l->precision);
     double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
-    int64_t Pw = l->zero >= 3 ? (P + dp - 1) / dp : P;
-    int64_t Pg = l->zero >= 2 ? (P + dp - 1) / dp : P;
-    int64_t Po = l->zero >= 1 ? (P + dp - 1) / dp : P;
+    int64_t shard = (P + dp - 1) / dp;
+    int64_t Pw = l->zero >= 3 ? shard : P;
+    int64_t Po = l->zero >= 1 ? shard : P;
+    /* ZeRO-2 as triad's executor runs it (dpgrad.h): each micro-batch's
+     * block gradients pass through one block's window into the dp slice;
+     * the extras' gradients build up whole (cost_shapes_grad_elems). A
+     * ZeRO-2 rank that kept a whole gradient until the last micro-batch
+     * would hold ZeRO-1's memory; DeepSpeed's stage 2 likewise reduces
+     * after every backward. ZeRO-3: the slice only. */
+    int64_t Pg = l->zero >= 3 ? shard : cost_shapes_grad_elems(m, l, pp_rank) + (l->zero == 2 && dp > 1 ? shard : 0);
     out->param_bytes = (int64_t)(wb * (double)Pw);
     out->grad_bytes = (int64_t)(wb * (double)Pg);
     out->optim_bytes = (int64_t)(ob * (double)Po);
@@ -160,12 +167,20 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int layers = cost_chunk_max_layers(m, l, pp_rank);
     out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * slots));
     n = cost_shapes_scratch(m, l, pp_rank, t, 64);
-    /* ZeRO-1: the gradient shard and a padded staging copy of the whole
-     * gradient for the reduce-scatter and the parameter all-gather (triad's
-     * executor, dpgrad.c; Megatron-LM's distributed optimizer likewise keeps
-     * a separate main-gradient buffer) */
-    int64_t shard = (P + dp - 1) / dp;
-    int64_t zero_stage = l->zero == 1 && dp > 1 ? shard * dp + shard : 0;
+    /* ZeRO-1: the slice of the mean gradient the reduce-scatter fills
+     * (triad's executor, dpgrad.c; Megatron-LM's distributed optimizer
+     * likewise keeps a separate main-gradient buffer). ZeRO-2: where a later
+     * micro-batch's part of the slice lands before it is added, the largest
+     * block's part of it at most. */
+    int64_t zero_stage = 0;
+    if (l->zero == 1 && dp > 1)
+        zero_stage = shard;
+    if (l->zero == 2 && dp > 1 && cost_shapes_rank_layers(m, l, pp_rank) > 0) {
+        shapes_tensor bt[16];
+        int nb = cost_shapes_layer_params(m, l, bt, 16);
+        int64_t block = cost_shapes_sum_elems(bt, nb);
+        zero_stage = block < shard ? block : shard;
+    }
     out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
                                                  cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage));
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
@@ -519,6 +534,23 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
         int cross = rankmap_dp_crosses_nodes(l->tp, l->dp, c->gpus_per_node);
         if (l->zero == 0) {
             out->dp_allreduce_s = cost_collective_s(COST_ALLREDUCE, l->dp, gbytes, cross, c, p);
+        } else if (l->zero == 2) {
+            shapes_tensor t[16];
+            int n = cost_shapes_layer_params(m, l, t, 16);
+            int64_t block = cost_shapes_sum_elems(t, n);
+            int64_t extras = 0; /* the busiest rank's: its parameters that are not in a block */
+            for (int r = 0; r < l->pp; r++)
+                if (cost_shapes_param_elems(m, l, r) == P)
+                    extras = P - block * cost_shapes_rank_layers(m, l, r);
+            out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)extras, cross, c, p);
+            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
+            out->zero2_rs_layer_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)block, cross, c, p);
+            cost_block blk;
+            cost_block_times(m, c, l, l->recompute, p, &blk);
+            int overlap = profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0;
+            out->zero2_bwd_layer_s = overlap ? fmax(0.0, out->zero2_rs_layer_s -
+                                                             (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s))
+                                             : out->zero2_rs_layer_s;
         } else {
             out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, gbytes, cross, c, p);
             if (l->zero <= 2)
@@ -617,6 +649,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         double comp = layers * (blk.fwd_s + blk.bwd_s + blk.recompute_s) + ex.fwd_s + ex.bwd_s;
         double tp = layers * (blk.tp_fwd_s + blk.tp_bwd_s) + ex.tp_fwd_s + ex.tp_bwd_s;
         double z3 = l->zero == 3 ? layers * (cm.zero3_fwd_layer_s + cm.zero3_bwd_layer_s) + cm.zero3_edge_s : 0;
+        z3 += layers * cm.zero2_bwd_layer_s; /* ZeRO-2: in every backward (0 otherwise) */
         /* Blocking sends: a forward send and a backward send per micro-batch
          * per chunk on the critical path (Megatron p2p_communication). */
         double pcomm = P > 1 ? 2.0 * v * cm.p2p_s : 0.0;
@@ -660,7 +693,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         if (!(profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0)) /* reduced when the step waits for it */
             exposed = dp_traffic;
     }
-    exposed += cm.zero_ag_s + cm.embed_sync_s + mb * worst_z3; /* ZeRO-3: per micro-batch, in the stages */
+    exposed += cm.zero_ag_s + cm.embed_sync_s + mb * worst_z3; /* ZeRO-2 and 3: per micro-batch, in the stages */
     out->dp_comm_exposed_s = exposed;
     out->optimizer_s = cm.optimizer_s;
     out->step_time_s = out->compute_s + out->tp_comm_s + out->pp_comm_s + out->bubble_s +

@@ -150,7 +150,7 @@ typedef struct {
     double p2p_s;             /* one (b, s, h) activation send between stages */
     double dp_allreduce_s;    /* whole gradient all-reduce of the busiest rank (zero 0) */
     double dp_bucket_bytes;   /* bucket size used for overlap */
-    double zero_rs_s;         /* reduce-scatter of gradients (zero >= 1) */
+    double zero_rs_s;         /* reduce-scatter of gradients (zero 1), of the extras' (zero 2) */
     double zero_ag_s;         /* all-gather of parameters after the step (zero 1, 2) */
     double zero3_ag_layer_s;  /* per-block parameter all-gather (zero 3) */
     /* ZeRO-3 (DeepSpeed stage 3, FSDP full sharding), per micro-batch: each
@@ -160,6 +160,13 @@ typedef struct {
      * block: what compute does not cover; per stage and micro-batch: the
      * first gather of forward and of backward, which nothing precedes. */
     double zero3_fwd_layer_s, zero3_bwd_layer_s, zero3_edge_s;
+    /* ZeRO-2 (DeepSpeed stage 2; triad's dpgrad.h): every micro-batch's
+     * backward reduce-scatters each block's gradient, since a rank that
+     * keeps only its slice cannot accumulate the others' until the last
+     * micro-batch; the extras' once a step (zero_rs_s). Exposed per block
+     * and micro-batch: with overlapping software (profile dp_overlap 1)
+     * what the block's backward does not cover, else all of it. */
+    double zero2_rs_layer_s, zero2_bwd_layer_s;
     double optimizer_s;       /* AdamW update of this rank's (sharded) state */
     double embed_sync_s;      /* tied-embedding gradient all-reduce first<->last stage */
 } cost_comm;

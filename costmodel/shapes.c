@@ -180,6 +180,17 @@ int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int p
     return per_layer * cost_shapes_rank_layers(m, l, pp_rank) + cost_shapes_sum_elems(t, n);
 }
 
+int64_t cost_shapes_grad_elems(const spec_model *m, const spec_layout *l, int pp_rank)
+{
+    if (!(l->zero == 2 && l->dp > 1))
+        return cost_shapes_param_elems(m, l, pp_rank);
+    shapes_tensor t[16];
+    int n = cost_shapes_layer_params(m, l, t, 16);
+    int64_t window = cost_shapes_rank_layers(m, l, pp_rank) > 0 ? cost_shapes_sum_elems(t, n) : 0;
+    n = cost_shapes_extra_params(m, l, pp_rank, t, 16);
+    return window + cost_shapes_sum_elems(t, n);
+}
+
 int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad)
 {
     int64_t all = n_micro * (kind == SPEC_SCHED_INTERLEAVED ? v : 1);

@@ -93,6 +93,14 @@ int64_t cost_shapes_sum_elems(const shapes_tensor *t, int n);
  * one tp shard), blocks plus extras. */
 int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank);
 
+/* Gradient elements the executor's slab holds on pipeline rank pp_rank:
+ * one per parameter, or with ZeRO-2 (zero 2, dp > 1) one block's window,
+ * which every block's backward writes and the reduce-scatter after it
+ * empties (executor/dpgrad.h), plus the extras (the embedding, whose
+ * gradient builds up over the whole backward and the step). The dp slice
+ * of the mean gradient ZeRO keeps besides is the memory model's. */
+int64_t cost_shapes_grad_elems(const spec_model *m, const spec_layout *l, int pp_rank);
+
 /* Blocks held by pipeline rank pp_rank over all its virtual stages. */
 int cost_shapes_rank_layers(const spec_model *m, const spec_layout *l, int pp_rank);
 

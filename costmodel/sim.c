@@ -446,6 +446,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
             f += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
             b += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
         }
+        b += o->free_comm ? 0 : layers * cm.zero2_bwd_layer_s; /* ZeRO-2's reduce-scatters in every backward (0 otherwise) */
         int64_t a = layers * blk.act_bytes;
         cost_extra ex;
         if (vs == 0) { /* with pp == 1 rank 0 is also the last: this covers both ends */

@@ -1,6 +1,7 @@
-/* dpgrad.c — bucketed dp gradient averaging and ZeRO-1 (contract in dpgrad.h). */
+/* dpgrad.c — bucketed dp gradient averaging, ZeRO-1 and ZeRO-2 (contract in dpgrad.h). */
 #include "dpgrad.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,28 +12,37 @@
 #define OPS exec_backend()
 
 int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const size_t *seg_off, int n_seg,
-                size_t bucket_elems, int zero1)
+                size_t bucket_elems, int zero, float *const *seg_ptr, const unsigned char *per_micro)
 {
     memset(d, 0, sizeof *d);
-    if (n_seg < 1 || bucket_elems < 1 || seg_off[0] != 0 || seg_off[n_seg] != n_elems)
+    if (n_seg < 1 || bucket_elems < 1 || seg_off[0] != 0 || seg_off[n_seg] != n_elems || zero < 0 || zero > 2 ||
+        (zero == 2 ? !seg_ptr : !grads))
         return -1;
     for (int s = 0; s < n_seg; s++)
-        if (seg_off[s + 1] < seg_off[s])
+        if (seg_off[s + 1] < seg_off[s] || (seg_ptr && !seg_ptr[s] && seg_off[s + 1] > seg_off[s]))
             return -1;
     d->dp = dp;
-    d->grads = grads;
+    d->grads = zero == 2 ? NULL : grads;
     d->n_elems = n_elems;
     d->n_seg = n_seg;
-    d->zero1 = zero1;
+    d->zero = zero;
     d->seg_off = malloc(sizeof(size_t) * (size_t)(n_seg + 1));
+    d->seg_ptr = malloc(sizeof(float *) * (size_t)n_seg);
+    d->per_micro = calloc((size_t)n_seg, 1);
+    d->seen = calloc((size_t)n_seg, 1);
     d->seg_bucket = malloc(sizeof(int) * (size_t)n_seg);
     d->bucket_lo = malloc(sizeof(size_t) * (size_t)n_seg);
     d->bucket_hi = malloc(sizeof(size_t) * (size_t)n_seg);
     d->bucket_left = calloc((size_t)n_seg, sizeof(int));
     d->bucket_req = calloc((size_t)n_seg, sizeof(comm_req *));
-    if (!d->seg_off || !d->seg_bucket || !d->bucket_lo || !d->bucket_hi || !d->bucket_left || !d->bucket_req)
+    if (!d->seg_off || !d->seg_ptr || !d->per_micro || !d->seen || !d->seg_bucket || !d->bucket_lo ||
+        !d->bucket_hi || !d->bucket_left || !d->bucket_req)
         goto fail;
     memcpy(d->seg_off, seg_off, sizeof(size_t) * (size_t)(n_seg + 1));
+    for (int s = 0; s < n_seg; s++) {
+        d->seg_ptr[s] = seg_ptr ? seg_ptr[s] : grads + seg_off[s];
+        d->per_micro[s] = zero == 2 && per_micro && per_micro[s];
+    }
     /* buckets from the last segment backwards */
     int b = -1;
     size_t filled = bucket_elems;
@@ -49,15 +59,22 @@ int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const s
     d->n_buckets = b + 1;
     for (int s = 0; s < n_seg; s++)
         d->bucket_left[d->seg_bucket[s]]++;
-    if (zero1) {
+    if (zero >= 1) {
         int n = comm_group_size(dp);
         d->shard_elems = (n_elems + (size_t)n - 1) / (size_t)n;
         int64_t shard_bytes = (int64_t)sizeof(float) * (int64_t)(d->shard_elems ? d->shard_elems : 1);
         d->shard_grad = OPS->alloc(shard_bytes);
         d->adam_m = OPS->alloc(shard_bytes);
         d->adam_v = OPS->alloc(shard_bytes);
-        d->padded = OPS->alloc((int64_t)sizeof(float) * (int64_t)(d->shard_elems * (size_t)n + 1));
-        if (!d->shard_grad || !d->adam_m || !d->adam_v || !d->padded)
+        d->counts = malloc(sizeof(size_t) * (size_t)n);
+        if (!d->shard_grad || !d->adam_m || !d->adam_v || !d->counts)
+            goto fail;
+        for (int s = 0; s < n_seg; s++)
+            if (d->per_micro[s] && seg_off[s + 1] - seg_off[s] > d->tmp_elems)
+                d->tmp_elems = seg_off[s + 1] - seg_off[s];
+        if (d->tmp_elems > d->shard_elems)
+            d->tmp_elems = d->shard_elems;
+        if (d->tmp_elems && !(d->tmp = OPS->alloc((int64_t)sizeof(float) * (int64_t)d->tmp_elems)))
             goto fail;
     }
     return 0;
@@ -71,16 +88,64 @@ void dpgrad_free(dpgrad *d)
     if (!d)
         return;
     free(d->seg_off);
+    free(d->seg_ptr);
+    free(d->per_micro);
+    free(d->seen);
     free(d->seg_bucket);
     free(d->bucket_lo);
     free(d->bucket_hi);
     free(d->bucket_left);
     free(d->bucket_req);
-    float *dev[] = {d->shard_grad, d->adam_m, d->adam_v, d->padded};
+    free(d->counts);
+    float *dev[] = {d->shard_grad, d->adam_m, d->adam_v, d->tmp};
     for (int i = 0; i < 4; i++)
         if (dev[i])
             OPS->free(dev[i]);
     memset(d, 0, sizeof *d);
+}
+
+void dpgrad_slice(const dpgrad *d, size_t *lo, size_t *hi)
+{
+    size_t r = (size_t)comm_group_rank(d->dp);
+    *lo = r * d->shard_elems;
+    *hi = *lo + d->shard_elems;
+    if (*lo > d->n_elems)
+        *lo = d->n_elems;
+    if (*hi > d->n_elems)
+        *hi = d->n_elems;
+}
+
+/* counts[q] = how much of the flat range [lo, hi) falls in rank q's slice */
+static void slice_counts(dpgrad *d, size_t lo, size_t hi)
+{
+    int n = comm_group_size(d->dp);
+    for (int q = 0; q < n; q++) {
+        size_t a = (size_t)q * d->shard_elems, b = a + d->shard_elems;
+        a = a > lo ? a : lo;
+        b = b < hi ? b : hi;
+        d->counts[q] = b > a ? b - a : 0;
+    }
+}
+
+/* ZeRO: reduce-scatter segment s's gradients (the flat range [lo, hi))
+ * into my slice: written the first time this step, added after */
+static void reduce_segment(dpgrad *d, int s)
+{
+    size_t lo = d->seg_off[s], hi = d->seg_off[s + 1], mlo, mhi;
+    if (hi == lo)
+        return;
+    slice_counts(d, lo, hi);
+    dpgrad_slice(d, &mlo, &mhi);
+    size_t a = mlo > lo ? mlo : lo, mine = d->counts[comm_group_rank(d->dp)];
+    float *dst = mine ? d->shard_grad + (a - mlo) : NULL;
+    if (!d->seen[s] || !mine) {
+        comm_reducescatter_v_sum(d->dp, d->seg_ptr[s], dst, d->counts, COMM_F32);
+    } else {
+        comm_reducescatter_v_sum(d->dp, d->seg_ptr[s], d->tmp, d->counts, COMM_F32);
+        OPS->add_inplace(dst, d->tmp, (int64_t)mine);
+    }
+    d->seen[s] = 1;
+    d->n_reduced++;
 }
 
 static void dpgrad_start(dpgrad *d, int b)
@@ -95,8 +160,19 @@ void dpgrad_mark_ready(dpgrad *d, int s)
 {
     if (s < 0 || s >= d->n_seg)
         return;
+    if (d->zero == 2) {
+        if (d->per_micro[s]) { /* this micro-batch's part, then a clean window for the next */
+            if (d->seen[s] && d->seg_off[s + 1] - d->seg_off[s] > 0 && !d->tmp_elems) {
+                fprintf(stderr, "triad: dpgrad: no room to add segment %d\n", s);
+                abort();
+            }
+            reduce_segment(d, s);
+            OPS->memset0(d->seg_ptr[s], (int64_t)(sizeof(float) * (d->seg_off[s + 1] - d->seg_off[s])));
+        }
+        return;
+    }
     int b = d->seg_bucket[s];
-    if (--d->bucket_left[b] == 0 && !d->zero1 && comm_group_size(d->dp) > 1) {
+    if (--d->bucket_left[b] == 0 && d->zero == 0 && comm_group_size(d->dp) > 1) {
         dpgrad_start(d, b);
         d->n_early++;
     }
@@ -106,12 +182,20 @@ void dpgrad_finish(dpgrad *d)
 {
     int n = comm_group_size(d->dp);
     float inv = 1.0f / (float)n;
-    if (d->zero1) {
-        OPS->memset0(d->padded, (int64_t)(sizeof(float) * d->shard_elems * (size_t)n));
-        OPS->copy(d->padded, d->grads, (int64_t)(sizeof(float) * d->n_elems));
-        comm_reducescatter_sum(d->dp, d->padded, d->shard_grad, d->shard_elems, COMM_F32);
-        if (n > 1)
-            OPS->scale(d->shard_grad, inv, (int64_t)d->shard_elems);
+    if (d->zero == 1) {
+        slice_counts(d, 0, d->n_elems);
+        comm_reducescatter_v_sum(d->dp, d->grads, d->shard_grad, d->counts, COMM_F32);
+    } else if (d->zero == 2) {
+        for (int s = 0; s < d->n_seg; s++) {
+            if (!d->per_micro[s]) {
+                reduce_segment(d, s);
+            } else if (!d->seen[s] && d->seg_off[s + 1] > d->seg_off[s]) {
+                /* its window may hold another segment's gradients by now */
+                fprintf(stderr, "triad: dpgrad: ZeRO-2 segment %d was never reduced this step\n", s);
+                abort();
+            }
+        }
+        memset(d->seen, 0, (size_t)d->n_seg);
     } else if (n > 1) {
         for (int b = 0; b < d->n_buckets; b++)
             dpgrad_start(d, b);
@@ -121,58 +205,53 @@ void dpgrad_finish(dpgrad *d)
         }
         OPS->scale(d->grads, inv, (int64_t)d->n_elems);
     }
+    if (d->zero >= 1 && n > 1)
+        OPS->scale(d->shard_grad, inv, (int64_t)d->shard_elems);
     for (int b = 0; b < d->n_buckets; b++)
         d->bucket_left[b] = 0;
     for (int s = 0; s < d->n_seg; s++)
         d->bucket_left[d->seg_bucket[s]]++;
     d->last_early = d->n_early;
     d->n_early = 0;
+    d->last_reduced = d->n_reduced;
+    d->n_reduced = 0;
 }
 
 double dpgrad_grad_sumsq(dpgrad *d)
 {
-    if (!d->zero1)
+    if (d->zero == 0)
         return OPS->sum_squares(d->grads, (int64_t)d->n_elems);
-    double s = OPS->sum_squares(d->shard_grad, (int64_t)d->shard_elems); /* padding is zero */
+    size_t lo, hi;
+    dpgrad_slice(d, &lo, &hi);
+    double s = hi > lo ? OPS->sum_squares(d->shard_grad, (int64_t)(hi - lo)) : 0.0;
     comm_allreduce_sum(d->dp, &s, 1, COMM_F64);
     return s;
 }
 
 void dpgrad_scale(dpgrad *d, float s)
 {
-    if (d->zero1)
+    if (d->zero >= 1)
         OPS->scale(d->shard_grad, s, (int64_t)d->shard_elems);
     else
         OPS->scale(d->grads, s, (int64_t)d->n_elems);
 }
 
-void dpgrad_zero1_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
-                        float eps, float wd, int t)
+void dpgrad_zero_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
+                       float eps, float wd, int t)
 {
-    int n = comm_group_size(d->dp), r = comm_group_rank(d->dp);
-    size_t lo = (size_t)r * d->shard_elems, hi = lo + d->shard_elems;
-    if (hi > d->n_elems)
-        hi = d->n_elems;
-    OPS->copy(d->padded, params, (int64_t)(sizeof(float) * d->n_elems));
-    float *p = d->padded;
-    /* runs of equal decay inside the shard */
+    size_t lo, hi;
+    dpgrad_slice(d, &lo, &hi);
+    /* runs of equal decay inside my slice, updated in place */
     size_t i = lo;
     while (i < hi) {
         int dec = decay ? decay[i] != 0 : 1;
         size_t j = i + 1;
         while (j < hi && (decay ? decay[j] != 0 : 1) == dec)
             j++;
-        OPS->adamw(p + i, d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
-                       (int64_t)(j - i), lr, b1, b2, eps, dec ? wd : 0.0f, t);
+        OPS->adamw(params + i, d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
+                   (int64_t)(j - i), lr, b1, b2, eps, dec ? wd : 0.0f, t);
         i = j;
     }
-    /* all-gather the updated shards: my shard is sent from a copy */
-    float *mine = d->shard_grad; /* the gradient shard is no longer needed */
-    OPS->copy(mine, p + lo, (int64_t)(sizeof(float) * (hi > lo ? hi - lo : 0)));
-    if (hi - lo < d->shard_elems)
-        OPS->memset0(mine + (hi > lo ? hi - lo : 0),
-                     (int64_t)(sizeof(float) * (d->shard_elems - (hi > lo ? hi - lo : 0))));
-    comm_allgather(d->dp, mine, d->padded, d->shard_elems, COMM_F32);
-    OPS->copy(params, d->padded, (int64_t)(sizeof(float) * d->n_elems));
-    (void)n;
+    slice_counts(d, 0, d->n_elems);
+    comm_allgather_v_inplace(d->dp, params, d->counts, COMM_F32);
 }

@@ -239,7 +239,21 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         return -1;
     }
     md->params = exec_mem_alloc(sizeof(float) * (size_t)off);
-    md->grads = exec_mem_alloc(sizeof(float) * (size_t)off);
+    /* gradients: like the parameters, or with ZeRO-2 every block's in one
+     * window (the trainer reduce-scatters and zeroes it after each block's
+     * backward) followed by the extras' (shapes.h cost_shapes_grad_elems) */
+    int64_t ext_off = md->n_layers > 0 ? md->p[md->n_layers * EXEC_LAYER_PARAMS].offset : 0;
+    int64_t block = md->n_layers > 0 ? md->p[EXEC_LAYER_PARAMS].offset : 0;
+    if (md->n_layers == 1)
+        block = ext_off;
+    md->grad_elems = cost_shapes_grad_elems(m, l, pp_rank);
+    md->grads_flat = md->grad_elems == off;
+    if (!md->grads_flat && md->grad_elems != block + (off - ext_off)) {
+        snprintf(err, SPEC_ERR_LEN, "train: gradient window mismatch (%lld vs %lld)", (long long)md->grad_elems,
+                 (long long)(block + off - ext_off));
+        return -1;
+    }
+    md->grads = exec_mem_alloc(sizeof(float) * (size_t)md->grad_elems);
     if (!md->params || !md->grads) {
         snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)off);
         return -1;
@@ -257,6 +271,9 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     for (int i = 0; i < md->n_p; i++) {
         exec_param *p = &md->p[i];
         float *w = md->params + p->offset, *g = md->grads + p->offset;
+        if (!md->grads_flat) /* block L's tensors at their place in the window, the extras after it */
+            g = p->layer >= 0 ? md->grads + (p->offset - md->p[(i / nl) * nl].offset)
+                              : md->grads + block + (p->offset - ext_off);
         init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
         md->ops->to_device(w, host, (int64_t)sizeof(float) * p->shape.elems);
         if (p->layer >= 0) {
@@ -274,6 +291,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         }
     }
     free(host);
+    md->gext = md->grads + (md->grads_flat ? ext_off : block);
 
     /* activations: one (chunk-)micro-batch of the largest chunk's blocks, then extras */
     shapes_tensor at[16], xt[8], st[32];
@@ -405,7 +423,7 @@ void exec_model_free(exec_model *md)
     if (!md)
         return;
     exec_mem_free(md->params, sizeof(float) * (size_t)md->n_params);
-    exec_mem_free(md->grads, sizeof(float) * (size_t)md->n_params);
+    exec_mem_free(md->grads, sizeof(float) * (size_t)md->grad_elems);
     exec_mem_free(md->acts, sizeof(float) * (size_t)md->act_elems);
     exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
     if (md->d_tokens)
@@ -419,7 +437,7 @@ void exec_model_free(exec_model *md)
 
 void exec_model_zero_grad(exec_model *md)
 {
-    md->ops->memset0(md->grads, (int64_t)sizeof(float) * md->n_params);
+    md->ops->memset0(md->grads, (int64_t)sizeof(float) * md->grad_elems);
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
@@ -674,6 +692,8 @@ void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t 
 
 int exec_model_dump(const exec_model *md, const char *dir, const char *prefix, int grads)
 {
+    if (grads && !md->grads_flat)
+        return -1; /* ZeRO-2: no rank holds its whole gradient */
     /* with tp > 1 every rank of the tp group calls this: shards are gathered
      * and tp rank 0 writes whole tensors, in the single-rank layout */
     int tp = md->l.tp, writer = md->tp_rank == 0;

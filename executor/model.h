@@ -75,8 +75,12 @@ typedef struct {
 
     exec_param *p;             /* every parameter tensor, storage order */
     int n_p;
-    float *params, *grads;     /* flat, n_params elements each */
-    int64_t n_params;
+    float *params;             /* flat, n_params elements */
+    float *grads;              /* the gradient slab (grad_elems): the flat vector like params, or with
+                                  ZeRO-2 (zero 2, dp > 1) one block's window then the extras */
+    int64_t n_params, grad_elems;
+    int grads_flat;            /* grads + p[i].offset is p[i]'s gradient (not with ZeRO-2) */
+    float *gext;               /* the extras' gradients (in the slab; == grads + their offset when flat) */
     float *lp[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS]; /* per local block */
     float *lg[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS];
     float *wte, *wpe, *lnfw, *lnfb, *dwte, *dwpe, *dlnfw, *dlnfb;

@@ -91,6 +91,7 @@ typedef struct {
     int64_t first_sample; /* this dp rank's first sample of the step */
     int n_micro;
     const exec_grad_hook *hook; /* dp > 1: a chunk's blocks start their buckets in its last backward, or NULL */
+    int hook_every;       /* ZeRO-2: every backward reduces its blocks (not only the chunk's last) */
     int *slot_of;         /* interleaved: (mb * v + chunk) -> its slot while in flight; NULL otherwise */
     int *free_slots, n_free;
 } stage_ctx;
@@ -134,7 +135,7 @@ static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din
      * final as it ends, and its data-parallel bucket may start (Megatron-LM
      * overlaps the dp reduction with the pipeline's cool-down likewise) */
     exec_model_stage_backward(md, chunk, slot, c->tok + (int64_t)slot * BT, c->tgt + (int64_t)slot * BT,
-                              1.0f / (float)c->n_micro, dout, din, last ? c->hook : NULL);
+                              1.0f / (float)c->n_micro, dout, din, last || c->hook_every ? c->hook : NULL);
     if (c->slot_of)
         c->free_slots[c->n_free++] = slot;
 }
@@ -176,8 +177,8 @@ int exec_train_run(const exec_train_opts *o)
         log_msg("%s", err);
         return TRIAD_EXIT_INPUT;
     }
-    if (l.zero > 1) {
-        log_msg("train: this build trains with zero 0 or 1; layout has zero=%d", l.zero);
+    if (l.zero > 2) {
+        log_msg("train: this build trains with zero 0, 1 or 2; layout has zero=%d", l.zero);
         return TRIAD_EXIT_INPUT;
     }
     exec_data *data = NULL;
@@ -238,8 +239,8 @@ int exec_train_run(const exec_train_opts *o)
     md.tpg = g.tp;
     int64_t n = md.n_params;
     /* AdamW state: full here, or 1/dp of it inside dpgrad with ZeRO-1 */
-    size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 1 : sizeof(float) * (size_t)n;
-    float *am = exec_mem_alloc(adam_bytes), *av = exec_mem_alloc(adam_bytes);
+    size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 0 : sizeof(float) * (size_t)n;
+    float *am = adam_bytes ? exec_mem_alloc(adam_bytes) : NULL, *av = adam_bytes ? exec_mem_alloc(adam_bytes) : NULL;
     int B = l.mbs, T = (int)m->seq;
     /* tokens and targets of every micro-batch slot (a pipeline stage holds
      * several micro-batches between their forward and backward) */
@@ -248,7 +249,7 @@ int exec_train_run(const exec_train_opts *o)
     int64_t *norm_off = malloc(sizeof(int64_t) * (size_t)md.n_p), *norm_len = malloc(sizeof(int64_t) * (size_t)md.n_p);
     double *norm_ss = malloc(sizeof(double) * (size_t)md.n_p);
     char *norm_sharded = malloc((size_t)md.n_p);
-    if (!am || !av || !tok || !tgt || !norm_off || !norm_len || !norm_ss || !norm_sharded) {
+    if ((adam_bytes && (!am || !av)) || !tok || !tgt || !norm_off || !norm_len || !norm_ss || !norm_sharded) {
         log_msg("train: cannot allocate the optimizer state (2 x %zu bytes on the %s backend) or the token buffers",
                 adam_bytes, exec_backend()->name);
         return TRIAD_EXIT_FAIL;
@@ -288,15 +289,24 @@ int exec_train_run(const exec_train_opts *o)
         seg[md.n_layers + 1] = (size_t)n;
         /* --bucket-mb of fp32 gradients a bucket (40 MB: Megatron-LM's, and the cost model's) */
         size_t bucket = (size_t)(o->bucket_mb * 1e6 / sizeof(float));
-        if (dpgrad_init(&dg, g.dp, md.grads, (size_t)n, seg, md.n_layers + 1, bucket > 0 ? bucket : 1, l.zero >= 1)) {
+        /* ZeRO-2: the blocks' gradients share the model's window and are
+         * reduced after every backward; the extras' build up over the step */
+        float **seg_ptr = malloc(sizeof(float *) * (size_t)(md.n_layers + 1));
+        unsigned char *per_micro = calloc((size_t)(md.n_layers + 1), 1);
+        for (int L = 0; L < md.n_layers; L++)
+            seg_ptr[L] = md.lg[L][P_LN1W], per_micro[L] = 1;
+        seg_ptr[md.n_layers] = md.gext;
+        if (dpgrad_init(&dg, g.dp, md.grads_flat ? md.grads : NULL, (size_t)n, seg, md.n_layers + 1,
+                        bucket > 0 ? bucket : 1, l.zero, seg_ptr, per_micro)) {
             log_msg("train: cannot set up data-parallel gradient buckets");
-            free(seg);
+            free(seg), free(seg_ptr), free(per_micro);
             return TRIAD_EXIT_FAIL;
         }
-        free(seg);
+        free(seg), free(seg_ptr), free(per_micro);
         if (l.zero >= 1) {
-            /* the shard's optimizer state and the staging buffers are memory this run holds */
-            int64_t extra = (int64_t)sizeof(float) * (int64_t)(3 * dg.shard_elems + dg.shard_elems * l.dp);
+            /* the slice's gradient and optimizer state (and ZeRO-2's landing
+             * buffer) are memory this run holds */
+            int64_t extra = (int64_t)sizeof(float) * (int64_t)(3 * dg.shard_elems + dg.tmp_elems);
             exec_mem_account(extra);
             decay_mask = calloc((size_t)n, 1);
             for (int i = 0; i < md.n_p; i++)
@@ -359,9 +369,10 @@ int exec_train_run(const exec_train_opts *o)
      * the moments are its dp shard of the flat vector */
     exec_ckpt_ctx ck = {g.world, rank, g.dp_rank, am, av, 0, n, 0, o->global_batch};
     if (l.dp > 1 && l.zero >= 1) {
-        int64_t lo = (int64_t)g.dp_rank * (int64_t)dg.shard_elems, hi = lo + (int64_t)dg.shard_elems;
+        size_t lo, hi;
+        dpgrad_slice(&dg, &lo, &hi);
         ck.m = dg.adam_m, ck.v = dg.adam_v, ck.moments_sharded = 1;
-        ck.lo = lo < n ? lo : n, ck.hi = hi < n ? hi : n;
+        ck.lo = (int64_t)lo, ck.hi = (int64_t)hi;
     }
     int first_step = 1;
     if (o->resume) {
@@ -405,7 +416,8 @@ int exec_train_run(const exec_train_opts *o)
         if (l.pp > 1) {
             stage_ctx sc = {&md, data, tok, tgt,
                             (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B,
-                            (int)n_micro, l.dp > 1 ? &pipe_hook : NULL, il_slot_of, il_free, 0};
+                            (int)n_micro, l.dp > 1 ? &pipe_hook : NULL, l.dp > 1 && l.zero == 2, il_slot_of,
+                            il_free, 0};
             if (il_slot_of) /* every slot free; slot 0 is taken first */
                 for (int k = 0; k < n_slots; k++)
                     il_free[sc.n_free++] = n_slots - 1 - k;
@@ -431,15 +443,17 @@ int exec_train_run(const exec_train_opts *o)
                 write_ints(o->dump_dir, name, tgt, (int64_t)B * T);
             }
             loss += exec_model_forward(&md, tok, tgt);
-            int last = mb == n_micro - 1 && l.dp > 1;
-            exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, last ? &hook : NULL);
+            /* the last micro-batch starts the buckets; ZeRO-2 reduces every one */
+            int hooked = l.dp > 1 && (mb == n_micro - 1 || l.zero == 2);
+            exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, hooked ? &hook : NULL);
         }
         loss /= (double)n_micro;
         if (o->inject_nan > 0 && step == o->inject_nan && md.n_layers > 0)
         { /* testing only */
             const float nan = NAN;
-            exec_backend()->to_device(md.grads + md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset, &nan,
-                                      (int64_t)sizeof nan);
+            /* ZeRO-2 has reduced the blocks already: the extras then */
+            float *at = md.grads_flat ? md.grads + md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset : md.gext;
+            exec_backend()->to_device(at, &nan, (int64_t)sizeof nan);
         }
         double norm;
         if (l.dp > 1) {
@@ -447,6 +461,10 @@ int exec_train_run(const exec_train_opts *o)
             if (step == first_step && lead && !o->quiet && l.zero == 0)
                 log_msg("train: data-parallel gradients in %d bucket%s (--bucket-mb %g), %d of them all-reduced "
                         "under backward", dg.n_buckets, dg.n_buckets == 1 ? "" : "s", o->bucket_mb, dg.last_early);
+            if (step == first_step && lead && !o->quiet && l.zero == 2)
+                log_msg("train: ZeRO-2: %d reduce-scatters a step (each block after each of its %lld backward%s, "
+                        "the embedding once); gradients held: one block's window, the embedding's and a 1/%d slice",
+                        dg.last_reduced, (long long)n_micro, n_micro == 1 ? "" : "s", l.dp);
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
         }
@@ -465,8 +483,7 @@ int exec_train_run(const exec_train_opts *o)
              * ZeRO-1 each dp rank holds one shard of the mean gradient:
              * each tensor's part of it, summed over dp. */
             int zero_sharded = l.dp > 1 && l.zero >= 1;
-            int64_t lo = zero_sharded ? (int64_t)g.dp_rank * (int64_t)dg.shard_elems : 0;
-            int64_t hi = zero_sharded ? lo + (int64_t)dg.shard_elems : n;
+            int64_t lo = zero_sharded ? ck.lo : 0, hi = zero_sharded ? ck.hi : n;
             const float *gsrc = zero_sharded ? dg.shard_grad - lo : md.grads;
             double ss_sh = 0, ss_rep = 0;
             int ns = 0;
@@ -501,9 +518,15 @@ int exec_train_run(const exec_train_opts *o)
         if (!isfinite(loss) || !isfinite(norm)) {
             /* name the first tensor of this rank whose gradient is not finite */
             char where[160] = "a tensor on another rank";
+            /* what this rank holds: its whole gradient, or its ZeRO slice */
+            int sliced = l.dp > 1 && l.zero >= 1;
+            int64_t lo = sliced ? ck.lo : 0, hi = sliced ? ck.hi : n;
+            const float *gsrc = sliced ? dg.shard_grad - lo : md.grads;
             for (int i = 0; i < md.n_p; i++) {
                 const exec_param *q = &md.p[i];
-                if (!isfinite(exec_backend()->sum_squares(md.grads + q->offset, q->shape.elems))) {
+                int64_t a = q->offset > lo ? q->offset : lo;
+                int64_t b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
+                if (b > a && !isfinite(exec_backend()->sum_squares(gsrc + a, b - a))) {
                     if (q->layer >= 0)
                         snprintf(where, sizeof where, "gradient of %s in block %d", q->shape.name, q->layer);
                     else
@@ -517,7 +540,8 @@ int exec_train_run(const exec_train_opts *o)
             break;
         }
         if (o->dump_dir && step == 1) {
-            exec_model_dump(&md, o->dump_dir, "grad1_", 1);
+            if (exec_model_dump(&md, o->dump_dir, "grad1_", 1) && !md.grads_flat && lead)
+                log_msg("train: ZeRO-2 holds no whole gradient: no grad1_ dump");
             char path[4096];
             snprintf(path, sizeof path, "%s/loss1.txt", o->dump_dir);
             FILE *f = fopen(path, "w");
@@ -534,7 +558,7 @@ int exec_train_run(const exec_train_opts *o)
         }
         double lr = exec_train_lr(o, step);
         if (l.dp > 1 && l.zero >= 1)
-            dpgrad_zero1_adamw(&dg, md.params, decay_mask, (float)lr, (float)o->beta1, (float)o->beta2,
+            dpgrad_zero_adamw(&dg, md.params, decay_mask, (float)lr, (float)o->beta1, (float)o->beta2,
                                (float)o->eps, (float)o->weight_decay, step);
         else
         for (int i = 0; i < md.n_p; i++) {

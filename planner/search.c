@@ -84,9 +84,14 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     pr->n_rc = 1;
     pr->rc[0] = l->recompute;
     pr->t_block_s[0] = blk.fwd_s + blk.bwd_s + blk.recompute_s + blk.tp_fwd_s + blk.tp_bwd_s +
-                       (l->zero == 3 ? cm.zero3_fwd_layer_s + cm.zero3_bwd_layer_s : 0.0);
+                       (l->zero == 3 ? cm.zero3_fwd_layer_s + cm.zero3_bwd_layer_s : 0.0) + cm.zero2_bwd_layer_s;
     pr->act_block_bytes[0] = (double)blk.act_bytes;
-    pr->static_block_bytes = bpp * (double)cost_shapes_sum_elems(t, n);
+    double block = (double)cost_shapes_sum_elems(t, n);
+    pr->static_block_bytes = bpp * block;
+    /* ZeRO-2 as the executor runs it (cost_memory_rank): the extras keep
+     * their whole gradient too, and a stage holds one block's window and a
+     * landing buffer besides */
+    int zero2 = l->zero == 2 && dp > 1;
     int64_t mb = spec_layout_n_micro(l, batch);
     for (int s = 0; s < l->pp; s++) {
         cost_extra ex;
@@ -95,7 +100,8 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
         n = cost_shapes_extra_params(m, l, s, t, 64);
         double extra_params = (double)cost_shapes_sum_elems(t, n);
         n = cost_shapes_scratch(m, l, s, t, 64);
-        mem_extra[s] = bpp * extra_params + eb * (double)cost_shapes_sum_elems(t, n);
+        mem_extra[s] = (bpp + (zero2 ? eb : 0.0)) * extra_params + eb * (double)cost_shapes_sum_elems(t, n) +
+                       (zero2 ? 2.0 * eb * block : 0.0);
         n = cost_shapes_extra_acts(m, l, s, t, 64);
         act_extra[s] = eb * (double)cost_shapes_sum_elems(t, n);
         in_flight[s] = cost_in_flight(l, s, mb);
@@ -247,7 +253,9 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                         continue;
                     }
                     int64_t n_micro = o->global_batch / ((int64_t)dp * mbs);
-                    for (int sched = 0; sched < 4; sched++) {
+                    /* 1F1B, GPipe, interleaved with v = 2, 4 and 3 (Megatron-LM's
+                     * 530B run: 3 blocks a stage, one a chunk) */
+                    for (int sched = 0; sched < 5; sched++) {
                         spec_layout l;
                         spec_layout_default(&l);
                         l.tp = tp, l.pp = pp, l.dp = dp, l.mbs = mbs;
@@ -257,7 +265,7 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                             l.schedule = SPEC_SCHED_GPIPE;
                         else {
                             l.schedule = SPEC_SCHED_INTERLEAVED;
-                            l.v = sched == 2 ? 2 : 4;
+                            l.v = sched == 2 ? 2 : sched == 3 ? 4 : 3;
                         }
                         if (pp == 1 && sched > 0)
                             continue; /* one stage: the schedule does not matter */
@@ -273,9 +281,9 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                                     l.recompute = (spec_recompute)rc;
                                     l.zero = zero;
                                     l.sp = sp;
-                                    if (executor && zero > 1) {
+                                    if (executor && zero > 2) {
                                         reject(rj, PLAN_REJ_EXECUTOR, "a measured executor profile plans for "
-                                               "triad train, which runs ZeRO 0 and 1 (layout has zero=%d, dp %lld)",
+                                               "triad train, which runs ZeRO 0, 1 and 2 (layout has zero=%d, dp %lld)",
                                                zero, (long long)dp);
                                         continue;
                                     }

@@ -73,7 +73,7 @@ static void usage(FILE *f)
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
             "                    [--repeat 2] [--confirm 2] [--measured DIR] [--device cpu|cuda|emu] [--attn explicit|flash|explicit,flash]\n"
-            "                    [--precision fp32|bf16] [--schedules 1f1b,gpipe,interleaved] [--force]\n"
+            "                    [--precision fp32|bf16] [--schedules 1f1b,gpipe,interleaved] [--zero 0,1,2] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
             "backend of --device, cpu by default: the one the profile measured), joins the\n"
@@ -85,7 +85,8 @@ static void usage(FILE *f)
             "fastest, so that the comparison that decides the pick is not one lucky pass. --attn\n"
             "picks the attention of the layouts (explicit by default; both doubles the list).\n"
             "--schedules: the pipeline schedules of the layouts with pp > 1 (all three by default;\n"
-            "interleaved runs v=2 chunks per rank).\n"
+            "interleaved runs v=2 chunks per rank). --zero: the ZeRO stages of the layouts with\n"
+            "dp > 1 (0 by default).\n"
             "--precision: the layouts' math (fp32 by default; bf16 on cuda or emu, predicted from\n"
             "the profile's bf16 rows). The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
@@ -310,9 +311,10 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
     for (int i = 0; i < k; i++) {
         char lab[160];
         const spec_layout *ol = &order[i]->l;
-        snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s", ol->dp, ol->tp, ol->pp, ol->mbs,
+        snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s%s", ol->dp, ol->tp, ol->pp, ol->mbs,
                  ol->pp == 1 ? "" : ol->schedule == SPEC_SCHED_GPIPE ? " gpipe"
-                                  : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interl." : " 1f1b");
+                                  : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interl." : " 1f1b",
+                 ol->zero == 1 ? " z1" : ol->zero == 2 ? " z2" : "");
         fprintf(f, "%d \"%s\" %.6g %.6g\n", i, lab, 1e3 * order[i]->pred_s, 1e3 * order[i]->meas_s);
     }
     fclose(f);
@@ -458,8 +460,9 @@ int report_cmd_report(int argc, char **argv)
         {"repeat", required_argument, 0, 'r'},  {"device", required_argument, 0, 'D'},
         {"attn", required_argument, 0, 'A'},    {"precision", required_argument, 0, 'q'},
         {"confirm", required_argument, 0, 'C'}, {"schedules", required_argument, 0, 'S'},
+        {"zero", required_argument, 0, 'Z'},
         {0, 0, 0, 0}};
-    const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL;
+    const char *model_s = NULL, *out = NULL, *profile_s = NULL, *mbs_s = "1,2,4", *measured = NULL, *zero_s = "0";
     const char *data = NULL; /* default: a Markov source over the model's vocabulary */
     const char *device = "cpu";
     long gpus = 0, steps = 12, warm = 3, repeat = 2, confirm = 2;
@@ -476,6 +479,7 @@ int report_cmd_report(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'p': profile_s = optarg; break;
         case 'u': mbs_s = optarg; break;
+        case 'Z': zero_s = optarg; break;
         case 'd': data = optarg; break;
         case 'M': measured = optarg; break;
         case 'D':
@@ -534,6 +538,18 @@ int report_cmd_report(int argc, char **argv)
     int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("report: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
+    int zeros[3], n_zero = 0;
+    {
+        char list[64];
+        snprintf(list, sizeof list, "%s", zero_s);
+        for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strlen(t) != 1 || t[0] < '0' || t[0] > '2' || n_zero == 3)
+                log_die_input("report: --zero '%s': '%s' is not a ZeRO stage triad train runs (0, 1 or 2)", zero_s, t);
+            zeros[n_zero++] = t[0] - '0';
+        }
+        if (n_zero == 0)
+            log_die_input("report: --zero '%s' names no ZeRO stage", zero_s);
+    }
     char err[SPEC_ERR_LEN];
     spec_model m;
     if (spec_model_parse(model_s, &m, err))
@@ -596,7 +612,10 @@ int report_cmd_report(int argc, char **argv)
             if ((gpus / tp) % pp || m.layers % pp)
                 continue;
             int dp = (int)gpus / tp / pp;
-            for (int i = 0; i < n_mbs; i++) {
+            for (int i = 0; i < n_mbs; i++)
+                for (int zi = 0; zi < n_zero; zi++) {
+                if (zeros[zi] > 0 && dp == 1)
+                    continue; /* nothing to partition */
                 for (int k = 0; k < 2 * (pp > 1 ? 3 : 1); k++) {
                     int sch = k / 2, fa = k % 2;
                     if (!(attn_mask & (1 << fa)) || (pp > 1 && !(sched_mask & (1 << sch))))
@@ -611,6 +630,7 @@ int report_cmd_report(int argc, char **argv)
                     l.v = sch == 2 ? 2 : 1;
                     l.precision = prec;
                     l.flash = fa;
+                    l.zero = zeros[zi];
                     if (spec_layout_check(&l, &m, batch, (int)gpus, err))
                         continue;
                     if (sch == 1 && spec_layout_n_micro(&l, batch) < 2)
@@ -624,9 +644,9 @@ int report_cmd_report(int argc, char **argv)
                     memset(w, 0, sizeof *w);
                     w->l = l;
                     spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,v=%d,precision=%s%s", dp,
-                             tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v, spec_precision_name(prec),
-                             fa ? ",attn=flash" : "");
+                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,v=%d,zero=%d,precision=%s%s",
+                             dp, tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v, l.zero,
+                             spec_precision_name(prec), fa ? ",attn=flash" : "");
                     w->pred_mem = r.mem_peak_bytes;
                     /* the closed form's step less its compute and optimizer:
                      * collectives, pipeline sends and bubble */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_layouts.sh — every parallel layout of `tiny` trains exactly like one
 # rank: on a fixed seed and batch, each of dp2, tp2, pp2, dp2*tp2, dp2*pp2,
-# tp2*pp2 and dp2*tp2*pp2 — with and without ZeRO-1 where dp > 1, with GPipe
+# tp2*pp2 and dp2*tp2*pp2 — with and without ZeRO-1 where dp > 1 (and six
+# ZeRO-2 layouts, dp4 among them), with GPipe
 # and 1F1B and interleaved 1F1B (two chunks per rank) where pp > 1, with and without sequence parallelism where tp > 1
 # (and three sp layouts with two sequences per micro-batch) — gives the single-rank loss at every one of 20 steps
 # within 1e-5 relative, and the same final parameters within 1e-5 (relative
@@ -41,6 +42,12 @@ done; done; done
 # uneven interleaved chunks (6 blocks as 2:1:1:2 over 4 virtual stages) against
 # one rank of the 6-block model: the M6 prefix swaps the model
 layouts+=("2 M6:pp=2,schedule=interleaved,v=2,stages=2:1:1:2,mbs=1 M6:mbs=1")
+# ZeRO-2 (each block's gradients reduce-scattered after each of its
+# backwards through one window): data parallel alone, with tp and sp, with
+# both pipeline schedules that differ in order, and over 4 dp ranks
+layouts+=("2 dp=2,zero=2,mbs=1" "4 dp=4,zero=2,mbs=1" "4 dp=2,tp=2,sp=1,zero=2,mbs=1"
+          "4 dp=2,pp=2,zero=2,schedule=1f1b,mbs=1" "4 dp=2,pp=2,zero=2,schedule=interleaved,v=2,mbs=1"
+          "8 dp=2,tp=2,pp=2,zero=2,sp=1,schedule=1f1b,mbs=1")
 layouts+=("2 tp=2,sp=1,mbs=2 tp=2,sp=0,mbs=2" "4 dp=2,tp=2,sp=1,zero=1,mbs=2 dp=2,tp=2,sp=0,zero=1,mbs=2"
           "4 tp=2,pp=2,sp=1,schedule=1f1b,mbs=2 tp=2,pp=2,sp=0,schedule=1f1b,mbs=2")
 

@@ -6,7 +6,8 @@
 #    between layouts, so not bit for bit);
 #  - a ZeRO-1 pipelined job (dp2.pp2, optimizer state sharded) resumes bit
 #    for bit on its own layout, and as tp2.dp2 ZeRO-1 (other shard bounds)
-#    and one rank within 1e-5;
+#    and one rank within 1e-5, and as dp4 ZeRO-2; a dp2.tp2 ZeRO-2 job's
+#    checkpoint resumes as one rank and as dp2.pp2 ZeRO-1 within 1e-5;
 #  - one rank of a 4-rank job killed with SIGKILL at a random moment (three
 #    trials): mpirun exits non-zero within 30 s, no rank is left running,
 #    and the job resumed from its last complete checkpoint reproduces the
@@ -77,6 +78,13 @@ check "dp2.pp2 ZeRO-1 resumed on its own layout: steps 6-12 bit for bit" \
   "diff <(rows $tmp/refz.csv | sed -n 6,12p) <(rows $tmp/partz.csv | sed -n 6,12p) >&2"
 resume_as ckz 5 "dp2.pp2 ZeRO-1 -> tp2.dp2 ZeRO-1" 4 mbs=1,tp=2,dp=2,zero=1 refz.csv
 resume_as ckz 5 "dp2.pp2 ZeRO-1 -> one rank" 1 mbs=1 refz.csv
+# ZeRO-2 slices the moments as ZeRO-1 does: either way, and on to one rank
+resume_as ckz 5 "dp2.pp2 ZeRO-1 -> dp4 ZeRO-2" 4 mbs=1,dp=4,zero=2 refz.csv
+LZ2="mbs=1,dp=2,tp=2,zero=2,precision=fp32"
+mp 4 $T train $D --layout $LZ2 --metrics "$tmp/partz2.csv" --checkpoint-dir "$tmp/ckz2" --checkpoint-every 5 \
+   --exit-after 5 2>/dev/null
+resume_as ckz2 5 "dp2.tp2 ZeRO-2 -> one rank" 1 mbs=1 refz.csv
+resume_as ckz2 5 "dp2.tp2 ZeRO-2 -> dp2.pp2 ZeRO-1" 4 mbs=1,dp=2,pp=2,zero=1,schedule=1f1b refz.csv
 
 # ---- a rank killed with SIGKILL under mpirun -------------------------------------
 LK="mbs=1,dp=2,tp=2,precision=fp32"

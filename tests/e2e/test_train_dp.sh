@@ -10,6 +10,16 @@ T=${BUILD:-build}/triad
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0
+# losses_of_ref CSV: its 20 losses are the single rank's within 1e-5 relative (NaN fails)
+losses_of_ref() {
+  python3 - "$tmp/ref.csv" "$1" <<'PY'
+import csv, sys
+L = lambda p: [float(r['loss']) for r in csv.DictReader(l for l in open(p) if not l.startswith('#'))]
+a, b = L(sys.argv[1]), L(sys.argv[2])
+d = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float('nan')
+sys.exit(0 if d <= 1e-5 else 1)
+PY
+}
 D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps 20 --lr 3e-4 --warmup 5 --quiet"
 $T train $D --layout mbs=1,precision=fp32 --metrics "$tmp/ref.csv" --dump-final "$tmp/ref" 2>/dev/null || exit 1
 for spec in "2 dp=2,mbs=2" "4 dp=4,mbs=1" "8 dp=8,mbs=1" "2 dp=2,mbs=1,recompute=full" "2 dp=2,mbs=2,zero=1" "4 dp=4,mbs=1,zero=1"; do
@@ -51,20 +61,27 @@ for spec in "2 dp=2,mbs=1 2" "4 dp=2,pp=2,mbs=1,schedule=1f1b 2" "4 dp=2,pp=2,mb
   mpirun --oversubscribe -np $1 $T train ${D/--quiet/} --layout $2,precision=fp32 --bucket-mb 0.001 \
      --metrics "$tmp/b.csv" >/dev/null 2>"$tmp/b.err"
   early=$(sed -n 's/.*gradients in \([0-9]*\) buckets (--bucket-mb 0.001), \([0-9]*\) of them all-reduced under backward.*/\1 \2/p' "$tmp/b.err")
-  if [ "${early#* }" -ge "$3" ] 2>/dev/null && python3 - "$tmp/ref.csv" "$tmp/b.csv" <<'PY'
-import csv, sys
-L = lambda p: [float(r['loss']) for r in csv.DictReader(l for l in open(p) if not l.startswith('#'))]
-a, b = L(sys.argv[1]), L(sys.argv[2])
-d = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float('nan')
-sys.exit(0 if d <= 1e-5 else 1)
-PY
+  if [ "${early#* }" -ge "$3" ] 2>/dev/null && losses_of_ref "$tmp/b.csv"
   then echo "ok   $2 --bucket-mb 0.001: ${early%% *} buckets, ${early#* } all-reduced under backward, losses of the single rank"
   else echo "FAIL $2 --bucket-mb 0.001: '${early}' (buckets, under backward)"; grep -m2 triad: "$tmp/b.err"; fail=1; fi
+done
+# ZeRO-2 reduces each block after each of its backwards and the extras once:
+# 4 blocks x 4 micro-batches + 1 on dp2 (mbs 1, batch 8); with pp2 each
+# stage's 2 blocks x 4 + 1
+for spec in "2 dp=2,mbs=1 17" "4 dp=2,pp=2,mbs=1,schedule=1f1b 9"; do
+  set -- $spec
+  mpirun --oversubscribe -np $1 $T train ${D/--quiet/} --layout $2,zero=2,precision=fp32 --metrics "$tmp/z.csv" \
+     >/dev/null 2>"$tmp/z.err"
+  n=$(sed -n 's/.*ZeRO-2: \([0-9]*\) reduce-scatters a step.*/\1/p' "$tmp/z.err")
+  if [ "$n" = "$3" ] && losses_of_ref "$tmp/z.csv"
+  then echo "ok   $2,zero=2: $n reduce-scatters a step, losses of the single rank"
+  else echo "FAIL $2,zero=2: '$n' reduce-scatters a step (want $3)"; grep -m2 triad: "$tmp/z.err"; fail=1; fi
 done
 # memory of every pipeline stage: measured peak vs the cost model's prediction for that stage,
 # within 2% (gpt2-124m-sized blocks, 4 layers, seq 64)
 for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "2 pp=2,schedule=interleaved,v=2" "4 tp=2,pp=2" "2 tp=2" "2 tp=2,sp=1" \
-            "4 tp=2,pp=2,sp=1,schedule=1f1b" "4 dp=2,tp=2,sp=1,zero=1"; do
+            "4 tp=2,pp=2,sp=1,schedule=1f1b" "4 dp=2,tp=2,sp=1,zero=1" "2 dp=2,zero=1" "2 dp=2,zero=2" \
+            "4 dp=2,pp=2,zero=2,schedule=1f1b"; do
   set -- $spec
   mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64 --layout mbs=2,$2,precision=fp32 \
      --global-batch 8 --data markov:vocab=512,order=1,seed=1 --steps 1 --metrics "$tmp/mem.csv" --quiet 2>/dev/null

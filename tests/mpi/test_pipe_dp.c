@@ -8,9 +8,11 @@
  *   loss_j = sum_k x_j[k] prod_s w_s[k],  dL/dw_s[k] = sum_j x_j[k] prod_{t!=s} w_t[k],
  * averaged over dp (dp is a power of two, so the mean is exact too).
  * For every (tp, dp, pp) factorisation of the world, every schedule (GPipe,
- * 1F1B, interleaved v=2) and ZeRO-1 off/on, checks with ==: the step's loss
- * sum, every gradient, the in-flight peak of 1F1B (min(p - i, m)) and GPipe
- * (m), and after ZeRO-1 AdamW the parameters against a full local AdamW.
+ * 1F1B, interleaved v=2) and ZeRO off, 1 and 2 (2: every chunk's gradients
+ * in one shared window, reduce-scattered after each of its backwards),
+ * checks with ==: the step's loss sum, every gradient (the rank's slice with
+ * ZeRO), the in-flight peak of 1F1B (min(p - i, m)) and GPipe (m), and after
+ * the ZeRO AdamW the parameters against a full local AdamW.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,6 +43,8 @@ typedef struct {
     int p, stage, v, dp_rank, m;
     float *w;                 /* (v, K) weights of my chunks */
     float *g;                 /* (v, K) gradients */
+    float *gp[VMAX];          /* chunk c's gradients: g + c K, or (ZeRO-2) one shared window */
+    int every;                /* ZeRO-2: mark after every backward */
     float saved[M][VMAX][K];  /* input of (mb, chunk) */
     dpgrad *dg;
 } toy;
@@ -70,20 +74,24 @@ static void toy_backward(void *ctx, int mb, int chunk, const float *dout, float 
     const float *x = t->saved[mb][chunk];
     for (int k = 0; k < K; k++) {
         float d = dout ? dout[k] : 1.0f;
-        t->g[chunk * K + k] += d * x[k];
+        t->gp[chunk][k] += d * x[k];
         if (din)
             din[k] = t->w[chunk * K + k] * d;
     }
-    if (last && t->dg)
+    if ((last || t->every) && t->dg)
         dpgrad_mark_ready(t->dg, chunk);
 }
 
-static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero1)
+static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero)
 {
     int p = g->pp_size, stage = g->pp_rank, dp = g->dp_size, S = p * v;
-    toy t = {p, stage, v, g->dp_rank, M, NULL, NULL, {{{0}}}, NULL};
+    toy t = {p, stage, v, g->dp_rank, M, NULL, NULL, {NULL}, zero == 2, {{{0}}}, NULL};
     t.w = malloc(sizeof(float) * v * K);
     t.g = calloc((size_t)v * K, sizeof(float));
+    float window[K] = {0};
+    unsigned char per_micro[VMAX];
+    for (int c = 0; c < v; c++)
+        t.gp[c] = zero == 2 ? window : t.g + c * K, per_micro[c] = 1;
     for (int c = 0; c < v; c++)
         for (int k = 0; k < K; k++)
             t.w[c * K + k] = toy_w(c * p + stage, k);
@@ -91,7 +99,8 @@ static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero1)
     size_t seg[VMAX + 1];
     for (int c = 0; c <= v; c++)
         seg[c] = (size_t)c * K;
-    CHECK(dpgrad_init(&dg, g->dp, t.g, (size_t)v * K, seg, v, K, zero1) == 0, "dpgrad_init");
+    CHECK(dpgrad_init(&dg, g->dp, zero == 2 ? NULL : t.g, (size_t)v * K, seg, v, K, zero, t.gp, per_micro) == 0,
+          "dpgrad_init");
     t.dg = &dg;
     pipe_exec pe;
     char err[SPEC_ERR_LEN];
@@ -129,25 +138,30 @@ static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero1)
                 }
             ref_g[c * K + k] = (float)(tot / dp);
             sumsq_ref += (double)ref_g[c * K + k] * ref_g[c * K + k];
-            if (!zero1)
+            if (!zero)
                 bad += !(t.g[c * K + k] == ref_g[c * K + k]);
         }
-    if (zero1) {
-        int r = comm_group_rank(g->dp);
-        for (size_t i = 0; i < dg.shard_elems; i++) {
-            size_t e = (size_t)r * dg.shard_elems + i;
-            bad += !(dg.shard_grad[i] == (e < (size_t)v * K ? ref_g[e] : 0.0f));
-        }
+    if (zero) {
+        size_t lo, hi;
+        dpgrad_slice(&dg, &lo, &hi);
+        CHECK(lo == (size_t)comm_group_rank(g->dp) * dg.shard_elems || lo == (size_t)v * K, "slice at %zu", lo);
+        for (size_t e = lo; e < hi; e++)
+            bad += !(dg.shard_grad[e - lo] == ref_g[e]);
     }
-    CHECK(bad == 0, "%s v=%d zero1=%d: %d gradients wrong", spec_schedule_name(kind), v, zero1, bad);
+    if (zero == 2) { /* every chunk reduced after each of its M backwards; the window left clean */
+        CHECK(dg.last_reduced == M * v, "zero2: %d reductions, want %d", dg.last_reduced, M * v);
+        for (int k = 0; k < K; k++)
+            bad += !(window[k] == 0.0f);
+    }
+    CHECK(bad == 0, "%s v=%d zero=%d: %d gradients wrong", spec_schedule_name(kind), v, zero, bad);
     double sumsq = dpgrad_grad_sumsq(&dg);
     CHECK(fabs(sumsq - sumsq_ref) <= 1e-12 * sumsq_ref, "sumsq %.17g want %.17g", sumsq, sumsq_ref);
     if (kind == SPEC_SCHED_1F1B)
         CHECK(pe.peak_inflight == (p - stage < M ? p - stage : M), "1f1b peak %d stage %d", pe.peak_inflight, stage);
     if (kind == SPEC_SCHED_GPIPE)
         CHECK(pe.peak_inflight == M, "gpipe peak %d", pe.peak_inflight);
-    if (zero1) {
-        /* ZeRO-1 AdamW vs a full local AdamW on the reference gradients */
+    if (zero) {
+        /* ZeRO AdamW vs a full local AdamW on the reference gradients */
         float ref_p[VMAX * K], m0[VMAX * K] = {0}, v0[VMAX * K] = {0};
         unsigned char decay[VMAX * K];
         for (int i = 0; i < v * K; i++)
@@ -156,11 +170,11 @@ static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero1)
         for (int i = 0; i < v * K; i++)
             kern_cpu_adamw(ref_p + i, ref_g + i, m0 + i, v0 + i, 1, 1e-2f, 0.9f, 0.95f, 1e-8f,
                            decay[i] ? 0.1f : 0.0f, 1);
-        dpgrad_zero1_adamw(&dg, t.w, decay, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+        dpgrad_zero_adamw(&dg, t.w, decay, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
         int badp = 0;
         for (int i = 0; i < v * K; i++)
             badp += !(t.w[i] == ref_p[i]);
-        CHECK(badp == 0, "zero1 adamw: %d params differ", badp);
+        CHECK(badp == 0, "zero%d adamw: %d params differ", zero, badp);
     }
     pipe_free(&pe);
     dpgrad_free(&dg);
@@ -181,10 +195,10 @@ int main(int argc, char **argv)
                 continue;
             comm_groups g;
             comm_groups_init(&g, tp, dp, pp, COMM_BACKEND_MPI, COMM_MEM_HOST);
-            for (int zero1 = 0; zero1 <= 1; zero1++) {
-                run_case(&g, SPEC_SCHED_GPIPE, 1, zero1);
-                run_case(&g, SPEC_SCHED_1F1B, 1, zero1);
-                run_case(&g, SPEC_SCHED_INTERLEAVED, 2, zero1);
+            for (int zero = 0; zero <= 2; zero++) {
+                run_case(&g, SPEC_SCHED_GPIPE, 1, zero);
+                run_case(&g, SPEC_SCHED_1F1B, 1, zero);
+                run_case(&g, SPEC_SCHED_INTERLEAVED, 2, zero);
                 n_cases += 3;
             }
             comm_groups_free(&g);

@@ -343,6 +343,70 @@ static void test_optimizer_bytes(void **state)
     assert_close(cm.optimizer_s, 36.0 * (double)((P + 3) / 4) / (2039e9 * 0.80), 1e-12, 0);
 }
 
+/* ZeRO memory and traffic of `tiny` (4 blocks, h 64, ffn 256, V 64, s 32)
+ * on dp 2, fp32, by hand. A block: LayerNorms 4*64, qkv 64*192 + 192, attproj
+ * 64*64 + 64, fc 64*256 + 256, fcproj 256*64 + 64 = 49984; extras wte 64*64,
+ * wpe 32*64, lnf 2*64 = 6272; P = 4 * 49984 + 6272 = 206208, slice S =
+ * 103104. ZeRO-1: whole gradients P, the slice's mean gradient S in scratch,
+ * m and v of S. ZeRO-2: one block's window + the extras + S of gradients, a
+ * block-sized landing buffer (min(S, 49984)) in scratch. Traffic: ZeRO-1
+ * one reduce-scatter of P; ZeRO-2 one of the extras per step and one of
+ * each block per micro-batch, all exposed without dp_overlap and only the
+ * excess over the block's backward with it. */
+static void test_zero_memory_and_traffic(void **state)
+{
+    (void)state;
+    spec_model m = model("tiny");
+    spec_layout z0 = layout("dp=2,precision=fp32"), z1 = layout("dp=2,zero=1,precision=fp32"),
+                z2 = layout("dp=2,zero=2,precision=fp32");
+    cost_mem a, b, d;
+    cost_memory_rank(&m, &z0, 8, 0, &a);
+    cost_memory_rank(&m, &z1, 8, 0, &b);
+    cost_memory_rank(&m, &z2, 8, 0, &d);
+    assert_int_equal(a.param_elems, 206208);
+    assert_int_equal(a.grad_bytes, 4 * 206208);
+    assert_int_equal(b.grad_bytes, 4 * 206208);
+    assert_int_equal(d.grad_bytes, 4 * (49984 + 6272 + 103104));
+    assert_int_equal(a.optim_bytes, 8 * 206208);
+    assert_int_equal(b.optim_bytes, 8 * 103104);
+    assert_int_equal(d.optim_bytes, 8 * 103104);
+    assert_int_equal(b.scratch_bytes - a.scratch_bytes, 4 * 103104);
+    assert_int_equal(d.scratch_bytes - a.scratch_bytes, 4 * 49984);
+    assert_int_equal(cost_shapes_grad_elems(&m, &z2, 0), 49984 + 6272);
+    spec_layout z2one = layout("zero=2,precision=fp32"); /* dp 1: nothing to partition */
+    assert_int_equal(cost_shapes_grad_elems(&m, &z2one, 0), 206208);
+
+    spec_cluster c;
+    char err[SPEC_ERR_LEN];
+    assert_int_equal(spec_cluster_parse("dgx-a100-80gb", &c, err), SPEC_OK);
+    cost_comm c1, c2;
+    cost_comm_times(&m, &c, &z1, NULL, &c1);
+    cost_comm_times(&m, &c, &z2, NULL, &c2);
+    assert_close(c1.zero_rs_s, cost_collective_s(COST_REDUCESCATTER, 2, 4.0 * 206208, 0, &c, NULL), 1e-12, 0);
+    assert_close(c2.zero_rs_s, cost_collective_s(COST_REDUCESCATTER, 2, 4.0 * 6272, 0, &c, NULL), 1e-12, 0);
+    double rs = cost_collective_s(COST_REDUCESCATTER, 2, 4.0 * 49984, 0, &c, NULL);
+    assert_close(c2.zero2_rs_layer_s, rs, 1e-12, 0);
+    assert_close(c2.zero_ag_s, c1.zero_ag_s, 1e-12, 0);
+    assert_close(c1.zero2_bwd_layer_s, 0, 0, 0);
+    cost_block blk;
+    cost_block_times(&m, &c, &z2, z2.recompute, NULL, &blk); /* the A100 profile overlaps (dp_overlap 1) */
+    assert_close(c2.zero2_bwd_layer_s, fmax(0.0, rs - (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s)), 1e-12, 0);
+    cost_profile p = *cost_profile_builtin(c.gpu);
+    p.params.dp_overlap = 0;
+    cost_comm_times(&m, &c, &z2, &p, &c2);
+    assert_close(c2.zero2_bwd_layer_s, c2.zero2_rs_layer_s, 1e-12, 0);
+    /* without overlap the step pays every reduce-scatter: 8 micro-batches
+     * x 4 blocks more of the block's than ZeRO-1, and the extras' in place
+     * of the whole vector's */
+    cost_result r1, r2;
+    assert_int_equal(cost_predict(&m, &c, &z1, 16, &p, &r1, err), SPEC_OK);
+    assert_int_equal(cost_predict(&m, &c, &z2, 16, &p, &r2, err), SPEC_OK);
+    assert_int_equal(r2.n_micro, 8);
+    cost_comm_times(&m, &c, &z1, &p, &c1);
+    assert_close(r2.dp_comm_exposed_s - r1.dp_comm_exposed_s, 8 * 4 * c2.zero2_rs_layer_s + c2.zero_rs_s - c1.zero_rs_s,
+                 1e-9, 0);
+}
+
 /* Fused attention (the H100 profile's flash_attention = 1, or attn=flash):
  * per block the s x s probabilities give way to one log-sum-exp per row,
  * kept also under selective recomputation (there is nothing s x s for it to
@@ -431,7 +495,7 @@ int main(void)
         cmocka_unit_test(test_predict_175b),    cmocka_unit_test(test_predict_rejects),
         cmocka_unit_test(test_profile_file_matches_builtin), cmocka_unit_test(test_korthikanti_table4),
         cmocka_unit_test(test_async_launch),    cmocka_unit_test(test_tp_overlap),
-        cmocka_unit_test(test_optimizer_bytes),
+        cmocka_unit_test(test_optimizer_bytes), cmocka_unit_test(test_zero_memory_and_traffic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
