@@ -536,8 +536,15 @@ void comm_reducescatter_sum(comm_group *c, const void *send, void *recv, size_t 
         free(fs);
         free(fr);
     } else {
-        COMM_BLOCKING(MPI_Reduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm),
-                      MPI_Ireduce_scatter_block(hs, hr, (int)count, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
+        /* MPI_Reduce_scatter with equal counts, not _block: Open MPI runs the
+         * former 2-4x faster on 2 ranks of this machine (0.37 against 1.53 ms
+         * for 1 MiB a rank), and as fast on 4 */
+        int *ic = comm_xmalloc(sizeof(int) * (size_t)c->size);
+        for (int q = 0; q < c->size; q++)
+            ic[q] = (int)count;
+        COMM_BLOCKING(MPI_Reduce_scatter(hs, hr, ic, comm_mpi_type(t), MPI_SUM, c->comm),
+                      MPI_Ireduce_scatter(hs, hr, ic, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
+        free(ic);
     }
     comm_stage_out(c, (void *)send, hs, total, t, 0);
     comm_stage_out(c, recv, hr, count, t, 1);
@@ -580,8 +587,23 @@ void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const
     void *hr = comm_stage_in(c, recv, mine, t, 0);
     char one[8]; /* MPI wants a buffer even for no elements */
     void *r = hr ? hr : one;
-    COMM_BLOCKING(MPI_Reduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm),
-                  MPI_Ireduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
+    int owners = 0, root = 0;
+    for (int q = 0; q < c->size; q++)
+        if (counts[q])
+            owners++, root = q;
+    if (owners == 1) {
+        /* one rank gets it all: a reduce to it (Open MPI's MPI_Reduce_scatter
+         * takes a path 6-8x slower for counts like {n, 0}: 1.3 ms against
+         * 0.17 for 0.8 MB on 2 ranks of this machine) */
+        const void *sb = c->rank == root ? MPI_IN_PLACE : hs;
+        if (c->rank == root)
+            memcpy(r, hs, mine * comm_dtype_size(t));
+        COMM_BLOCKING(MPI_Reduce(sb, r, ic[root], comm_mpi_type(t), MPI_SUM, root, c->comm),
+                      MPI_Ireduce(sb, r, ic[root], comm_mpi_type(t), MPI_SUM, root, c->comm, &rq_));
+    } else if (owners > 1) {
+        COMM_BLOCKING(MPI_Reduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm),
+                      MPI_Ireduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
+    }
     comm_stage_out(c, (void *)send, hs, total, t, 0);
     comm_stage_out(c, recv, hr, mine, t, 1);
     free(ic), free(displs);
