@@ -448,13 +448,6 @@ int exec_train_run(const exec_train_opts *o)
             exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, hooked ? &hook : NULL);
         }
         loss /= (double)n_micro;
-        if (o->inject_nan > 0 && step == o->inject_nan && md.n_layers > 0)
-        { /* testing only */
-            const float nan = NAN;
-            /* ZeRO-2 has reduced the blocks already: the extras then */
-            float *at = md.grads_flat ? md.grads + md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset : md.gext;
-            exec_backend()->to_device(at, &nan, (int64_t)sizeof nan);
-        }
         double norm;
         if (l.dp > 1) {
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
@@ -467,6 +460,17 @@ int exec_train_run(const exec_train_opts *o)
                         dg.last_reduced, (long long)n_micro, n_micro == 1 ? "" : "s", l.dp);
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
+        }
+        if (o->inject_nan > 0 && step == o->inject_nan && md.n_layers > 0) {
+            /* testing only: one non-finite gradient element where the
+             * optimizer will read it — after the data-parallel reduction,
+             * which would otherwise overwrite it (or spread it): the last
+             * block's fcw, or with ZeRO the first element of dp rank 0's slice */
+            const float nan = NAN;
+            float *at = !(l.dp > 1 && l.zero >= 1) ? md.grads + md.p[EXEC_LAYER_PARAMS * (md.n_layers - 1) + P_FCW].offset
+                        : g.dp_rank == 0 && ck.hi > ck.lo ? dg.shard_grad : NULL;
+            if (at)
+                exec_backend()->to_device(at, &nan, (int64_t)sizeof nan);
         }
         /* with sp the LayerNorm gradients are partial over the token
          * shards: summed over tp (after the dp mean: the two commute) */
@@ -517,25 +521,35 @@ int exec_train_run(const exec_train_opts *o)
         }
         if (!isfinite(loss) || !isfinite(norm)) {
             /* name the first tensor of this rank whose gradient is not finite */
-            char where[160] = "a tensor on another rank";
-            /* what this rank holds: its whole gradient, or its ZeRO slice */
+            /* name the first tensor of this stage whose gradient is not
+             * finite: in what this rank holds (its whole gradient, or its
+             * ZeRO slice), the first over the dp ranks */
+            char where[160] = "a tensor of another pipeline stage";
             int sliced = l.dp > 1 && l.zero >= 1;
-            int64_t lo = sliced ? ck.lo : 0, hi = sliced ? ck.hi : n;
+            int64_t lo = sliced ? ck.lo : 0, hi = sliced ? ck.hi : n, first = md.n_p;
             const float *gsrc = sliced ? dg.shard_grad - lo : md.grads;
-            for (int i = 0; i < md.n_p; i++) {
+            for (int i = 0; i < md.n_p && first == md.n_p; i++) {
                 const exec_param *q = &md.p[i];
                 int64_t a = q->offset > lo ? q->offset : lo;
                 int64_t b = q->offset + q->shape.elems < hi ? q->offset + q->shape.elems : hi;
-                if (b > a && !isfinite(exec_backend()->sum_squares(gsrc + a, b - a))) {
-                    if (q->layer >= 0)
-                        snprintf(where, sizeof where, "gradient of %s in block %d", q->shape.name, q->layer);
-                    else
-                        snprintf(where, sizeof where, "gradient of %s", q->shape.name);
-                    break;
-                }
+                if (b > a && !isfinite(exec_backend()->sum_squares(gsrc + a, b - a)))
+                    first = i;
             }
-            log_msg("train: step %d: loss %g, gradient norm %g is not finite (first: %s); stopping, the last "
-                    "checkpoint is left as it was", step, loss, norm, where);
+            if (sliced) { /* every dp rank reaches this step's end: the norm is global */
+                int64_t rev = md.n_p - first;
+                comm_allreduce_max(g.dp, &rev, 1, COMM_I64);
+                first = md.n_p - rev;
+            }
+            if (first < md.n_p) {
+                const exec_param *q = &md.p[first];
+                if (q->layer >= 0)
+                    snprintf(where, sizeof where, "gradient of %s in block %d", q->shape.name, q->layer);
+                else
+                    snprintf(where, sizeof where, "gradient of %s", q->shape.name);
+            }
+            if (g.dp_rank == 0 && g.tp_rank == 0) /* one line per pipeline stage */
+                log_msg("train: step %d: loss %g, gradient norm %g is not finite (first: %s); stopping, the last "
+                        "checkpoint is left as it was", step, loss, norm, where);
             status = TRIAD_EXIT_FAIL;
             break;
         }

@@ -96,6 +96,15 @@ sys.exit(0 if all(abs(m - p) <= 0.02 * p for m, p in pairs) else 1)
 PY
   then echo "ok   memory of every stage within 2% ($2)"; else echo "FAIL memory ($2)"; fail=1; fi
 done
+# a non-finite gradient stops every rank with the tensor named, whether the
+# rank holds the whole mean gradient (its buckets already reduced) or a slice
+for lay in "dp=2" "dp=2,zero=2"; do
+  timeout 60 mpirun --oversubscribe -np 2 $T train $D --layout $lay,mbs=1,precision=fp32 --inject-nan 3 >/dev/null \
+    2>"$tmp/nan.err"; rc=$?
+  if [ $rc = 1 ] && [ "$(grep -c 'step 3: .* is not finite (first: gradient of [a-z0-9]* in block [0-9])' "$tmp/nan.err")" = 1 ]; then
+    echo "ok   $lay: a NaN gradient at step 3 stops the job (exit 1): $(grep -o 'first: [^)]*' "$tmp/nan.err")"
+  else echo "FAIL $lay --inject-nan 3: rc $rc"; grep -m2 triad: "$tmp/nan.err"; fail=1; fi
+done
 # a layout the world cannot hold is refused before the first step, on every rank
 mpirun --oversubscribe -np 2 $T train $D --layout dp=4 > /dev/null 2> "$tmp/err"; rc=$?
 if [ $rc -ne 0 ] && grep -q "needs dp\*tp\*pp = 4 ranks but 2 were started" "$tmp/err"; then
