@@ -12,9 +12,10 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_AL
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 M="gpt2-124m,seq=64,layers=4"
 echo "# model $M, global batch 4, fp32, 1 thread per rank, $(nproc --all) cores, $(mpirun --version | head -1)"
-printf '%-36s %6s %12s %12s\n' "layout" "ranks" "step s" "tokens/s"
-printf '%-36s %6s %12s %12s\n' "" "" "(median)" "(median)"
-for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
+printf '%-36s %6s %12s %12s %10s\n' "layout" "ranks" "step s" "tokens/s" "memory"
+printf '%-36s %6s %12s %12s %10s\n' "" "" "(median)" "(median)" "(MB, peak)"
+for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 dp=2,mbs=2,zero=2" "2 dp=2,mbs=1,zero=1" \
+            "2 dp=2,mbs=1,zero=2" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
             "2 pp=2,mbs=1,schedule=gpipe" "2 pp=2,mbs=1,schedule=interleaved,v=2"; do
   set -- $spec
   if mpirun --oversubscribe -np $1 $T train --model $M --layout $2,precision=fp32 --global-batch 4 \
@@ -22,8 +23,8 @@ for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 tp=2,mbs=2" "2 pp=
     python3 - "$tmp/m.csv" "$2" "$1" <<'PY'
 import csv, sys, statistics
 r = [x for x in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith('#'))][2:]
-print('%-36s %6s %12.3f %12.0f' % (sys.argv[2], sys.argv[3], statistics.median(float(x['step_time_s']) for x in r),
-      statistics.median(float(x['tokens_per_s']) for x in r)))
+print('%-36s %6s %12.3f %12.0f %10.1f' % (sys.argv[2], sys.argv[3], statistics.median(float(x['step_time_s']) for x in r),
+      statistics.median(float(x['tokens_per_s']) for x in r), int(r[-1]['mem_peak_bytes']) / 1e6))
 PY
   else
     printf '%-36s %6s %12s   %s\n' "$2" "$1" "-" "$(grep -m1 'triad:' "$tmp/err" | cut -c1-80)"
