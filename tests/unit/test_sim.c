@@ -9,6 +9,7 @@
 
 #include "assert_close.h"
 #include "../../costmodel/sim_core.h"
+#include "../../costmodel/profile_impl.h"
 
 typedef struct {
     sim_input in;
@@ -242,6 +243,42 @@ static void test_one_rank_equals_closed_form(void **state)
     }
 }
 
+/* ZeRO-2 on one pipeline stage, data parallel without overlap (dp_overlap
+ * 0, as the MPI comm): the simulator's backwards carry every micro-batch's
+ * block reduce-scatters and its step ends with the extras' reduce-scatter
+ * and the all-gather, which is the closed form's sum exactly; it differs
+ * from ZeRO-1 by 16 micro-batches x 12 blocks of reductions. */
+static void test_zero2_equals_closed_form(void **state)
+{
+    (void)state;
+    spec_model m;
+    spec_cluster c;
+    spec_layout l1, l2;
+    char err[SPEC_ERR_LEN];
+    assert_int_equal(spec_model_parse("gpt2-124m", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("dgx-a100-80gb", &c, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("dp=2,zero=2,mbs=2", &l2, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("dp=2,zero=1,mbs=2", &l1, err), SPEC_OK);
+    cost_profile p = *cost_profile_builtin(c.gpu);
+    p.params.dp_overlap = 0;
+    cost_result cf, sr, cf1;
+    cost_sim *sim = NULL;
+    assert_int_equal(cost_predict(&m, &c, &l2, 64, &p, &cf, err), SPEC_OK);
+    assert_int_equal(cost_sim_run(&m, &c, &l2, 64, &p, NULL, &sim, &sr, err), SPEC_OK);
+    assert_int_equal(cf.n_micro, 16);
+    assert_close(sr.step_time_s, cf.step_time_s, 1e-9, 0);
+    assert_int_equal(sr.mem_peak_bytes, cf.mem_peak_bytes);
+    cost_sim_free(sim);
+    assert_int_equal(cost_predict(&m, &c, &l1, 64, &p, &cf1, err), SPEC_OK);
+    cost_comm c1, c2;
+    cost_comm_times(&m, &c, &l1, &p, &c1);
+    cost_comm_times(&m, &c, &l2, &p, &c2);
+    assert_true(c2.zero2_rs_layer_s > 0);
+    assert_close(cf.step_time_s - cf1.step_time_s,
+                 16 * 12 * c2.zero2_rs_layer_s + c2.zero_rs_s - c1.zero_rs_s, 1e-9, 0);
+    assert_true(cf.mem_peak_bytes < cf1.mem_peak_bytes);
+}
+
 /* A pipelined layout of a real model: free communication and uniform
  * stages give the 1F1B closed form exactly. */
 static void test_pipeline_free_comm(void **state)
@@ -285,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_gpipe_1f1b_closed_form), cmocka_unit_test(test_interleaved_bubble),
         cmocka_unit_test(test_in_flight_peak),         cmocka_unit_test(test_dp_overlap),
         cmocka_unit_test(test_monotone_in_comm),       cmocka_unit_test(test_one_rank_equals_closed_form),
+        cmocka_unit_test(test_zero2_equals_closed_form),
         cmocka_unit_test(test_comm_time_with_and_without_events),
         cmocka_unit_test(test_pipeline_free_comm),     cmocka_unit_test(test_contention),
     };
