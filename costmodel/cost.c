@@ -148,8 +148,23 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
      * the extras' gradients build up whole (cost_shapes_grad_elems). A
      * ZeRO-2 rank that kept a whole gradient until the last micro-batch
      * would hold ZeRO-1's memory; DeepSpeed's stage 2 likewise reduces
-     * after every backward. ZeRO-3: the slice only. */
+     * after every backward. */
     int64_t Pg = l->zero >= 3 ? shard : cost_shapes_grad_elems(m, l, pp_rank) + (l->zero == 2 && dp > 1 ? shard : 0);
+    if (l->zero >= 3 && dp > 1) {
+        /* ZeRO-3 (DeepSpeed stage 3, FSDP) holds its slices and what it
+         * gathers: the weights of the block computing and of the next one
+         * (prefetched under it, cost_comm_times), the gradients of the block
+         * whose reduce-scatter runs and of the one computing, and the
+         * embedding's whole weights and gradients while the stage uses them
+         * (triad does not train ZeRO-3; this is the software it models) */
+        shapes_tensor bt[16];
+        int nb = cost_shapes_layer_params(m, l, bt, 16);
+        int64_t block = cost_shapes_rank_layers(m, l, pp_rank) > 0 ? cost_shapes_sum_elems(bt, nb) : 0;
+        nb = cost_shapes_extra_params(m, l, pp_rank, bt, 16);
+        int64_t extras = cost_shapes_sum_elems(bt, nb);
+        Pw = shard + 2 * block + extras;
+        Pg = shard + 2 * block + extras;
+    }
     out->param_bytes = (int64_t)(wb * (double)Pw);
     out->grad_bytes = (int64_t)(wb * (double)Pg);
     out->optim_bytes = (int64_t)(ob * (double)Po);

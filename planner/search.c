@@ -91,7 +91,7 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     /* ZeRO-2 as the executor runs it (cost_memory_rank): the extras keep
      * their whole gradient too, and a stage holds one block's window and a
      * landing buffer besides */
-    int zero2 = l->zero == 2 && dp > 1;
+    int zero2 = l->zero == 2 && dp > 1, zero3 = l->zero >= 3 && dp > 1;
     int64_t mb = spec_layout_n_micro(l, batch);
     for (int s = 0; s < l->pp; s++) {
         cost_extra ex;
@@ -100,8 +100,10 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
         n = cost_shapes_extra_params(m, l, s, t, 64);
         double extra_params = (double)cost_shapes_sum_elems(t, n);
         n = cost_shapes_scratch(m, l, s, t, 64);
-        mem_extra[s] = (bpp + (zero2 ? eb : 0.0)) * extra_params + eb * (double)cost_shapes_sum_elems(t, n) +
-                       (zero2 ? 2.0 * eb * block : 0.0);
+        /* ZeRO-3 (cost_memory_rank): two gathered blocks of weights and of
+         * gradients, the embedding's whole weights and gradients */
+        mem_extra[s] = (bpp + (zero2 ? eb : zero3 ? 2.0 * eb : 0.0)) * extra_params +
+                       eb * (double)cost_shapes_sum_elems(t, n) + (zero2 ? 2.0 * eb * block : zero3 ? 4.0 * eb * block : 0.0);
         n = cost_shapes_extra_acts(m, l, s, t, 64);
         act_extra[s] = eb * (double)cost_shapes_sum_elems(t, n);
         in_flight[s] = cost_in_flight(l, s, mb);

@@ -373,6 +373,14 @@ static void test_zero_memory_and_traffic(void **state)
     assert_int_equal(b.scratch_bytes - a.scratch_bytes, 4 * 103104);
     assert_int_equal(d.scratch_bytes - a.scratch_bytes, 4 * 49984);
     assert_int_equal(cost_shapes_grad_elems(&m, &z2, 0), 49984 + 6272);
+    /* ZeRO-3 (modelled, not trained): the slices plus two gathered blocks
+     * of weights and of gradients and the whole embedding of each */
+    spec_layout z3 = layout("dp=2,zero=3,precision=fp32");
+    cost_mem e;
+    cost_memory_rank(&m, &z3, 8, 0, &e);
+    assert_int_equal(e.param_bytes, 4 * (103104 + 2 * 49984 + 6272));
+    assert_int_equal(e.grad_bytes, 4 * (103104 + 2 * 49984 + 6272));
+    assert_int_equal(e.optim_bytes, 8 * 103104);
     spec_layout z2one = layout("zero=2,precision=fp32"); /* dp 1: nothing to partition */
     assert_int_equal(cost_shapes_grad_elems(&m, &z2one, 0), 206208);
 
