@@ -5,7 +5,7 @@
  * something nobody else holds writes one shard file, rank<R>.bin, as raw
  * little-endian fp32: its stage's parameters (tp-sharded, written by dp
  * rank 0 only, the others hold copies) followed by the AdamW moments m and
- * v it holds (the whole local vector, or with ZeRO-1 the flat range
+ * v it holds (the whole local vector, or with ZeRO-1 or -2 the flat range
  * [lo, hi) of its dp shard). Files go to DIR/step_<N>.tmp and are fsynced;
  * rank 0 then gathers every shard's description and CRC-32 and writes
  * MANIFEST, last:

@@ -142,7 +142,7 @@ void exec_model_zero_grad(exec_model *md);
 
 /* With sp: sum the LayerNorm weight gradients (partial over token shards)
  * over the tp group. grads[o] is element o of the flat gradient vector for
- * o in [lo, hi) (a ZeRO-1 shard, or the whole vector). No-op without sp. */
+ * o in [lo, hi) (a ZeRO slice, or the whole vector). No-op without sp. */
 void exec_model_sp_sync_grads(exec_model *md, float *grads, int64_t lo, int64_t hi);
 
 /* The dimension tensor parallelism splits a parameter tensor along (by

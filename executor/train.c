@@ -238,7 +238,7 @@ int exec_train_run(const exec_train_opts *o)
     }
     md.tpg = g.tp;
     int64_t n = md.n_params;
-    /* AdamW state: full here, or 1/dp of it inside dpgrad with ZeRO-1 */
+    /* AdamW state: full here, or 1/dp of it inside dpgrad with ZeRO */
     size_t adam_bytes = l.zero >= 1 && l.dp > 1 ? 0 : sizeof(float) * (size_t)n;
     float *am = adam_bytes ? exec_mem_alloc(adam_bytes) : NULL, *av = adam_bytes ? exec_mem_alloc(adam_bytes) : NULL;
     int B = l.mbs, T = (int)m->seq;
@@ -365,7 +365,7 @@ int exec_train_run(const exec_train_opts *o)
             fclose(f);
         }
     }
-    /* what this rank puts into (and takes from) a checkpoint: with ZeRO-1
+    /* what this rank puts into (and takes from) a checkpoint: with ZeRO
      * the moments are its dp shard of the flat vector */
     exec_ckpt_ctx ck = {g.world, rank, g.dp_rank, am, av, 0, n, 0, o->global_batch};
     if (l.dp > 1 && l.zero >= 1) {
@@ -450,7 +450,7 @@ int exec_train_run(const exec_train_opts *o)
         loss /= (double)n_micro;
         double norm;
         if (l.dp > 1) {
-            dpgrad_finish(&dg); /* mean over dp (or my ZeRO-1 shard of it) */
+            dpgrad_finish(&dg); /* mean over dp (or my ZeRO slice of it) */
             if (step == first_step && lead && !o->quiet && l.zero == 0)
                 log_msg("train: data-parallel gradients in %d bucket%s (--bucket-mb %g), %d of them all-reduced "
                         "under backward", dg.n_buckets, dg.n_buckets == 1 ? "" : "s", o->bucket_mb, dg.last_early);
@@ -484,7 +484,7 @@ int exec_train_run(const exec_train_opts *o)
             /* every parameter once: tp-sharded tensors summed over the tp
              * group, replicated ones (LayerNorms, row-parallel biases, wpe)
              * counted once, the last stage's tied wte copy left out. With
-             * ZeRO-1 each dp rank holds one shard of the mean gradient:
+             * ZeRO each dp rank holds one shard of the mean gradient:
              * each tensor's part of it, summed over dp. */
             int zero_sharded = l.dp > 1 && l.zero >= 1;
             int64_t lo = zero_sharded ? ck.lo : 0, hi = zero_sharded ? ck.hi : n;
