@@ -157,11 +157,10 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
          * whose reduce-scatter runs and of the one computing, and the
          * embedding's whole weights and gradients while the stage uses them
          * (triad does not train ZeRO-3; this is the software it models) */
-        shapes_tensor bt[16];
-        int nb = cost_shapes_layer_params(m, l, bt, 16);
-        int64_t block = cost_shapes_rank_layers(m, l, pp_rank) > 0 ? cost_shapes_sum_elems(bt, nb) : 0;
-        nb = cost_shapes_extra_params(m, l, pp_rank, bt, 16);
-        int64_t extras = cost_shapes_sum_elems(bt, nb);
+        int layers = cost_shapes_rank_layers(m, l, pp_rank);
+        int64_t block = cost_shapes_block_param_elems(m, l), extras = P - block * layers;
+        if (layers == 0)
+            block = 0;
         Pw = shard + 2 * block + extras;
         Pg = shard + 2 * block + extras;
     }
@@ -191,9 +190,7 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     if (l->zero == 1 && dp > 1)
         zero_stage = shard;
     if (l->zero == 2 && dp > 1 && cost_shapes_rank_layers(m, l, pp_rank) > 0) {
-        shapes_tensor bt[16];
-        int nb = cost_shapes_layer_params(m, l, bt, 16);
-        int64_t block = cost_shapes_sum_elems(bt, nb);
+        int64_t block = cost_shapes_block_param_elems(m, l);
         zero_stage = block < shard ? block : shard;
     }
     out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
@@ -538,10 +535,11 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
     }
     /* Data parallel: gradients of the busiest rank (stage 0 or the last). */
     int64_t P = 0;
+    int busiest = 0;
     for (int r = 0; r < l->pp; r++) {
         int64_t x = cost_shapes_param_elems(m, l, r);
         if (x > P)
-            P = x;
+            P = x, busiest = r;
     }
     double gbytes = eb * (double)P;
     out->dp_bucket_bytes = 40e6; /* Megatron / PyTorch DDP default bucket: 40 MB */
@@ -550,13 +548,8 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
         if (l->zero == 0) {
             out->dp_allreduce_s = cost_collective_s(COST_ALLREDUCE, l->dp, gbytes, cross, c, p);
         } else if (l->zero == 2) {
-            shapes_tensor t[16];
-            int n = cost_shapes_layer_params(m, l, t, 16);
-            int64_t block = cost_shapes_sum_elems(t, n);
-            int64_t extras = 0; /* the busiest rank's: its parameters that are not in a block */
-            for (int r = 0; r < l->pp; r++)
-                if (cost_shapes_param_elems(m, l, r) == P)
-                    extras = P - block * cost_shapes_rank_layers(m, l, r);
+            int64_t block = cost_shapes_block_param_elems(m, l);
+            int64_t extras = P - block * cost_shapes_rank_layers(m, l, busiest); /* not in a block */
             out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)extras, cross, c, p);
             out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
             out->zero2_rs_layer_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)block, cross, c, p);

@@ -171,24 +171,27 @@ int cost_shapes_rank_layers(const spec_model *m, const spec_layout *l, int pp_ra
     return sum;
 }
 
-int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank)
+int64_t cost_shapes_block_param_elems(const spec_model *m, const spec_layout *l)
 {
     shapes_tensor t[16];
     int n = cost_shapes_layer_params(m, l, t, 16);
-    int64_t per_layer = cost_shapes_sum_elems(t, n);
-    n = cost_shapes_extra_params(m, l, pp_rank, t, 16);
-    return per_layer * cost_shapes_rank_layers(m, l, pp_rank) + cost_shapes_sum_elems(t, n);
+    return cost_shapes_sum_elems(t, n);
+}
+
+int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank)
+{
+    shapes_tensor t[16];
+    int n = cost_shapes_extra_params(m, l, pp_rank, t, 16);
+    return cost_shapes_block_param_elems(m, l) * cost_shapes_rank_layers(m, l, pp_rank) + cost_shapes_sum_elems(t, n);
 }
 
 int64_t cost_shapes_grad_elems(const spec_model *m, const spec_layout *l, int pp_rank)
 {
     if (!(l->zero == 2 && l->dp > 1))
         return cost_shapes_param_elems(m, l, pp_rank);
-    shapes_tensor t[16];
-    int n = cost_shapes_layer_params(m, l, t, 16);
-    int64_t window = cost_shapes_rank_layers(m, l, pp_rank) > 0 ? cost_shapes_sum_elems(t, n) : 0;
-    n = cost_shapes_extra_params(m, l, pp_rank, t, 16);
-    return window + cost_shapes_sum_elems(t, n);
+    int layers = cost_shapes_rank_layers(m, l, pp_rank);
+    int64_t block = cost_shapes_block_param_elems(m, l);
+    return cost_shapes_param_elems(m, l, pp_rank) - block * layers + (layers > 0 ? block : 0);
 }
 
 int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad)

@@ -93,6 +93,10 @@ int64_t cost_shapes_sum_elems(const shapes_tensor *t, int n);
  * one tp shard), blocks plus extras. */
 int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank);
 
+/* Parameter elements of one block (one tp shard): the sum of
+ * cost_shapes_layer_params. */
+int64_t cost_shapes_block_param_elems(const spec_model *m, const spec_layout *l);
+
 /* Gradient elements the executor's slab holds on pipeline rank pp_rank:
  * one per parameter, or with ZeRO-2 (zero 2, dp > 1) one block's window,
  * which every block's backward writes and the reduce-scatter after it

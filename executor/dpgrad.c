@@ -162,10 +162,6 @@ void dpgrad_mark_ready(dpgrad *d, int s)
         return;
     if (d->zero == 2) {
         if (d->per_micro[s]) { /* this micro-batch's part, then a clean window for the next */
-            if (d->seen[s] && d->seg_off[s + 1] - d->seg_off[s] > 0 && !d->tmp_elems) {
-                fprintf(stderr, "triad: dpgrad: no room to add segment %d\n", s);
-                abort();
-            }
             reduce_segment(d, s);
             OPS->memset0(d->seg_ptr[s], (int64_t)(sizeof(float) * (d->seg_off[s + 1] - d->seg_off[s])));
         }

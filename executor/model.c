@@ -243,9 +243,7 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
      * window (the trainer reduce-scatters and zeroes it after each block's
      * backward) followed by the extras' (shapes.h cost_shapes_grad_elems) */
     int64_t ext_off = md->n_layers > 0 ? md->p[md->n_layers * EXEC_LAYER_PARAMS].offset : 0;
-    int64_t block = md->n_layers > 0 ? md->p[EXEC_LAYER_PARAMS].offset : 0;
-    if (md->n_layers == 1)
-        block = ext_off;
+    int64_t block = md->n_layers > 0 ? cost_shapes_block_param_elems(m, l) : 0;
     md->grad_elems = cost_shapes_grad_elems(m, l, pp_rank);
     md->grads_flat = md->grad_elems == off;
     if (!md->grads_flat && md->grad_elems != block + (off - ext_off)) {

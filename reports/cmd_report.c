@@ -614,56 +614,56 @@ int report_cmd_report(int argc, char **argv)
             int dp = (int)gpus / tp / pp;
             for (int i = 0; i < n_mbs; i++)
                 for (int zi = 0; zi < n_zero; zi++) {
-                if (zeros[zi] > 0 && dp == 1)
-                    continue; /* nothing to partition */
-                for (int k = 0; k < 2 * (pp > 1 ? 3 : 1); k++) {
-                    int sch = k / 2, fa = k % 2;
-                    if (!(attn_mask & (1 << fa)) || (pp > 1 && !(sched_mask & (1 << sch))))
-                        continue;
-                    spec_layout l;
-                    spec_layout_default(&l);
-                    l.tp = tp;
-                    l.pp = pp;
-                    l.dp = dp;
-                    l.mbs = mbs[i];
-                    l.schedule = sch == 0 ? SPEC_SCHED_1F1B : sch == 1 ? SPEC_SCHED_GPIPE : SPEC_SCHED_INTERLEAVED;
-                    l.v = sch == 2 ? 2 : 1;
-                    l.precision = prec;
-                    l.flash = fa;
-                    l.zero = zeros[zi];
-                    if (spec_layout_check(&l, &m, batch, (int)gpus, err))
-                        continue;
-                    if (sch == 1 && spec_layout_n_micro(&l, batch) < 2)
-                        continue; /* one micro-batch: GPipe is 1F1B */
-                    cost_result r;
-                    if (cost_predict(&m, &c, &l, batch, P, &r, err) || !r.fits)
-                        continue;
-                    if (n == MAX_LAYOUTS)
-                        break;
-                    report_row *w = &rows[n++];
-                    memset(w, 0, sizeof *w);
-                    w->l = l;
-                    spec_layout_format(&l, w->name, sizeof w->name);
-                    snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,v=%d,zero=%d,precision=%s%s",
-                             dp, tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v, l.zero,
-                             spec_precision_name(prec), fa ? ",attn=flash" : "");
-                    w->pred_mem = r.mem_peak_bytes;
-                    /* the closed form's step less its compute and optimizer:
-                     * collectives, pipeline sends and bubble */
-                    w->pred_comm_s = fmax(0.0, r.step_time_s - r.compute_s - r.optimizer_s);
-                    cost_sim_opts so;
-                    cost_sim_opts_default(&so);
-                    cost_sim *sim = NULL;
-                    cost_result sr;
-                    if (cost_sim_run(&m, &c, &l, batch, P, &so, &sim, &sr, err)) {
-                        log_msg("report: %s: %s", w->name, err);
-                        n--;
-                        continue;
+                    if (zeros[zi] > 0 && dp == 1)
+                        continue; /* nothing to partition */
+                    for (int k = 0; k < 2 * (pp > 1 ? 3 : 1); k++) {
+                        int sch = k / 2, fa = k % 2;
+                        if (!(attn_mask & (1 << fa)) || (pp > 1 && !(sched_mask & (1 << sch))))
+                            continue;
+                        spec_layout l;
+                        spec_layout_default(&l);
+                        l.tp = tp;
+                        l.pp = pp;
+                        l.dp = dp;
+                        l.mbs = mbs[i];
+                        l.schedule = sch == 0 ? SPEC_SCHED_1F1B : sch == 1 ? SPEC_SCHED_GPIPE : SPEC_SCHED_INTERLEAVED;
+                        l.v = sch == 2 ? 2 : 1;
+                        l.precision = prec;
+                        l.flash = fa;
+                        l.zero = zeros[zi];
+                        if (spec_layout_check(&l, &m, batch, (int)gpus, err))
+                            continue;
+                        if (sch == 1 && spec_layout_n_micro(&l, batch) < 2)
+                            continue; /* one micro-batch: GPipe is 1F1B */
+                        cost_result r;
+                        if (cost_predict(&m, &c, &l, batch, P, &r, err) || !r.fits)
+                            continue;
+                        if (n == MAX_LAYOUTS)
+                            break;
+                        report_row *w = &rows[n++];
+                        memset(w, 0, sizeof *w);
+                        w->l = l;
+                        spec_layout_format(&l, w->name, sizeof w->name);
+                        snprintf(w->arg, sizeof w->arg, "dp=%d,tp=%d,pp=%d,mbs=%d,schedule=%s,v=%d,zero=%d,precision=%s%s",
+                                 dp, tp, pp, l.mbs, spec_schedule_name(l.schedule), l.v, l.zero,
+                                 spec_precision_name(prec), fa ? ",attn=flash" : "");
+                        w->pred_mem = r.mem_peak_bytes;
+                        /* the closed form's step less its compute and optimizer:
+                         * collectives, pipeline sends and bubble */
+                        w->pred_comm_s = fmax(0.0, r.step_time_s - r.compute_s - r.optimizer_s);
+                        cost_sim_opts so;
+                        cost_sim_opts_default(&so);
+                        cost_sim *sim = NULL;
+                        cost_result sr;
+                        if (cost_sim_run(&m, &c, &l, batch, P, &so, &sim, &sr, err)) {
+                            log_msg("report: %s: %s", w->name, err);
+                            n--;
+                            continue;
+                        }
+                        w->pred_s = sr.step_time_s;
+                        cost_sim_free(sim);
                     }
-                    w->pred_s = sr.step_time_s;
-                    cost_sim_free(sim);
                 }
-            }
         }
     }
     if (n == 0)
