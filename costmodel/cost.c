@@ -143,26 +143,23 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     int64_t shard = (P + dp - 1) / dp;
     int64_t Pw = l->zero >= 3 ? shard : P;
     int64_t Po = l->zero >= 1 ? shard : P;
-    /* ZeRO-2 as triad's executor runs it (dpgrad.h): each micro-batch's
-     * block gradients pass through one block's window into the dp slice;
-     * the extras' gradients build up whole (cost_shapes_grad_elems). A
-     * ZeRO-2 rank that kept a whole gradient until the last micro-batch
-     * would hold ZeRO-1's memory; DeepSpeed's stage 2 likewise reduces
-     * after every backward. */
-    int64_t Pg = l->zero >= 3 ? shard : cost_shapes_grad_elems(m, l, pp_rank) + (l->zero == 2 && dp > 1 ? shard : 0);
-    if (l->zero >= 3 && dp > 1) {
-        /* ZeRO-3 (DeepSpeed stage 3, FSDP) holds its slices and what it
-         * gathers: the weights of the block computing and of the next one
-         * (prefetched under it, cost_comm_times), the gradients of the block
-         * whose reduce-scatter runs and of the one computing, and the
-         * embedding's whole weights and gradients while the stage uses them
-         * (triad does not train ZeRO-3; this is the software it models) */
-        int layers = cost_shapes_rank_layers(m, l, pp_rank);
-        int64_t block = cost_shapes_block_param_elems(m, l), extras = P - block * layers;
-        if (layers == 0)
-            block = 0;
-        Pw = shard + 2 * block + extras;
-        Pg = shard + 2 * block + extras;
+    /* ZeRO-2 and -3 as triad's executor runs them (dpgrad.h): each
+     * micro-batch's block gradients pass through one block's window into
+     * the dp slice; the extras' gradients build up whole
+     * (cost_shapes_grad_elems). A ZeRO-2 rank that kept a whole gradient
+     * until the last micro-batch would hold ZeRO-1's memory; DeepSpeed's
+     * stage 2 likewise reduces after every backward. ZeRO-3's weights: the
+     * dp slice, one block's window each block is gathered into before its
+     * forward and its backward, and the extras (the embedding, used at
+     * both ends of a step) whole (cost_shapes_weight_elems); the slice
+     * holds no second copy of the extras' part of it. DeepSpeed's
+     * stage 3 and FSDP prefetch the next block under the current one: a
+     * second window of weights and of gradients, which triad's blocking
+     * executor does not need. */
+    int64_t Pg = cost_shapes_grad_elems(m, l, pp_rank) + (l->zero >= 2 && dp > 1 ? shard : 0);
+    if (l->zero >= 3 && dp > 1) { /* dp rank 0's slice holds the most of the blocks: the fullest */
+        int64_t blocks = cost_shapes_block_param_elems(m, l) * cost_shapes_rank_layers(m, l, pp_rank);
+        Pw = cost_shapes_weight_elems(m, l, pp_rank) + (shard < blocks ? shard : blocks);
     }
     out->param_bytes = (int64_t)(wb * (double)Pw);
     out->grad_bytes = (int64_t)(wb * (double)Pg);
@@ -185,11 +182,11 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
      * (triad's executor, dpgrad.c; Megatron-LM's distributed optimizer
      * likewise keeps a separate main-gradient buffer). ZeRO-2: where a later
      * micro-batch's part of the slice lands before it is added, the largest
-     * block's part of it at most. */
+     * block's part of it at most (ZeRO-3 the same). */
     int64_t zero_stage = 0;
     if (l->zero == 1 && dp > 1)
         zero_stage = shard;
-    if (l->zero == 2 && dp > 1 && cost_shapes_rank_layers(m, l, pp_rank) > 0) {
+    if (l->zero >= 2 && dp > 1 && cost_shapes_rank_layers(m, l, pp_rank) > 0) {
         int64_t block = cost_shapes_block_param_elems(m, l);
         zero_stage = block < shard ? block : shard;
     }
@@ -547,35 +544,38 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
         int cross = rankmap_dp_crosses_nodes(l->tp, l->dp, c->gpus_per_node);
         if (l->zero == 0) {
             out->dp_allreduce_s = cost_collective_s(COST_ALLREDUCE, l->dp, gbytes, cross, c, p);
-        } else if (l->zero == 2) {
+        } else if (l->zero >= 2) {
+            /* each block's gradients reduce-scattered after each of its
+             * backwards, the extras' once a step; ZeRO-3 also gathers each
+             * block's weights before each forward and each backward and,
+             * after the step, only the extras' (it keeps them whole) */
             int64_t block = cost_shapes_block_param_elems(m, l);
             int64_t extras = P - block * cost_shapes_rank_layers(m, l, busiest); /* not in a block */
             out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)extras, cross, c, p);
-            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
-            out->zero2_rs_layer_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)block, cross, c, p);
+            out->zero_ag_s =
+                cost_collective_s(COST_ALLGATHER, l->dp, l->zero == 2 ? gbytes : eb * (double)extras, cross, c, p);
+            double rs = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)block, cross, c, p);
             cost_block blk;
             cost_block_times(m, c, l, l->recompute, p, &blk);
+            double bwd = blk.bwd_s + blk.recompute_s + blk.tp_bwd_s;
+            /* with dp_overlap (the collectives on their own stream, the next
+             * block's prefetched: DeepSpeed, FSDP) only the excess over the
+             * block's compute is exposed, and the first gathers of forward
+             * and backward (zero3_edge_s); triad's executor blocks on each */
             int overlap = profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0;
-            out->zero2_bwd_layer_s = overlap ? fmax(0.0, out->zero2_rs_layer_s -
-                                                             (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s))
-                                             : out->zero2_rs_layer_s;
+            out->zero2_rs_layer_s = rs;
+            if (l->zero == 2) {
+                out->zero2_bwd_layer_s = overlap ? fmax(0.0, rs - bwd) : rs;
+            } else {
+                double ag = cost_collective_s(COST_ALLGATHER, l->dp, eb * (double)block, cross, c, p);
+                out->zero3_ag_layer_s = ag;
+                out->zero3_fwd_layer_s = overlap ? fmax(0.0, ag - (blk.fwd_s + blk.tp_fwd_s)) : ag;
+                out->zero3_bwd_layer_s = overlap ? fmax(0.0, ag + rs - bwd) : ag + rs;
+                out->zero3_edge_s = overlap ? 2.0 * ag : 0.0;
+            }
         } else {
             out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, gbytes, cross, c, p);
-            if (l->zero <= 2)
-                out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
-            else { /* ZeRO-3: gather each block's weights in forward and backward */
-                shapes_tensor t[16];
-                int n = cost_shapes_layer_params(m, l, t, 16);
-                double lb = eb * (double)cost_shapes_sum_elems(t, n);
-                out->zero3_ag_layer_s = cost_collective_s(COST_ALLGATHER, l->dp, lb, cross, c, p);
-                double rs = cost_collective_s(COST_REDUCESCATTER, l->dp, lb, cross, c, p);
-                cost_block blk;
-                cost_block_times(m, c, l, l->recompute, p, &blk);
-                out->zero3_fwd_layer_s = fmax(0.0, out->zero3_ag_layer_s - (blk.fwd_s + blk.tp_fwd_s));
-                out->zero3_bwd_layer_s =
-                    fmax(0.0, out->zero3_ag_layer_s + rs - (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s));
-                out->zero3_edge_s = 2.0 * out->zero3_ag_layer_s;
-            }
+            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
         }
     }
     /* Optimizer: memory-bound passes over the (sharded) state, as the
@@ -686,7 +686,7 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
      * too. ZeRO-1/2 reduce-scatter overlaps the same way; its parameter
      * all-gather follows the optimizer and is exposed. Tied embedding sync
      * is exposed. */
-    double dp_traffic = l->zero == 0 ? cm.dp_allreduce_s : l->zero <= 2 ? cm.zero_rs_s : 0.0;
+    double dp_traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
     double exposed = 0;
     if (dp_traffic > 0) {
         int layers0 = cost_shapes_rank_layers(m, l, 0);

@@ -150,15 +150,18 @@ typedef struct {
     double p2p_s;             /* one (b, s, h) activation send between stages */
     double dp_allreduce_s;    /* whole gradient all-reduce of the busiest rank (zero 0) */
     double dp_bucket_bytes;   /* bucket size used for overlap */
-    double zero_rs_s;         /* reduce-scatter of gradients (zero 1), of the extras' (zero 2) */
-    double zero_ag_s;         /* all-gather of parameters after the step (zero 1, 2) */
+    double zero_rs_s;         /* reduce-scatter of gradients (zero 1), of the extras' (zero 2, 3) */
+    double zero_ag_s;         /* all-gather of parameters after the step (zero 1, 2), of the extras' (zero 3) */
     double zero3_ag_layer_s;  /* per-block parameter all-gather (zero 3) */
-    /* ZeRO-3 (DeepSpeed stage 3, FSDP full sharding), per micro-batch: each
-     * block's weights are all-gathered before its forward and again before
-     * its backward, its gradient reduce-scattered after; the next block's
-     * gather is prefetched under the current block's compute. Exposed per
-     * block: what compute does not cover; per stage and micro-batch: the
-     * first gather of forward and of backward, which nothing precedes. */
+    /* ZeRO-3 (DeepSpeed stage 3, FSDP full sharding; triad's dpgrad.h), per
+     * micro-batch: each block's weights are all-gathered before its forward
+     * and again before its backward, its gradient reduce-scattered after
+     * (zero2_rs_layer_s). With overlapping software (dp_overlap 1) the next
+     * block's gather is prefetched under the current block's compute:
+     * exposed per block is what compute does not cover, and per stage and
+     * micro-batch the first gather of forward and of backward, which
+     * nothing precedes (zero3_edge_s). Without, as triad's executor runs
+     * it, all of every gather and reduce-scatter (zero3_edge_s 0). */
     double zero3_fwd_layer_s, zero3_bwd_layer_s, zero3_edge_s;
     /* ZeRO-2 (DeepSpeed stage 2; triad's dpgrad.h): every micro-batch's
      * backward reduce-scatters each block's gradient, since a rank that

@@ -187,11 +187,18 @@ int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int p
 
 int64_t cost_shapes_grad_elems(const spec_model *m, const spec_layout *l, int pp_rank)
 {
-    if (!(l->zero == 2 && l->dp > 1))
+    if (!(l->zero >= 2 && l->dp > 1))
         return cost_shapes_param_elems(m, l, pp_rank);
     int layers = cost_shapes_rank_layers(m, l, pp_rank);
     int64_t block = cost_shapes_block_param_elems(m, l);
     return cost_shapes_param_elems(m, l, pp_rank) - block * layers + (layers > 0 ? block : 0);
+}
+
+int64_t cost_shapes_weight_elems(const spec_model *m, const spec_layout *l, int pp_rank)
+{
+    if (!(l->zero >= 3 && l->dp > 1))
+        return cost_shapes_param_elems(m, l, pp_rank);
+    return cost_shapes_grad_elems(m, l, pp_rank); /* the same window and extras */
 }
 
 int cost_pipe_send_slots(spec_schedule kind, int pp, int stage, int64_t n_micro, int v, int grad)

@@ -98,12 +98,18 @@ int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int p
 int64_t cost_shapes_block_param_elems(const spec_model *m, const spec_layout *l);
 
 /* Gradient elements the executor's slab holds on pipeline rank pp_rank:
- * one per parameter, or with ZeRO-2 (zero 2, dp > 1) one block's window,
+ * one per parameter, or with ZeRO-2 and -3 (zero >= 2, dp > 1) one block's window,
  * which every block's backward writes and the reduce-scatter after it
  * empties (executor/dpgrad.h), plus the extras (the embedding, whose
  * gradient builds up over the whole backward and the step). The dp slice
  * of the mean gradient ZeRO keeps besides is the memory model's. */
 int64_t cost_shapes_grad_elems(const spec_model *m, const spec_layout *l, int pp_rank);
+/* Weight elements the executor's parameter slab holds: one per parameter,
+ * or with ZeRO-3 (zero 3, dp > 1) one block's window, into which each
+ * block's weights are gathered before its forward and its backward, plus
+ * the extras kept whole. The dp slice of the weights (the fp32 master the
+ * optimizer updates) is the memory model's. */
+int64_t cost_shapes_weight_elems(const spec_model *m, const spec_layout *l, int pp_rank);
 
 /* Blocks held by pipeline rank pp_rank over all its virtual stages. */
 int cost_shapes_rank_layers(const spec_model *m, const spec_layout *l, int pp_rank);

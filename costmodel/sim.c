@@ -442,7 +442,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         int layers = spec_layout_stage_layers(l, m, vs);
         double f = layers * (blk.fwd_s + blk.tp_fwd_s);
         double b = layers * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s);
-        if (l->zero == 3) { /* exposed ZeRO-3 gathers / scatters (cost_comm_times) */
+        if (l->zero == 3 && !o->free_comm) { /* exposed ZeRO-3 gathers / scatters (cost_comm_times) */
             f += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
             b += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
         }
@@ -478,7 +478,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         cost_mem mm;
         cost_memory_rank_profile(m, c, l, global_batch, r, p, &mm);
         in.static_bytes[r] = mm.param_bytes + mm.grad_bytes + mm.optim_bytes + mm.scratch_bytes;
-        double traffic = l->zero == 0 ? cm.dp_allreduce_s : l->zero <= 2 ? cm.zero_rs_s : 0.0;
+        double traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
         int64_t Pr = cost_shapes_param_elems(m, l, r);
         double nb = eb * (double)Pr / cm.dp_bucket_bytes;
         in.dp_buckets = nb > 1 ? (int)ceil(nb) : 1;

@@ -1,4 +1,4 @@
-/* dpgrad.c — bucketed dp gradient averaging, ZeRO-1 and ZeRO-2 (contract in dpgrad.h). */
+/* dpgrad.c — bucketed dp gradient averaging, ZeRO-1, -2 and -3 (contract in dpgrad.h). */
 #include "dpgrad.h"
 
 #include <stdio.h>
@@ -15,14 +15,14 @@ int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const s
                 size_t bucket_elems, int zero, float *const *seg_ptr, const unsigned char *per_micro)
 {
     memset(d, 0, sizeof *d);
-    if (n_seg < 1 || bucket_elems < 1 || seg_off[0] != 0 || seg_off[n_seg] != n_elems || zero < 0 || zero > 2 ||
-        (zero == 2 ? !seg_ptr : !grads))
+    if (n_seg < 1 || bucket_elems < 1 || seg_off[0] != 0 || seg_off[n_seg] != n_elems || zero < 0 || zero > 3 ||
+        (zero >= 2 ? !seg_ptr : !grads))
         return -1;
     for (int s = 0; s < n_seg; s++)
         if (seg_off[s + 1] < seg_off[s] || (seg_ptr && !seg_ptr[s] && seg_off[s + 1] > seg_off[s]))
             return -1;
     d->dp = dp;
-    d->grads = zero == 2 ? NULL : grads;
+    d->grads = zero >= 2 ? NULL : grads;
     d->n_elems = n_elems;
     d->n_seg = n_seg;
     d->zero = zero;
@@ -41,7 +41,7 @@ int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const s
     memcpy(d->seg_off, seg_off, sizeof(size_t) * (size_t)(n_seg + 1));
     for (int s = 0; s < n_seg; s++) {
         d->seg_ptr[s] = seg_ptr ? seg_ptr[s] : grads + seg_off[s];
-        d->per_micro[s] = zero == 2 && per_micro && per_micro[s];
+        d->per_micro[s] = zero >= 2 && per_micro && per_micro[s];
     }
     /* buckets from the last segment backwards */
     int b = -1;
@@ -97,8 +97,8 @@ void dpgrad_free(dpgrad *d)
     free(d->bucket_left);
     free(d->bucket_req);
     free(d->counts);
-    float *dev[] = {d->shard_grad, d->adam_m, d->adam_v, d->tmp};
-    for (int i = 0; i < 4; i++)
+    float *dev[] = {d->shard_grad, d->adam_m, d->adam_v, d->tmp, d->wslice};
+    for (int i = 0; i < 5; i++)
         if (dev[i])
             OPS->free(dev[i]);
     memset(d, 0, sizeof *d);
@@ -160,7 +160,7 @@ void dpgrad_mark_ready(dpgrad *d, int s)
 {
     if (s < 0 || s >= d->n_seg)
         return;
-    if (d->zero == 2) {
+    if (d->zero >= 2) {
         if (d->per_micro[s]) { /* this micro-batch's part, then a clean window for the next */
             reduce_segment(d, s);
             OPS->memset0(d->seg_ptr[s], (int64_t)(sizeof(float) * (d->seg_off[s + 1] - d->seg_off[s])));
@@ -181,7 +181,7 @@ void dpgrad_finish(dpgrad *d)
     if (d->zero == 1) {
         slice_counts(d, 0, d->n_elems);
         comm_reducescatter_v_sum(d->dp, d->grads, d->shard_grad, d->counts, COMM_F32);
-    } else if (d->zero == 2) {
+    } else if (d->zero >= 2) {
         for (int s = 0; s < d->n_seg; s++) {
             if (!d->per_micro[s]) {
                 reduce_segment(d, s);
@@ -232,22 +232,70 @@ void dpgrad_scale(dpgrad *d, float s)
         OPS->scale(d->grads, s, (int64_t)d->n_elems);
 }
 
-void dpgrad_zero_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
-                       float eps, float wd, int t)
+int dpgrad_zero3_weights(dpgrad *d, size_t resident_lo)
 {
     size_t lo, hi;
     dpgrad_slice(d, &lo, &hi);
-    /* runs of equal decay inside my slice, updated in place */
-    size_t i = lo;
+    d->resident_lo = resident_lo;
+    hi = hi < resident_lo ? hi : resident_lo;
+    d->wslice_elems = hi > lo ? hi - lo : 0;
+    if (d->wslice_elems && !(d->wslice = OPS->alloc((int64_t)(sizeof(float) * d->wslice_elems))))
+        return -1;
+    return 0;
+}
+
+void dpgrad_gather(dpgrad *d, size_t lo, size_t hi, float *dst)
+{
+    if (hi <= lo)
+        return;
+    size_t mlo, mhi;
+    dpgrad_slice(d, &mlo, &mhi);
+    slice_counts(d, lo, hi);
+    /* my part in place (what of it lies in the resident tail already is),
+     * then everyone's */
+    size_t a = mlo > lo ? mlo : lo, b = a + d->counts[comm_group_rank(d->dp)];
+    b = b < d->resident_lo ? b : d->resident_lo;
+    if (b > a)
+        OPS->copy(dst + (a - lo), d->wslice + (a - mlo), (int64_t)(sizeof(float) * (b - a)));
+    comm_allgather_v_inplace(d->dp, dst, d->counts, COMM_F32);
+}
+
+/* AdamW on the part [a, b) of my slice [lo, hi): at points to element
+ * max(a, lo) of the flat vector, at[k] to the k-th after it; runs of equal
+ * decay updated in place */
+static void range_adamw(dpgrad *d, size_t a, size_t b, float *at, const unsigned char *decay, float lr, float b1,
+                        float b2, float eps, float wd, int t)
+{
+    size_t lo, hi;
+    dpgrad_slice(d, &lo, &hi);
+    a = a > lo ? a : lo;
+    hi = b < hi ? b : hi;
+    size_t i = a;
     while (i < hi) {
         int dec = decay ? decay[i] != 0 : 1;
         size_t j = i + 1;
         while (j < hi && (decay ? decay[j] != 0 : 1) == dec)
             j++;
-        OPS->adamw(params + i, d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
+        OPS->adamw(at + (i - a), d->shard_grad + (i - lo), d->adam_m + (i - lo), d->adam_v + (i - lo),
                    (int64_t)(j - i), lr, b1, b2, eps, dec ? wd : 0.0f, t);
         i = j;
     }
+}
+
+void dpgrad_zero_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
+                       float eps, float wd, int t)
+{
+    size_t lo, hi;
+    dpgrad_slice(d, &lo, &hi);
+    if (d->zero == 3) { /* params: the tail [resident_lo, n_elems) the rank keeps whole */
+        range_adamw(d, lo, d->resident_lo, d->wslice, decay, lr, b1, b2, eps, wd, t);
+        if (hi > d->resident_lo) /* my part of the tail: its master is the resident copy */
+            range_adamw(d, d->resident_lo, hi, params + (lo > d->resident_lo ? lo - d->resident_lo : 0), decay, lr,
+                        b1, b2, eps, wd, t);
+        dpgrad_gather(d, d->resident_lo, d->n_elems, params);
+        return;
+    }
+    range_adamw(d, lo, hi, params + lo, decay, lr, b1, b2, eps, wd, t);
     slice_counts(d, 0, d->n_elems);
     comm_allgather_v_inplace(d->dp, params, d->counts, COMM_F32);
 }

@@ -1,5 +1,5 @@
 /* dpgrad.h — data-parallel gradient averaging over the dp group: plain
- * (all-reduce), ZeRO-1 and ZeRO-2.
+ * (all-reduce), ZeRO-1, ZeRO-2 and ZeRO-3.
  *
  * The gradients of one rank are cut into segments (e.g. the parameters of
  * one transformer block, or the embedding): segment s is the flat range
@@ -35,6 +35,14 @@
  *     dpgrad_finish. DeepSpeed's stage 2 reduces after every backward too:
  *     a rank that keeps only its partition cannot wait for the last
  *     micro-batch. The reductions are blocking (no overlap with backward).
+ *   zero 3 (weights partitioned too; FSDP, DeepSpeed's stage 3): the
+ *     gradients as zero 2; every rank keeps a tail [resident_lo, n_elems)
+ *     of the weights whole (the embedding and final LayerNorm, used at both
+ *     ends of a step), and of the rest only its slice, in wslice (the part
+ *     of [lo, hi) below resident_lo; the tail's part of the slice is the
+ *     resident copy). dpgrad_gather fills a block's weights from everyone's
+ *     slices before the block computes; dpgrad_zero_adamw updates wslice
+ *     and the slice's part of the tail, then gathers the tail.
  *
  * The gradient norm for clipping: dpgrad_grad_sumsq returns the sum of
  * squares of the mean gradient of this rank's (tp, pp) shard — over the
@@ -63,11 +71,14 @@ typedef struct {
     size_t *bucket_lo, *bucket_hi; /* element range of each bucket */
     int *bucket_left;      /* segments of the bucket not yet marked */
     comm_req **bucket_req; /* started all-reduces */
-    int zero;              /* 0, 1 or 2 */
+    int zero;              /* 0, 1, 2 or 3 */
     size_t shard_elems;    /* ZeRO: ceil(n_elems / dp) */
     float *shard_grad;     /* ZeRO: (shard_elems) mean gradient of my slice */
     float *adam_m, *adam_v;/* ZeRO: (shard_elems) optimizer state of my slice */
-    float *tmp;            /* zero 2: (tmp_elems) a later micro-batch's part of my slice, before it is added */
+    float *wslice;         /* zero 3: (wslice_elems) my slice's weights below resident_lo (fp32 master) */
+    size_t wslice_elems;
+    size_t resident_lo;    /* zero 3: the flat tail [resident_lo, n_elems) every rank keeps whole */
+    float *tmp;            /* zero 2, 3: (tmp_elems) a later micro-batch's part of my slice, before it is added */
     size_t tmp_elems;      /* min(shard_elems, the largest per_micro segment) */
     size_t *counts;        /* ZeRO: (dp) scratch for the uneven collectives */
     unsigned char *seen;   /* zero 2: (n_seg) segment already added into shard_grad this step */
@@ -79,7 +90,7 @@ typedef struct {
 
 /* seg_off: n_seg + 1 increasing offsets, seg_off[0] = 0, seg_off[n_seg] =
  * n_elems. bucket_elems >= 1. zero 0 and 1: grads is the flat vector
- * (seg_ptr may be NULL). zero 2: seg_ptr[s] for every segment and per_micro
+ * (seg_ptr may be NULL). zero 2 and 3: seg_ptr[s] for every segment and per_micro
  * (NULL: no segment reduced early; grads may be NULL). Returns 0, or -1 on
  * bad arguments or memory. */
 int dpgrad_init(dpgrad *d, comm_group *dp, float *grads, size_t n_elems, const size_t *seg_off, int n_seg,
@@ -105,8 +116,19 @@ void dpgrad_slice(const dpgrad *d, size_t *lo, size_t *hi);
 /* ZeRO AdamW step on this rank's slice of params, then the in-place
  * all-gather of params (n_elems). decay (n_elems, 0/1 per element, NULL =
  * all) selects weight decay; step t counts from 1. Same update as
- * kern_cpu_adamw. */
+ * kern_cpu_adamw. zero 3: the slice is wslice, and params is the resident
+ * tail (flat element resident_lo at params[0]), gathered after the update. */
 void dpgrad_zero_adamw(dpgrad *d, float *params, const unsigned char *decay, float lr, float b1, float b2,
                        float eps, float wd, int t);
+
+/* zero 3, after dpgrad_init: the tail [resident_lo, n_elems) is resident;
+ * allocates wslice (its initial values are the caller's to write). 0, or
+ * -1 on memory. */
+int dpgrad_zero3_weights(dpgrad *d, size_t resident_lo);
+/* zero 3: dst[x - lo] = weight x of the flat vector for x in [lo, hi),
+ * from every dp rank's slice (an all-gather of their parts of the range;
+ * collective over dp). A rank's part at or above resident_lo must be in dst
+ * already (the resident tail, gathered in place). */
+void dpgrad_gather(dpgrad *d, size_t lo, size_t hi, float *dst);
 
 #endif /* TRIAD_DPGRAD_H */

@@ -238,8 +238,13 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
                  (long long)cost_shapes_param_elems(m, l, pp_rank));
         return -1;
     }
-    md->params = exec_mem_alloc(sizeof(float) * (size_t)off);
-    /* gradients: like the parameters, or with ZeRO-2 every block's in one
+    /* weights: the flat vector, or with ZeRO-3 a window every block's
+     * weights are gathered into before it computes, then the extras kept
+     * whole (shapes.h cost_shapes_weight_elems) */
+    md->zero3 = l->zero >= 3 && l->dp > 1;
+    md->weight_elems = cost_shapes_weight_elems(m, l, pp_rank);
+    md->params = exec_mem_alloc(sizeof(float) * (size_t)md->weight_elems);
+    /* gradients: like the parameters, or with ZeRO-2 and -3 every block's in one
      * window (the trainer reduce-scatters and zeroes it after each block's
      * backward) followed by the extras' (shapes.h cost_shapes_grad_elems) */
     int64_t ext_off = md->n_layers > 0 ? md->p[md->n_layers * EXEC_LAYER_PARAMS].offset : 0;
@@ -269,11 +274,16 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     for (int i = 0; i < md->n_p; i++) {
         exec_param *p = &md->p[i];
         float *w = md->params + p->offset, *g = md->grads + p->offset;
-        if (!md->grads_flat) /* block L's tensors at their place in the window, the extras after it */
-            g = p->layer >= 0 ? md->grads + (p->offset - md->p[(i / nl) * nl].offset)
-                              : md->grads + block + (p->offset - ext_off);
-        init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
-        md->ops->to_device(w, host, (int64_t)sizeof(float) * p->shape.elems);
+        /* block L's tensors at their place in the window, the extras after it */
+        int64_t in_window = p->layer >= 0 ? p->offset - md->p[(i / nl) * nl].offset : block + (p->offset - ext_off);
+        if (!md->grads_flat)
+            g = md->grads + in_window;
+        if (md->zero3)
+            w = md->params + in_window;
+        if (!md->zero3 || p->layer < 0) { /* ZeRO-3: a block's weights live in the dp slices (exec_model_init_slice) */
+            init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
+            md->ops->to_device(w, host, (int64_t)sizeof(float) * p->shape.elems);
+        }
         if (p->layer >= 0) {
             int L = i / nl, j = i % nl; /* local block: the table lists blocks first, 12 tensors each */
             md->lp[L][j] = w;
@@ -420,7 +430,7 @@ void exec_model_free(exec_model *md)
 {
     if (!md)
         return;
-    exec_mem_free(md->params, sizeof(float) * (size_t)md->n_params);
+    exec_mem_free(md->params, sizeof(float) * (size_t)md->weight_elems);
     exec_mem_free(md->grads, sizeof(float) * (size_t)md->grad_elems);
     exec_mem_free(md->acts, sizeof(float) * (size_t)md->act_elems);
     exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
@@ -431,6 +441,38 @@ void exec_model_free(exec_model *md)
     free(md->h_stats);
     free(md->p);
     memset(md, 0, sizeof *md);
+}
+
+int exec_model_init_slice(exec_model *md, uint64_t seed, int64_t lo, int64_t hi, float *dst)
+{
+    int64_t biggest = 0;
+    for (int i = 0; i < md->n_p; i++)
+        if (md->p[i].shape.elems > biggest)
+            biggest = md->p[i].shape.elems;
+    float *host = malloc(sizeof(float) * (size_t)(biggest > 0 ? biggest : 1));
+    if (!host)
+        return -1;
+    for (int i = 0; i < md->n_p; i++) {
+        const exec_param *p = &md->p[i];
+        int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->shape.elems;
+        b = b < hi ? b : hi;
+        if (b <= a)
+            continue;
+        init_tensor(md, host, p->shape.name, p->layer, &p->shape, seed);
+        md->ops->to_device(dst + (a - lo), host + (a - p->offset), (int64_t)sizeof(float) * (b - a));
+    }
+    free(host);
+    return 0;
+}
+
+/* ZeRO-3: block L's weights into the window before it computes */
+static void need_weights(exec_model *md, int L)
+{
+    if (!md->zero3)
+        return;
+    const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
+    md->wgather.gather(md->wgather.ctx, md->lp[L][P_LN1W], first->offset,
+                       last->offset + last->shape.elems - first->offset);
 }
 
 void exec_model_zero_grad(exec_model *md)
@@ -547,6 +589,7 @@ float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *t
         /* with full recompute the block's intermediates land in the shared
          * recompute buffers; only its output (the next input) is kept */
         float *o = L + 1 < hi ? md->la[L + 1][A_INP] : head ? md->lnf_in : out;
+        need_weights(md, L);
         block_forward(md, L, o);
     }
     return head ? head_forward(md, targets) : 0.0f;
@@ -590,6 +633,7 @@ void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *t
     }
     for (int L = hi - 1; L >= lo; L--) {
         float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
+        need_weights(md, L); /* ZeRO-3: gathered again (the window held another block since) */
         if (md->recompute_full) {
             /* recompute the whole block from its kept input */
             float *tmp_out = md->d_ln2; /* (B,T,C) scratch, free until fcproj backward */

@@ -60,6 +60,13 @@ typedef struct {
     int decay;            /* AdamW weight decay applies (2-D weights) */
 } exec_param;
 
+/* ZeRO-3: fills dst with the weights [offset, offset + count) of the flat
+ * vector (the trainer's all-gather over dp) before a block computes. */
+typedef struct {
+    void (*gather)(void *ctx, float *dst, int64_t offset, int64_t count);
+    void *ctx;
+} exec_weight_hook;
+
 typedef struct {
     spec_model m;
     spec_layout l;
@@ -75,7 +82,11 @@ typedef struct {
 
     exec_param *p;             /* every parameter tensor, storage order */
     int n_p;
-    float *params;             /* flat, n_params elements */
+    float *params;             /* the weight slab (weight_elems): the flat vector, or with ZeRO-3 (zero 3,
+                                  dp > 1) one block's window then the extras */
+    int64_t weight_elems;
+    int zero3;                 /* blocks' weights gathered into the window before each forward and backward */
+    exec_weight_hook wgather;  /* zero3: set by the trainer */
     float *grads;              /* the gradient slab (grad_elems): the flat vector like params, or with
                                   ZeRO-2 (zero 2, dp > 1) one block's window then the extras */
     int64_t n_params, grad_elems;
@@ -139,6 +150,11 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
                          const exec_grad_hook *hook);
 
 void exec_model_zero_grad(exec_model *md);
+
+/* ZeRO-3: write the initial weights [lo, hi) of the flat vector (a dp
+ * slice) into dst (backend memory), as exec_model_init would have put
+ * them in a whole vector. 0, or -1 on memory. */
+int exec_model_init_slice(exec_model *md, uint64_t seed, int64_t lo, int64_t hi, float *dst);
 
 /* With sp: sum the LayerNorm weight gradients (partial over token shards)
  * over the tp group. grads[o] is element o of the flat gradient vector for

@@ -79,6 +79,63 @@ static void dp_ready(void *ctx, int64_t offset, int64_t count)
     dpgrad_mark_ready(c->dg, seg);
 }
 
+/* ZeRO-3: the model asks for a block's weights before it computes */
+typedef struct {
+    dpgrad *dg;
+    int n; /* gathers since the last reset */
+} zero3_ctx;
+
+static void zero3_gather(void *ctx, float *dst, int64_t offset, int64_t count)
+{
+    zero3_ctx *z = ctx;
+    dpgrad_gather(z->dg, (size_t)offset, (size_t)(offset + count), dst);
+    z->n++;
+}
+
+/* ZeRO-3 keeps the blocks' weights in the dp slices: a dump or a checkpoint
+ * (which read and write md->params + offset) sees the stage's whole flat
+ * vector, gathered into a temporary buffer for as long as it runs
+ * (collective over dp; not in the run's memory figures, like the host
+ * buffers a checkpoint is written through). zero3_unflatten puts the slab
+ * back, after copying the flat vector into the slice and the resident
+ * extras when `loaded` (a resumed run). No-ops without ZeRO-3. */
+typedef struct {
+    float *slab, *full;
+} zero3_view;
+
+static int zero3_flatten(exec_model *md, dpgrad *dg, zero3_view *z)
+{
+    memset(z, 0, sizeof *z);
+    if (!md->zero3)
+        return 0;
+    size_t bytes = sizeof(float) * (size_t)md->n_params, tail = (size_t)md->n_params - dg->resident_lo;
+    if (!(z->full = md->ops->alloc((int64_t)bytes)))
+        return -1;
+    dpgrad_gather(dg, 0, dg->resident_lo, z->full);
+    md->ops->copy(z->full + dg->resident_lo, md->params + (md->weight_elems - (int64_t)tail),
+                  (int64_t)(sizeof(float) * tail));
+    z->slab = md->params;
+    md->params = z->full;
+    return 0;
+}
+
+static void zero3_unflatten(exec_model *md, dpgrad *dg, zero3_view *z, int loaded)
+{
+    if (!z->full)
+        return;
+    size_t lo, hi, tail = (size_t)md->n_params - dg->resident_lo;
+    if (loaded) {
+        dpgrad_slice(dg, &lo, &hi);
+        if (dg->wslice_elems)
+            md->ops->copy(dg->wslice, z->full + lo, (int64_t)(sizeof(float) * dg->wslice_elems));
+        md->ops->copy(z->slab + (md->weight_elems - (int64_t)tail), z->full + dg->resident_lo,
+                      (int64_t)(sizeof(float) * tail));
+    }
+    md->params = z->slab;
+    md->ops->free(z->full);
+    memset(z, 0, sizeof *z);
+}
+
 /* The model as a pipeline stage (pipeline.h callbacks). With one chunk per
  * rank, micro-batch mb of the current step lives in activation slot
  * mb % n_slots (1F1B and GPipe free them in forward order). Interleaved,
@@ -91,7 +148,7 @@ typedef struct {
     int64_t first_sample; /* this dp rank's first sample of the step */
     int n_micro;
     const exec_grad_hook *hook; /* dp > 1: a chunk's blocks start their buckets in its last backward, or NULL */
-    int hook_every;       /* ZeRO-2: every backward reduces its blocks (not only the chunk's last) */
+    int hook_every;       /* ZeRO-2 and -3: every backward reduces its blocks (not only the chunk's last) */
     int *slot_of;         /* interleaved: (mb * v + chunk) -> its slot while in flight; NULL otherwise */
     int *free_slots, n_free;
 } stage_ctx;
@@ -175,10 +232,6 @@ int exec_train_run(const exec_train_opts *o)
     }
     if (spec_layout_check(&l, m, o->global_batch, -1, err)) {
         log_msg("%s", err);
-        return TRIAD_EXIT_INPUT;
-    }
-    if (l.zero > 2) {
-        log_msg("train: this build trains with zero 0, 1 or 2; layout has zero=%d", l.zero);
         return TRIAD_EXIT_INPUT;
     }
     exec_data *data = NULL;
@@ -304,16 +357,33 @@ int exec_train_run(const exec_train_opts *o)
         }
         free(seg), free(seg_ptr), free(per_micro);
         if (l.zero >= 1) {
-            /* the slice's gradient and optimizer state (and ZeRO-2's landing
-             * buffer) are memory this run holds */
-            int64_t extra = (int64_t)sizeof(float) * (int64_t)(3 * dg.shard_elems + dg.tmp_elems);
+            /* the slice's gradient and optimizer state (ZeRO-2's and -3's
+             * landing buffer, ZeRO-3's weights) are memory this run holds */
+            size_t resident_lo = (size_t)md.p[md.n_layers * EXEC_LAYER_PARAMS].offset;
+            if (md.zero3 && dpgrad_zero3_weights(&dg, resident_lo)) {
+                log_msg("train: cannot allocate the ZeRO-3 weight slice");
+                return TRIAD_EXIT_FAIL;
+            }
+            int64_t extra = (int64_t)sizeof(float) * (int64_t)(3 * dg.shard_elems + dg.tmp_elems + dg.wslice_elems);
             exec_mem_account(extra);
             decay_mask = calloc((size_t)n, 1);
             for (int i = 0; i < md.n_p; i++)
                 if (md.p[i].decay)
                     memset(decay_mask + md.p[i].offset, 1, (size_t)md.p[i].shape.elems);
         }
+        if (md.zero3) {
+            /* the rank's slice of the blocks' weights (the model holds the extras whole) */
+            size_t lo, hi;
+            dpgrad_slice(&dg, &lo, &hi);
+            if (exec_model_init_slice(&md, o->seed, (int64_t)lo, (int64_t)(lo + dg.wslice_elems), dg.wslice)) {
+                log_msg("train: cannot initialise the ZeRO-3 weight slice");
+                return TRIAD_EXIT_FAIL;
+            }
+        }
     }
+    zero3_ctx z3 = {&dg, 0};
+    md.wgather = (exec_weight_hook){zero3_gather, &z3};
+    zero3_view zv;
     /* measured and predicted peaks of every pipeline stage (pp > 1) */
     int64_t *stage_mem = calloc((size_t)(2 * l.pp), sizeof(int64_t));
 
@@ -351,7 +421,9 @@ int exec_train_run(const exec_train_opts *o)
     }
     if (o->dump_dir) {
         mkdir(o->dump_dir, 0755);
-        exec_model_dump(&md, o->dump_dir, "init_", 0);
+        if (!zero3_flatten(&md, &dg, &zv))
+            exec_model_dump(&md, o->dump_dir, "init_", 0);
+        zero3_unflatten(&md, &dg, &zv, 0);
         char path[4096];
         snprintf(path, sizeof path, "%s/config.txt", o->dump_dir);
         FILE *f = fopen(path, "w");
@@ -377,7 +449,11 @@ int exec_train_run(const exec_train_opts *o)
     int first_step = 1;
     if (o->resume) {
         int got = 0;
-        int rc = exec_ckpt_load_latest(o->ckpt_dir, &md, &ck, &got, err);
+        int rc = zero3_flatten(&md, &dg, &zv) ? -1 : exec_ckpt_load_latest(o->ckpt_dir, &md, &ck, &got, err);
+        if (rc < 0 && !zv.full && md.zero3)
+            snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld weights to load a checkpoint into",
+                     (long long)md.n_params);
+        zero3_unflatten(&md, &dg, &zv, rc == 0);
         if (rc < 0)
             log_msg("%s", err);
         /* every rank resumes from the same step, or none does */
@@ -416,7 +492,7 @@ int exec_train_run(const exec_train_opts *o)
         if (l.pp > 1) {
             stage_ctx sc = {&md, data, tok, tgt,
                             (int64_t)(step - 1) * o->global_batch + (int64_t)g.dp_rank * n_micro * B,
-                            (int)n_micro, l.dp > 1 ? &pipe_hook : NULL, l.dp > 1 && l.zero == 2, il_slot_of,
+                            (int)n_micro, l.dp > 1 ? &pipe_hook : NULL, l.dp > 1 && l.zero >= 2, il_slot_of,
                             il_free, 0};
             if (il_slot_of) /* every slot free; slot 0 is taken first */
                 for (int k = 0; k < n_slots; k++)
@@ -443,8 +519,8 @@ int exec_train_run(const exec_train_opts *o)
                 write_ints(o->dump_dir, name, tgt, (int64_t)B * T);
             }
             loss += exec_model_forward(&md, tok, tgt);
-            /* the last micro-batch starts the buckets; ZeRO-2 reduces every one */
-            int hooked = l.dp > 1 && (mb == n_micro - 1 || l.zero == 2);
+            /* the last micro-batch starts the buckets; ZeRO-2 and -3 reduce every one */
+            int hooked = l.dp > 1 && (mb == n_micro - 1 || l.zero >= 2);
             exec_model_backward(&md, tok, tgt, 1.0f / (float)n_micro, hooked ? &hook : NULL);
         }
         loss /= (double)n_micro;
@@ -458,6 +534,14 @@ int exec_train_run(const exec_train_opts *o)
                 log_msg("train: ZeRO-2: %d reduce-scatters a step (each block after each of its %lld backward%s, "
                         "the embedding once); gradients held: one block's window, the embedding's and a 1/%d slice",
                         dg.last_reduced, (long long)n_micro, n_micro == 1 ? "" : "s", l.dp);
+            if (step == first_step && lead && !o->quiet && l.zero == 3)
+                log_msg("train: ZeRO-3: %d weight gathers and %d gradient reduce-scatters a step (each block "
+                        "before each of its %lld forward%s and backward%s, the embedding's gradient once); held: "
+                        "one block's window of weights and one of gradients, the embedding whole, a 1/%d slice "
+                        "of the rest",
+                        z3.n, dg.last_reduced, (long long)n_micro, n_micro == 1 ? "" : "s", n_micro == 1 ? "" : "s",
+                        l.dp);
+            z3.n = 0;
             comm_allreduce_sum(g.dp, &loss, 1, COMM_F64);
             loss /= l.dp;
         }
@@ -555,7 +639,7 @@ int exec_train_run(const exec_train_opts *o)
         }
         if (o->dump_dir && step == 1) {
             if (exec_model_dump(&md, o->dump_dir, "grad1_", 1) && !md.grads_flat && lead)
-                log_msg("train: ZeRO-2 holds no whole gradient: no grad1_ dump");
+                log_msg("train: ZeRO-%d holds no whole gradient: no grad1_ dump", l.zero);
             char path[4096];
             snprintf(path, sizeof path, "%s/loss1.txt", o->dump_dir);
             FILE *f = fopen(path, "w");
@@ -571,9 +655,10 @@ int exec_train_run(const exec_train_opts *o)
                 exec_backend()->scale(md.grads, (float)(o->clip / norm), n);
         }
         double lr = exec_train_lr(o, step);
-        if (l.dp > 1 && l.zero >= 1)
-            dpgrad_zero_adamw(&dg, md.params, decay_mask, (float)lr, (float)o->beta1, (float)o->beta2,
-                               (float)o->eps, (float)o->weight_decay, step);
+        if (l.dp > 1 && l.zero >= 1) /* ZeRO-3: the resident extras, after the window */
+            dpgrad_zero_adamw(&dg, md.zero3 ? md.params + (md.weight_elems - (n - (int64_t)dg.resident_lo)) : md.params,
+                              decay_mask, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                              (float)o->weight_decay, step);
         else
         for (int i = 0; i < md.n_p; i++) {
             exec_param *p = &md.p[i];
@@ -581,14 +666,25 @@ int exec_train_run(const exec_train_opts *o)
                            p->shape.elems, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
                            p->decay ? (float)o->weight_decay : 0.0f, step);
         }
-        if (o->dump_dir && step == 5)
-            exec_model_dump(&md, o->dump_dir, "step5_", 0);
+        if (o->dump_dir && step == 5) {
+            if (!zero3_flatten(&md, &dg, &zv))
+                exec_model_dump(&md, o->dump_dir, "step5_", 0);
+            zero3_unflatten(&md, &dg, &zv, 0);
+        }
         /* collective: every rank writes its shard, rank 0 the manifest */
-        if (o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps) &&
-            exec_ckpt_save(o->ckpt_dir, step, &md, &ck, o->ckpt_keep, err)) {
-            log_msg("%s", err);
-            status = TRIAD_EXIT_FAIL;
-            break;
+        if (o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps)) {
+            int rc = zero3_flatten(&md, &dg, &zv);
+            if (rc)
+                snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld weights to write a checkpoint from",
+                         (long long)md.n_params);
+            else
+                rc = exec_ckpt_save(o->ckpt_dir, step, &md, &ck, o->ckpt_keep, err);
+            zero3_unflatten(&md, &dg, &zv, 0);
+            if (rc) {
+                log_msg("%s", err);
+                status = TRIAD_EXIT_FAIL;
+                break;
+            }
         }
         exec_backend()->sync(); /* a device backend's last kernels belong to this step */
         double dt = now_s() - t0, comm_s = comm_time_s() - comm0;
@@ -622,9 +718,15 @@ int exec_train_run(const exec_train_opts *o)
         }
     }
     /* one rank of every pipeline stage writes its part of the final weights */
-    if (g.dp_rank == 0 && o->final_dir && status == TRIAD_EXIT_OK && exec_model_dump(&md, o->final_dir, "final_", 0)) {
-        log_msg("train: cannot write the final weights into '%s'", o->final_dir);
-        status = TRIAD_EXIT_FAIL;
+    if (o->final_dir && status == TRIAD_EXIT_OK) {
+        int rc = zero3_flatten(&md, &dg, &zv); /* every dp rank gathers */
+        if (!rc && g.dp_rank == 0)
+            rc = exec_model_dump(&md, o->final_dir, "final_", 0);
+        zero3_unflatten(&md, &dg, &zv, 0);
+        if (rc) {
+            log_msg("train: cannot write the final weights into '%s'", o->final_dir);
+            status = TRIAD_EXIT_FAIL;
+        }
     }
     if (lead && !o->quiet)
         fprintf(stderr, "triad: memory peak %.3f MB measured, %.3f MB predicted (%+.2f%%)\n",

@@ -34,8 +34,7 @@ static void usage(FILE *f)
 static const char *REJ_NAMES[PLAN_REJ_COUNT] = {
     "tp does not divide heads", "tp does not divide ffn", "tp does not divide vocab",
     "pp exceeds layers", "batch / layout mismatch", "interleaving not possible",
-    "sp needs tp | seq", "does not fit device memory", "tp wider than a node",
-    "not run by triad train"};
+    "sp needs tp | seq", "does not fit device memory", "tp wider than a node"};
 
 static void print_table(const plan_search_opts *o, const plan_result *r, int top)
 {

@@ -88,9 +88,10 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     pr->act_block_bytes[0] = (double)blk.act_bytes;
     double block = (double)cost_shapes_sum_elems(t, n);
     pr->static_block_bytes = bpp * block;
-    /* ZeRO-2 as the executor runs it (cost_memory_rank): the extras keep
-     * their whole gradient too, and a stage holds one block's window and a
-     * landing buffer besides */
+    /* ZeRO-2 and -3 as the executor runs them (cost_memory_rank): the
+     * extras keep their whole gradient too (ZeRO-3: and their whole
+     * weights), and a stage holds one block's window of gradients (ZeRO-3:
+     * and one of weights) and a landing buffer besides */
     int zero2 = l->zero == 2 && dp > 1, zero3 = l->zero >= 3 && dp > 1;
     int64_t mb = spec_layout_n_micro(l, batch);
     for (int s = 0; s < l->pp; s++) {
@@ -100,10 +101,8 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
         n = cost_shapes_extra_params(m, l, s, t, 64);
         double extra_params = (double)cost_shapes_sum_elems(t, n);
         n = cost_shapes_scratch(m, l, s, t, 64);
-        /* ZeRO-3 (cost_memory_rank): two gathered blocks of weights and of
-         * gradients, the embedding's whole weights and gradients */
         mem_extra[s] = (bpp + (zero2 ? eb : zero3 ? 2.0 * eb : 0.0)) * extra_params +
-                       eb * (double)cost_shapes_sum_elems(t, n) + (zero2 ? 2.0 * eb * block : zero3 ? 4.0 * eb * block : 0.0);
+                       eb * (double)cost_shapes_sum_elems(t, n) + (zero2 ? 2.0 * eb * block : zero3 ? 3.0 * eb * block : 0.0);
         n = cost_shapes_extra_acts(m, l, s, t, 64);
         act_extra[s] = eb * (double)cost_shapes_sum_elems(t, n);
         in_flight[s] = cost_in_flight(l, s, mb);
@@ -283,12 +282,6 @@ int plan_search(const plan_search_opts *o, plan_result *res, char err[SPEC_ERR_L
                                     l.recompute = (spec_recompute)rc;
                                     l.zero = zero;
                                     l.sp = sp;
-                                    if (executor && zero > 2) {
-                                        reject(rj, PLAN_REJ_EXECUTOR, "a measured executor profile plans for "
-                                               "triad train, which runs ZeRO 0, 1 and 2 (layout has zero=%d, dp %lld)",
-                                               zero, (long long)dp);
-                                        continue;
-                                    }
                                     if (sp && m->seq % tp) {
                                         reject(rj, PLAN_REJ_SP_SEQ, "sp needs tp=%d to divide seq=%lld", tp,
                                                (long long)m->seq);

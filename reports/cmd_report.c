@@ -73,7 +73,7 @@ static void usage(FILE *f)
             "usage: triad report --model M --gpus N --global-batch B --out DIR [--profile FILE]\n"
             "                    [--steps 12] [--warmup-steps 3] [--mbs 1,2,4] [--data D (markov over the vocab)]\n"
             "                    [--repeat 2] [--confirm 2] [--measured DIR] [--device cpu|cuda|emu] [--attn explicit|flash|explicit,flash]\n"
-            "                    [--precision fp32|bf16] [--schedules 1f1b,gpipe,interleaved] [--zero 0,1,2] [--force]\n"
+            "                    [--precision fp32|bf16] [--schedules 1f1b,gpipe,interleaved] [--zero 0,1,2,3] [--force]\n"
             "\n"
             "Runs every feasible layout of the job on this machine (N ranks under mpirun, on the\n"
             "backend of --device, cpu by default: the one the profile measured), joins the\n"
@@ -314,7 +314,7 @@ static int write_plots(const char *dir, const report_row *rows, int n, const cha
         snprintf(lab, sizeof lab, "dp%d tp%d pp%d mbs%d%s%s", ol->dp, ol->tp, ol->pp, ol->mbs,
                  ol->pp == 1 ? "" : ol->schedule == SPEC_SCHED_GPIPE ? " gpipe"
                                   : ol->schedule == SPEC_SCHED_INTERLEAVED ? " interl." : " 1f1b",
-                 ol->zero == 1 ? " z1" : ol->zero == 2 ? " z2" : "");
+                 ol->zero == 1 ? " z1" : ol->zero == 2 ? " z2" : ol->zero == 3 ? " z3" : "");
         fprintf(f, "%d \"%s\" %.6g %.6g\n", i, lab, 1e3 * order[i]->pred_s, 1e3 * order[i]->meas_s);
     }
     fclose(f);
@@ -538,13 +538,13 @@ int report_cmd_report(int argc, char **argv)
     int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("report: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
-    int zeros[3], n_zero = 0;
+    int zeros[4], n_zero = 0;
     {
         char list[64];
         snprintf(list, sizeof list, "%s", zero_s);
         for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (strlen(t) != 1 || t[0] < '0' || t[0] > '2' || n_zero == 3)
-                log_die_input("report: --zero '%s': '%s' is not a ZeRO stage triad train runs (0, 1 or 2)", zero_s, t);
+            if (strlen(t) != 1 || t[0] < '0' || t[0] > '3' || n_zero == 4)
+                log_die_input("report: --zero '%s': '%s' is not a ZeRO stage (0, 1, 2 or 3)", zero_s, t);
             zeros[n_zero++] = t[0] - '0';
         }
         if (n_zero == 0)

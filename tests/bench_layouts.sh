@@ -15,7 +15,7 @@ echo "# model $M, global batch 4, fp32, 1 thread per rank, $(nproc --all) cores,
 printf '%-36s %6s %12s %12s %10s\n' "layout" "ranks" "step s" "tokens/s" "memory"
 printf '%-36s %6s %12s %12s %10s\n' "" "" "(median)" "(median)" "(MB, peak)"
 for spec in "1 mbs=2" "2 dp=2,mbs=2" "2 dp=2,mbs=2,zero=1" "2 dp=2,mbs=2,zero=2" "2 dp=2,mbs=1,zero=1" \
-            "2 dp=2,mbs=1,zero=2" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
+            "2 dp=2,mbs=1,zero=2" "2 dp=2,mbs=2,zero=3" "2 dp=2,mbs=1,zero=3" "2 tp=2,mbs=2" "2 pp=2,mbs=1,schedule=1f1b" \
             "2 pp=2,mbs=1,schedule=gpipe" "2 pp=2,mbs=1,schedule=interleaved,v=2"; do
   set -- $spec
   if mpirun --oversubscribe -np $1 $T train --model $M --layout $2,precision=fp32 --global-batch 4 \

@@ -185,7 +185,7 @@ train_check() {
   python3 tests/gpu/loss_match.py "$t/cpu_flash.csv" "$t/gpu_flash.csv" 1e-4 "attn=flash, one GPU rank vs CPU" || st=1
   $TR train $D --layout mbs=1,precision=fp32 --device cuda --metrics "$t/gpu1.csv" || return 1
   for spec in "4 dp=2,tp=2,zero=1,sp=1" "4 tp=2,pp=2,schedule=1f1b" "4 dp=2,pp=2,schedule=gpipe" \
-              "2 pp=2,schedule=interleaved,v=2" "4 dp=2,pp=2,zero=2,schedule=1f1b"; do
+              "2 pp=2,schedule=interleaved,v=2" "4 dp=2,pp=2,zero=2,schedule=1f1b" "4 dp=2,pp=2,zero=3,schedule=1f1b"; do
     set -- $spec
     mpirun --oversubscribe -np $1 $TR train $D --layout "$2,mbs=1,precision=fp32" --device cuda \
       --metrics "$t/$2.csv" || { echo "FAIL $2 on the GPU"; st=1; continue; }

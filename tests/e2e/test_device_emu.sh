@@ -34,7 +34,8 @@ run() { # np layout device tag [extra...]
 
 for spec in "1 mbs=2" "2 tp=2,sp=1,mbs=2" "4 dp=2,tp=2,zero=1,sp=1,mbs=1" "4 tp=2,pp=2,schedule=1f1b,mbs=1" \
             "4 dp=2,pp=2,schedule=gpipe,mbs=1" "2 pp=2,schedule=interleaved,v=2,mbs=1" "2 dp=2,recompute=full,mbs=2" \
-            "4 dp=2,tp=2,sp=1,attn=flash,mbs=1" "4 dp=2,pp=2,zero=2,schedule=1f1b,mbs=1"; do
+            "4 dp=2,tp=2,sp=1,attn=flash,mbs=1" "4 dp=2,pp=2,zero=2,schedule=1f1b,mbs=1" \
+            "4 dp=2,pp=2,zero=3,schedule=1f1b,mbs=1"; do
   set -- $spec; np=$1; lay=$2; tag=$(echo "$lay" | tr ',=' '__')
   if ! run "$np" "$lay" cpu "c_$tag"; then echo "FAIL $lay on cpu"; grep -m3 triad: "$tmp/c_$tag.err"; fail=1; continue; fi
   if ! run "$np" "$lay" emu "e_$tag"; then

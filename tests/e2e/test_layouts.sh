@@ -2,7 +2,7 @@
 # test_layouts.sh — every parallel layout of `tiny` trains exactly like one
 # rank: on a fixed seed and batch, each of dp2, tp2, pp2, dp2*tp2, dp2*pp2,
 # tp2*pp2 and dp2*tp2*pp2 — with and without ZeRO-1 where dp > 1 (and six
-# ZeRO-2 layouts, dp4 among them), with GPipe
+# ZeRO-2 and seven ZeRO-3 layouts, dp4 among them), with GPipe
 # and 1F1B and interleaved 1F1B (two chunks per rank) where pp > 1, with and without sequence parallelism where tp > 1
 # (and three sp layouts with two sequences per micro-batch) — gives the single-rank loss at every one of 20 steps
 # within 1e-5 relative, and the same final parameters within 1e-5 (relative
@@ -48,6 +48,12 @@ layouts+=("2 M6:pp=2,schedule=interleaved,v=2,stages=2:1:1:2,mbs=1 M6:mbs=1")
 layouts+=("2 dp=2,zero=2,mbs=1" "4 dp=4,zero=2,mbs=1" "4 dp=2,tp=2,sp=1,zero=2,mbs=1"
           "4 dp=2,pp=2,zero=2,schedule=1f1b,mbs=1" "4 dp=2,pp=2,zero=2,schedule=interleaved,v=2,mbs=1"
           "8 dp=2,tp=2,pp=2,zero=2,sp=1,schedule=1f1b,mbs=1")
+# ZeRO-3 (each block's weights gathered from the dp slices before each of
+# its forwards and backwards, its gradients reduced as ZeRO-2's): the same
+# layouts, and with the whole block recomputed in backward
+layouts+=("2 dp=2,zero=3,mbs=1" "4 dp=4,zero=3,mbs=1" "4 dp=2,tp=2,sp=1,zero=3,mbs=1"
+          "4 dp=2,pp=2,zero=3,schedule=1f1b,mbs=1" "4 dp=2,pp=2,zero=3,schedule=interleaved,v=2,mbs=1"
+          "8 dp=2,tp=2,pp=2,zero=3,sp=1,schedule=1f1b,mbs=1" "2 dp=2,zero=3,recompute=full,mbs=1")
 layouts+=("2 tp=2,sp=1,mbs=2 tp=2,sp=0,mbs=2" "4 dp=2,tp=2,sp=1,zero=1,mbs=2 dp=2,tp=2,sp=0,zero=1,mbs=2"
           "4 tp=2,pp=2,sp=1,schedule=1f1b,mbs=2 tp=2,pp=2,sp=0,schedule=1f1b,mbs=2")
 

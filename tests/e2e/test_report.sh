@@ -34,10 +34,10 @@ mpirun -np 2 $T profile --model $M --mbs 1 --out "$tmp/p.csv" 2> "$tmp/e.log"; r
 $T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" > "$tmp/plan.txt" 2>&1 \
   && ok "triad plan reads the measured profile" || { cat "$tmp/plan.txt"; bad "plan --profile"; }
 # a profile of triad's executor plans for triad train: every proposed layout
-# must be one it runs (ZeRO 0-2, any schedule), and the best must train
+# must be one it runs (fp32, any ZeRO stage and schedule), and the best must train
 $T plan --model $M --cluster cpu --gpus 2 --global-batch 8 --profile "$tmp/p.csv" --top 100 --format csv \
   --out "$tmp/best.ini" > "$tmp/plan.csv" 2>/dev/null
-n=$(python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(len(r), sum(1 for x in r if int(x['zero'])>2 or x['precision']!='fp32'))" "$tmp/plan.csv")
+n=$(python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(len(r), sum(1 for x in r if int(x['zero'])>3 or x['precision']!='fp32'))" "$tmp/plan.csv")
 set -- $n
 if [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] &&
    mpirun -np 2 $T train --device cpu --plan "$tmp/best.ini" --data markov:vocab=64,order=1,seed=1 --steps 2 --quiet \
@@ -210,19 +210,19 @@ $T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 
 $T report --model $M --gpus 2 --global-batch 4 --schedules 1f1b,zb --out "$tmp/rt" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && [ "$(wc -l < "$tmp/e.log")" = 1 ] && grep -q -- "'zb' is not one of" "$tmp/e.log" \
   && ok "bad --schedules refused: $(cat "$tmp/e.log")" || bad "--schedules zb: rc=$rc $(cat "$tmp/e.log")"
-# --zero adds the ZeRO stages of the dp > 1 layouts: dp2 with ZeRO-0 and -2, tp2, pp2 1F1B; memory exact
+# --zero adds the ZeRO stages of the dp > 1 layouts: dp2 with ZeRO-0, -2 and -3, tp2, pp2 1F1B; memory exact
 $T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --confirm 0 \
-  --schedules 1f1b --zero 0,2 --profile "$tmp/p.csv" --out "$tmp/rz" > /dev/null 2> "$tmp/rz.log" || { cat "$tmp/rz.log"; bad "report --zero ran"; }
-python3 - "$tmp/rz/comparison.csv" <<'PY' && ok "--zero 0,2: dp2 z0 and z2, tp2, pp2; memory predicted to the byte" || bad "--zero 0,2: $(cut -d, -f1,12 "$tmp/rz/comparison.csv" | tr '\n' ' ')"
+  --schedules 1f1b --zero 0,2,3 --profile "$tmp/p.csv" --out "$tmp/rz" > /dev/null 2> "$tmp/rz.log" || { cat "$tmp/rz.log"; bad "report --zero ran"; }
+python3 - "$tmp/rz/comparison.csv" <<'PY' && ok "--zero 0,2,3: dp2 z0, z2 and z3, tp2, pp2; memory predicted to the byte" || bad "--zero 0,2,3: $(cut -d, -f1,12 "$tmp/rz/comparison.csv" | tr '\n' ' ')"
 import csv, sys
 r = list(csv.DictReader(open(sys.argv[1])))
 names = sorted(x['layout'] for x in r)
-assert len(r) == 4 and sum(' z2 ' in n for n in names) == 1, names
+assert len(r) == 5 and sum(' z2 ' in n for n in names) == 1 and sum(' z3 ' in n for n in names) == 1, names
 assert all(x['predicted_mem_bytes'] == x['measured_mem_bytes'] for x in r), [(x['layout'], x['mem_error_pct']) for x in r]
 PY
-$T report --model $M --gpus 2 --global-batch 4 --zero 0,3 --out "$tmp/ry" 2> "$tmp/e.log"; rc=$?
-[ $rc = 2 ] && [ "$(wc -l < "$tmp/e.log")" = 1 ] && grep -q -- "--zero '0,3': '3' is not" "$tmp/e.log" \
-  && ok "bad --zero refused: $(cat "$tmp/e.log")" || bad "--zero 0,3: rc=$rc $(cat "$tmp/e.log")"
+$T report --model $M --gpus 2 --global-batch 4 --zero 0,4 --out "$tmp/ry" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && [ "$(wc -l < "$tmp/e.log")" = 1 ] && grep -q -- "--zero '0,4': '4' is not" "$tmp/e.log" \
+  && ok "bad --zero refused: $(cat "$tmp/e.log")" || bad "--zero 0,4: rc=$rc $(cat "$tmp/e.log")"
 
 $T report --model $M --global-batch 4 --out "$tmp/x" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q -- "--gpus" "$tmp/e.log" && ok "missing --gpus refused" || bad "missing --gpus: rc=$rc"

@@ -7,7 +7,9 @@
 #  - a ZeRO-1 pipelined job (dp2.pp2, optimizer state sharded) resumes bit
 #    for bit on its own layout, and as tp2.dp2 ZeRO-1 (other shard bounds)
 #    and one rank within 1e-5, and as dp4 ZeRO-2; a dp2.tp2 ZeRO-2 job's
-#    checkpoint resumes as one rank and as dp2.pp2 ZeRO-1 within 1e-5;
+#    checkpoint resumes as one rank and as dp2.pp2 ZeRO-1 within 1e-5; a
+#    dp2.pp2 ZeRO-3 one (weights sliced, gathered for the write) on its own
+#    layout and as one rank, and a ZeRO-1 one as dp4 ZeRO-3;
 #  - one rank of a 4-rank job killed with SIGKILL at a random moment (three
 #    trials): mpirun exits non-zero within 30 s, no rank is left running,
 #    and the job resumed from its last complete checkpoint reproduces the
@@ -85,6 +87,14 @@ mp 4 $T train $D --layout $LZ2 --metrics "$tmp/partz2.csv" --checkpoint-dir "$tm
    --exit-after 5 2>/dev/null
 resume_as ckz2 5 "dp2.tp2 ZeRO-2 -> one rank" 1 mbs=1 refz.csv
 resume_as ckz2 5 "dp2.tp2 ZeRO-2 -> dp2.pp2 ZeRO-1" 4 mbs=1,dp=2,pp=2,zero=1,schedule=1f1b refz.csv
+# ZeRO-3 slices the weights too: a checkpoint holds the whole flat vectors
+# (gathered for the write) and its own layout reads them back into slices
+LZ3="mbs=1,dp=2,pp=2,zero=3,schedule=1f1b,precision=fp32"
+mp 4 $T train $D --layout $LZ3 --metrics "$tmp/partz3.csv" --checkpoint-dir "$tmp/ckz3" --checkpoint-every 5 \
+   --exit-after 5 2>/dev/null
+resume_as ckz3 5 "dp2.pp2 ZeRO-3 -> its own layout" 4 $LZ3 refz.csv
+resume_as ckz3 5 "dp2.pp2 ZeRO-3 -> one rank" 1 mbs=1 refz.csv
+resume_as ckz 5 "dp2.pp2 ZeRO-1 -> dp4 ZeRO-3" 4 mbs=1,dp=4,zero=3 refz.csv
 
 # ---- a rank killed with SIGKILL under mpirun -------------------------------------
 LK="mbs=1,dp=2,tp=2,precision=fp32"

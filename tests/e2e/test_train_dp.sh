@@ -67,23 +67,27 @@ for spec in "2 dp=2,mbs=1 2" "4 dp=2,pp=2,mbs=1,schedule=1f1b 2" "4 dp=2,pp=2,mb
 done
 # ZeRO-2 reduces each block after each of its backwards and the extras once:
 # 4 blocks x 4 micro-batches + 1 on dp2 (mbs 1, batch 8); with pp2 each
-# stage's 2 blocks x 4 + 1
-for spec in "2 dp=2,mbs=1 17" "4 dp=2,pp=2,mbs=1,schedule=1f1b 9"; do
+# stage's 2 blocks x 4 + 1. ZeRO-3 reduces the same and gathers each block's
+# weights before each of its forwards and each of its backwards (0 gathers
+# for ZeRO-2): 2 x 4 blocks x 4 micro-batches on dp2, 2 x 2 x 4 a stage with pp2
+for spec in "2 dp=2,mbs=1 2 0 17" "4 dp=2,pp=2,mbs=1,schedule=1f1b 2 0 9" "2 dp=2,mbs=1 3 32 17" \
+            "4 dp=2,pp=2,mbs=1,schedule=1f1b 3 16 9"; do
   set -- $spec
-  mpirun --oversubscribe -np $1 $T train ${D/--quiet/} --layout $2,zero=2,precision=fp32 --metrics "$tmp/z.csv" \
+  mpirun --oversubscribe -np $1 $T train ${D/--quiet/} --layout $2,zero=$3,precision=fp32 --metrics "$tmp/z.csv" \
      >/dev/null 2>"$tmp/z.err"
-  n=$(sed -n 's/.*ZeRO-2: \([0-9]*\) reduce-scatters a step.*/\1/p' "$tmp/z.err")
-  if [ "$n" = "$3" ] && losses_of_ref "$tmp/z.csv"
-  then echo "ok   $2,zero=2: $n reduce-scatters a step, losses of the single rank"
-  else echo "FAIL $2,zero=2: '$n' reduce-scatters a step (want $3)"; grep -m2 triad: "$tmp/z.err"; fail=1; fi
+  n=$(sed -n -e 's/.*ZeRO-2: \([0-9]*\) reduce-scatters a step.*/0 \1/p' \
+             -e 's/.*ZeRO-3: \([0-9]*\) weight gathers and \([0-9]*\) gradient reduce-scatters a step.*/\1 \2/p' "$tmp/z.err")
+  if [ "$n" = "$4 $5" ] && losses_of_ref "$tmp/z.csv"
+  then echo "ok   $2,zero=$3: $4 gathers and $5 reduce-scatters a step, losses of the single rank"
+  else echo "FAIL $2,zero=$3: '$n' gathers and reduce-scatters a step (want $4 $5)"; grep -m2 triad: "$tmp/z.err"; fail=1; fi
 done
 # memory of every pipeline stage: measured peak vs the cost model's prediction for that stage,
-# within 2% (gpt2-124m-sized blocks, 4 layers, seq 64)
+# within 2% (gpt2-124m-sized blocks, 4 layers, seq 64, a 4096-row vocabulary)
 for spec in "2 pp=2,schedule=1f1b" "2 pp=2,schedule=gpipe" "2 pp=2,schedule=interleaved,v=2" "4 tp=2,pp=2" "2 tp=2" "2 tp=2,sp=1" \
             "4 tp=2,pp=2,sp=1,schedule=1f1b" "4 dp=2,tp=2,sp=1,zero=1" "2 dp=2,zero=1" "2 dp=2,zero=2" \
-            "4 dp=2,pp=2,zero=2,schedule=1f1b"; do
+            "4 dp=2,pp=2,zero=2,schedule=1f1b" "2 dp=2,zero=3" "4 dp=2,pp=2,zero=3,schedule=1f1b"; do
   set -- $spec
-  mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64 --layout mbs=2,$2,precision=fp32 \
+  mpirun --oversubscribe -np $1 $T train --model gpt2-124m,layers=4,seq=64,vocab=4096 --layout mbs=2,$2,precision=fp32 \
      --global-batch 8 --data markov:vocab=512,order=1,seed=1 --steps 1 --metrics "$tmp/mem.csv" --quiet 2>/dev/null
   if python3 - "$tmp/mem.csv" "$2" <<'PY'
 import csv, sys
@@ -98,7 +102,7 @@ PY
 done
 # a non-finite gradient stops every rank with the tensor named, whether the
 # rank holds the whole mean gradient (its buckets already reduced) or a slice
-for lay in "dp=2" "dp=2,zero=2"; do
+for lay in "dp=2" "dp=2,zero=2" "dp=2,zero=3"; do
   timeout 60 mpirun --oversubscribe -np 2 $T train $D --layout $lay,mbs=1,precision=fp32 --inject-nan 3 >/dev/null \
     2>"$tmp/nan.err"; rc=$?
   if [ $rc = 1 ] && [ "$(grep -c 'step 3: .* is not finite (first: gradient of [a-z0-9]* in block [0-9])' "$tmp/nan.err")" = 1 ]; then

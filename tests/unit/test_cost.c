@@ -373,14 +373,18 @@ static void test_zero_memory_and_traffic(void **state)
     assert_int_equal(b.scratch_bytes - a.scratch_bytes, 4 * 103104);
     assert_int_equal(d.scratch_bytes - a.scratch_bytes, 4 * 49984);
     assert_int_equal(cost_shapes_grad_elems(&m, &z2, 0), 49984 + 6272);
-    /* ZeRO-3 (modelled, not trained): the slices plus two gathered blocks
-     * of weights and of gradients and the whole embedding of each */
+    /* ZeRO-3 as the executor runs it: the weights' slice, one block's
+     * window they are gathered into and the extras whole; the gradients
+     * and the landing buffer as ZeRO-2's */
     spec_layout z3 = layout("dp=2,zero=3,precision=fp32");
     cost_mem e;
     cost_memory_rank(&m, &z3, 8, 0, &e);
-    assert_int_equal(e.param_bytes, 4 * (103104 + 2 * 49984 + 6272));
-    assert_int_equal(e.grad_bytes, 4 * (103104 + 2 * 49984 + 6272));
+    assert_int_equal(e.param_bytes, 4 * (103104 + 49984 + 6272));
+    assert_int_equal(e.grad_bytes, 4 * (103104 + 49984 + 6272));
     assert_int_equal(e.optim_bytes, 8 * 103104);
+    assert_int_equal(e.scratch_bytes, d.scratch_bytes);
+    assert_int_equal(cost_shapes_weight_elems(&m, &z3, 0), 49984 + 6272);
+    assert_int_equal(cost_shapes_weight_elems(&m, &z2, 0), 206208);
     spec_layout z2one = layout("zero=2,precision=fp32"); /* dp 1: nothing to partition */
     assert_int_equal(cost_shapes_grad_elems(&m, &z2one, 0), 206208);
 
@@ -413,6 +417,30 @@ static void test_zero_memory_and_traffic(void **state)
     cost_comm_times(&m, &c, &z1, &p, &c1);
     assert_close(r2.dp_comm_exposed_s - r1.dp_comm_exposed_s, 8 * 4 * c2.zero2_rs_layer_s + c2.zero_rs_s - c1.zero_rs_s,
                  1e-9, 0);
+    /* ZeRO-3 without overlap: besides ZeRO-2's reduce-scatters, each block
+     * gathered twice per micro-batch (8 x 4 x 2 gathers of 49984 weights),
+     * and after the step only the extras' 6272 in place of the whole
+     * vector's */
+    cost_comm c3;
+    cost_comm_times(&m, &c, &z3, &p, &c3);
+    double ag = cost_collective_s(COST_ALLGATHER, 2, 4.0 * 49984, 0, &c, &p);
+    assert_close(c3.zero3_ag_layer_s, ag, 1e-12, 0);
+    assert_close(c3.zero3_fwd_layer_s, ag, 1e-12, 0);
+    assert_close(c3.zero3_bwd_layer_s, ag + c2.zero2_rs_layer_s, 1e-12, 0);
+    assert_close(c3.zero3_edge_s, 0, 0, 0);
+    assert_close(c3.zero2_bwd_layer_s, 0, 0, 0);
+    assert_close(c3.zero_rs_s, c2.zero_rs_s, 1e-12, 0);
+    assert_close(c3.zero_ag_s, cost_collective_s(COST_ALLGATHER, 2, 4.0 * 6272, 0, &c, &p), 1e-12, 0);
+    cost_result r3;
+    assert_int_equal(cost_predict(&m, &c, &z3, 16, &p, &r3, err), SPEC_OK);
+    assert_close(r3.dp_comm_exposed_s - r2.dp_comm_exposed_s, 8 * 4 * 2 * ag + c3.zero_ag_s - c2.zero_ag_s, 1e-9, 0);
+    /* with overlap (the A100 profile): the excess over compute, and the
+     * first gathers of forward and backward */
+    cost_comm_times(&m, &c, &z3, NULL, &c3);
+    assert_close(c3.zero3_edge_s, 2.0 * c3.zero3_ag_layer_s, 1e-12, 0);
+    assert_close(c3.zero3_bwd_layer_s,
+                 fmax(0.0, c3.zero3_ag_layer_s + c3.zero2_rs_layer_s - (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s)),
+                 1e-12, 0);
 }
 
 /* Fused attention (the H100 profile's flash_attention = 1, or attn=flash):

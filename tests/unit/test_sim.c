@@ -277,6 +277,23 @@ static void test_zero2_equals_closed_form(void **state)
     assert_close(cf.step_time_s - cf1.step_time_s,
                  16 * 12 * c2.zero2_rs_layer_s + c2.zero_rs_s - c1.zero_rs_s, 1e-9, 0);
     assert_true(cf.mem_peak_bytes < cf1.mem_peak_bytes);
+    /* ZeRO-3 on the same profile: the simulator's step is the closed
+     * form's, and it pays ZeRO-2's step plus two block gathers per block
+     * and micro-batch, and the extras' gather after the step in place of
+     * the whole vector's */
+    spec_layout l3;
+    assert_int_equal(spec_layout_parse("dp=2,zero=3,mbs=2", &l3, err), SPEC_OK);
+    cost_result cf3, sr3;
+    assert_int_equal(cost_predict(&m, &c, &l3, 64, &p, &cf3, err), SPEC_OK);
+    assert_int_equal(cost_sim_run(&m, &c, &l3, 64, &p, NULL, &sim, &sr3, err), SPEC_OK);
+    assert_close(sr3.step_time_s, cf3.step_time_s, 1e-9, 0);
+    assert_int_equal(sr3.mem_peak_bytes, cf3.mem_peak_bytes);
+    cost_sim_free(sim);
+    cost_comm c3;
+    cost_comm_times(&m, &c, &l3, &p, &c3);
+    assert_close(cf3.step_time_s - cf.step_time_s,
+                 16 * 12 * 2 * c3.zero3_ag_layer_s + c3.zero_ag_s - c2.zero_ag_s, 1e-9, 0);
+    assert_true(cf3.mem_peak_bytes < cf.mem_peak_bytes);
 }
 
 /* A pipelined layout of a real model: free communication and uniform
