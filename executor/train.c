@@ -92,7 +92,7 @@ static void zero3_gather(void *ctx, float *dst, int64_t offset, int64_t count)
     z->n++;
 }
 
-/* ZeRO-3 keeps the blocks' weights in the dp slices: a dump or a checkpoint
+/* ZeRO-3 keeps the blocks' weights in the dp slices: the final dump or a checkpoint
  * (which read and write md->params + offset) sees the stage's whole flat
  * vector, gathered into a temporary buffer for as long as it runs
  * (collective over dp; not in the run's memory figures, like the host
@@ -421,9 +421,7 @@ int exec_train_run(const exec_train_opts *o)
     }
     if (o->dump_dir) {
         mkdir(o->dump_dir, 0755);
-        if (!zero3_flatten(&md, &dg, &zv))
-            exec_model_dump(&md, o->dump_dir, "init_", 0);
-        zero3_unflatten(&md, &dg, &zv, 0);
+        exec_model_dump(&md, o->dump_dir, "init_", 0); /* one rank (cmd_train): never ZeRO-3's slices */
         char path[4096];
         snprintf(path, sizeof path, "%s/config.txt", o->dump_dir);
         FILE *f = fopen(path, "w");
@@ -666,11 +664,8 @@ int exec_train_run(const exec_train_opts *o)
                            p->shape.elems, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
                            p->decay ? (float)o->weight_decay : 0.0f, step);
         }
-        if (o->dump_dir && step == 5) {
-            if (!zero3_flatten(&md, &dg, &zv))
-                exec_model_dump(&md, o->dump_dir, "step5_", 0);
-            zero3_unflatten(&md, &dg, &zv, 0);
-        }
+        if (o->dump_dir && step == 5)
+            exec_model_dump(&md, o->dump_dir, "step5_", 0);
         /* collective: every rank writes its shard, rank 0 the manifest */
         if (o->ckpt_dir && o->ckpt_every > 0 && (step % o->ckpt_every == 0 || step == o->steps)) {
             int rc = zero3_flatten(&md, &dg, &zv);
