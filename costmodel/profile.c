@@ -542,6 +542,65 @@ int cost_profile_has_kernel(const cost_profile *p, const char *name)
     return 0;
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Rows of equal name, shape and math (a profile may time two ops of one
+ * name at one shape, always in the same order): the j-th such row of one
+ * profile is matched with the j-th of the other. */
+static int same_gemm(const profile_gemm *a, const profile_gemm *b)
+{
+    return a->m == b->m && a->n == b->n && a->k == b->k && a->prec == b->prec;
+}
+static int same_kern(const profile_kernel *a, const profile_kernel *b)
+{
+    return !strcmp(a->name, b->name) && a->m == b->m && a->n == b->n && a->k == b->k && a->prec == b->prec;
+}
+
+double cost_profile_speed_ratio(const cost_profile *base, const cost_profile *again, int *shapes)
+{
+    *shapes = 0;
+    if (!base || !again)
+        return NAN;
+    double *r = malloc(sizeof(double) * (size_t)(again->n_gemm + again->n_kern + 1));
+    if (!r)
+        return NAN;
+    int n = 0;
+    for (int i = 0; i < again->n_gemm; i++) {
+        int occ = 0;
+        for (int j = 0; j < i; j++)
+            occ += same_gemm(&again->gemm[j], &again->gemm[i]);
+        for (int j = 0; j < base->n_gemm; j++)
+            if (same_gemm(&base->gemm[j], &again->gemm[i]) && occ-- == 0) {
+                if (base->gemm[j].time_s > 0)
+                    r[n++] = again->gemm[i].time_s / base->gemm[j].time_s;
+                break;
+            }
+    }
+    for (int i = 0; i < again->n_kern; i++) {
+        int occ = 0;
+        for (int j = 0; j < i; j++)
+            occ += same_kern(&again->kern[j], &again->kern[i]);
+        for (int j = 0; j < base->n_kern; j++)
+            if (same_kern(&base->kern[j], &again->kern[i]) && occ-- == 0) {
+                if (base->kern[j].time_s > 0)
+                    r[n++] = again->kern[i].time_s / base->kern[j].time_s;
+                break;
+            }
+    }
+    double med = NAN;
+    if (n > 0) {
+        qsort(r, (size_t)n, sizeof r[0], cmp_dbl);
+        med = n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+    }
+    free(r);
+    *shapes = n;
+    return med;
+}
+
 int cost_profile_has_precision(const cost_profile *p, spec_precision prec)
 {
     if (!p || p->n_gemm == 0)

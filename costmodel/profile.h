@@ -38,5 +38,11 @@ int cost_profile_is_executor(const cost_profile *p);
 int cost_profile_has_precision(const cost_profile *p, spec_precision prec);
 /* 1 when a measured profile has rows of kernel `name` (profiles/README.md). */
 int cost_profile_has_kernel(const cost_profile *p, const char *name);
+/* How the compute rows of `again` (a second profile of the same machine
+ * and model) compare with base's: the median over the rows present in both
+ * (GEMMs and kernels of equal name, shape and math; the j-th of several
+ * such rows with the j-th) of again's time over base's; above 1 the machine
+ * ran slower the second time. *shapes: how many rows matched (0: NAN). */
+double cost_profile_speed_ratio(const cost_profile *base, const cost_profile *again, int *shapes);
 
 #endif /* TRIAD_PROFILE_H */

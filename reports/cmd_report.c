@@ -22,6 +22,10 @@
  * same statistic as triad profile's passes, so prediction and measurement
  * both describe the undisturbed machine). Outputs, in --out DIR:
  *   comparison.csv   one row per layout (schema in the README)
+ *   speed.csv        with a measured executor profile: the median ratio of
+ *                    the profile's kernels timed again (at the smallest
+ *                    micro-batch, before the first layout and after the
+ *                    last) to their profiled times: the machine's drift
  *   step_time.svg    predicted and measured step time per layout
  *   ranking.svg      measured vs predicted, one point per layout, y = x
  *   runs/            each run's metrics CSV and log
@@ -88,7 +92,11 @@ static void usage(FILE *f)
             "interleaved runs v=2 chunks per rank). --zero: the ZeRO stages of the layouts with\n"
             "dp > 1 (0 by default).\n"
             "--precision: the layouts' math (fp32 by default; bf16 on cuda or emu, predicted from\n"
-            "the profile's bf16 rows). The mpirun command\n"
+            "the profile's bf16 rows). With a profile of triad's executor the report times its\n"
+            "kernels again at the smallest micro-batch before the layouts and after them\n"
+            "(DIR/speed.csv, DIR/runs/speed_*.csv): how much slower or faster the machine ran\n"
+            "than when it was profiled, and the errors of the predictions at that speed.\n"
+            "The mpirun command\n"
             "is $TRIAD_MPIRUN (default: mpirun --oversubscribe); threads per rank are\n"
             "$OMP_NUM_THREADS (default: cores / N, at least 1).\n");
 }
@@ -180,18 +188,18 @@ static int read_metrics(const char *path, int skip, double *step_s, double *comm
 
 /* Run one layout: mpirun -np N <this triad> train ..., stdout and stderr to
  * the log. Returns the exit status (or -1 when it could not start). */
-static int run_layout(const char *mpirun, int n, const char *model, const char *layout, long long batch,
-                      const char *data, int steps, const char *metrics, const char *logpath, const char *device)
+/* mpirun -np n <this triad> args... (NULL-terminated, at most 20), its
+ * output into logpath; waits. Returns the exit status (128 + the signal
+ * that ended it), or -1 when it could not start. */
+static int run_triad(const char *mpirun, int n, const char *const *args, const char *logpath)
 {
     char self[4096];
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
     if (k <= 0)
         return -1;
     self[k] = 0;
-    char np[16], gb[32], st[16];
+    char np[16];
     snprintf(np, sizeof np, "%d", n);
-    snprintf(gb, sizeof gb, "%lld", batch);
-    snprintf(st, sizeof st, "%d", steps);
     /* the mpirun command may carry options: split it on spaces */
     char mcopy[1024];
     snprintf(mcopy, sizeof mcopy, "%s", mpirun);
@@ -199,12 +207,11 @@ static int run_layout(const char *mpirun, int n, const char *model, const char *
     int a = 0;
     for (char *tok = strtok(mcopy, " "); tok && a < 40; tok = strtok(NULL, " "))
         argv[a++] = tok;
-    /* the backend the profile measured (--device) */
-    const char *rest[] = {"-np", np, self, "train", "--device", device, "--model", model, "--layout", layout,
-                          "--global-batch", gb, "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics,
-                          "--quiet"};
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
-        argv[a++] = (char *)rest[i];
+    argv[a++] = "-np";
+    argv[a++] = np;
+    argv[a++] = self;
+    for (int i = 0; args[i] && i < 20; i++)
+        argv[a++] = (char *)args[i];
     argv[a] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -221,6 +228,18 @@ static int run_layout(const char *mpirun, int n, const char *model, const char *
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int run_layout(const char *mpirun, int n, const char *model, const char *layout, long long batch,
+                      const char *data, int steps, const char *metrics, const char *logpath, const char *device)
+{
+    char gb[32], st[16];
+    snprintf(gb, sizeof gb, "%lld", batch);
+    snprintf(st, sizeof st, "%d", steps);
+    /* the backend the profile measured (--device) */
+    const char *args[] = {"train", "--device", device, "--model", model, "--layout", layout, "--global-batch", gb,
+                          "--data", data, "--steps", st, "--lr", "1e-3", "--metrics", metrics, "--quiet", NULL};
+    return run_triad(mpirun, n, args, logpath);
 }
 
 /* v as comparison.csv writes it (%.6g): the order line ranks the file's
@@ -423,6 +442,40 @@ static int take_pass(const report_run *r, report_row *w, int i, int pass, const 
     w->passes++;
     w->ok = 1;
     return 0;
+}
+
+/* A shared machine's speed moves between the profile and the report, and
+ * moves every error one way with it. Re-time the profile's kernels now, at
+ * micro-batch mbs, into runs/speed_<when>.csv — triad profile with its
+ * default samples and passes, the statistic a profile is taken with (one
+ * pass of 3 samples, which includes the first calls' warm-up, timed the
+ * demo's kernels 1.41x a default profile taken the same minute): seconds —
+ * and return the median ratio of the new times to the profile's
+ * (cost_profile_speed_ratio; above 1: slower now), NAN when the profile
+ * could not run. */
+static double recheck_speed(const report_run *r, const cost_profile *prof, int mbs, const char *prec,
+                            const char *when, int *shapes)
+{
+    char mb[16], path[4300], logp[4300], err[SPEC_ERR_LEN];
+    snprintf(mb, sizeof mb, "%d", mbs);
+    snprintf(path, sizeof path, "%s/speed_%s.csv", r->runs, when);
+    snprintf(logp, sizeof logp, "%s/speed_%s.log", r->runs, when);
+    *shapes = 0;
+    fprintf(stderr, "triad: report: [machine speed, %s the layouts] the profile's kernels at mbs %d\n", when, mbs);
+    const char *args[] = {"profile", "--device", r->device, "--model", r->model, "--mbs", mb, "--precision", prec,
+                          "--out", path, "--force", NULL};
+    if (run_triad(r->mpirun, r->gpus, args, logp)) {
+        log_msg("report: re-timing the profile's kernels failed, see %s", logp);
+        return NAN;
+    }
+    cost_profile *again = NULL;
+    if (cost_profile_load(path, &again, err)) {
+        log_msg("%s", err);
+        return NAN;
+    }
+    double x = cost_profile_speed_ratio(prof, again, shapes);
+    cost_profile_free(again);
+    return x;
 }
 
 /* The layouts the report measures again (indices into rows, the measured
@@ -675,6 +728,13 @@ int report_cmd_report(int argc, char **argv)
     report_run run = {.mpirun = mpirun, .gpus = (int)gpus, .model = model_s, .data = data, .device = device,
                       .batch = batch, .steps = (int)steps, .warm = (int)warm, .measured = measured, .runs = runs};
     int failed = 0;
+    /* the machine's speed against the profile's, before the runs and after */
+    int recheck = prof && cost_profile_is_executor(prof) && !measured, n_before = 0, n_after = 0;
+    int mbs_min = mbs[0];
+    for (int i = 1; i < n_mbs; i++)
+        mbs_min = mbs[i] < mbs_min ? mbs[i] : mbs_min;
+    double speed_before = recheck ? recheck_speed(&run, prof, mbs_min, spec_precision_name(prec), "before", &n_before)
+                                  : NAN;
     for (int pass = 0; pass < repeat; pass++)
         for (int i = 0; i < n; i++) {
             if (pass > 0 && !rows[i].ok)
@@ -705,6 +765,9 @@ int report_cmd_report(int argc, char **argv)
                      j == 0 ? "the pick" : "contender", j + 1, n_cont);
             failed += take_pass(&run, w, contender[j], (int)repeat + c, what) < 0;
         }
+
+    double speed_after = recheck ? recheck_speed(&run, prof, mbs_min, spec_precision_name(prec), "after", &n_after)
+                                 : NAN;
 
     /* ---- ranks, errors, table ---- */
     report_row *order[MAX_LAYOUTS];
@@ -787,6 +850,34 @@ int report_cmd_report(int argc, char **argv)
         printf("  order: rank correlation (Spearman) %.2f between predicted and measured; signed mean error %+.1f%%\n"
                "    (below 0: predicted faster than measured)\n",
                rho, sum_signed / k);
+    if (recheck) {
+        /* The machine's own drift: a prediction made at the profile's
+         * speed, scaled by how much slower the kernels ran around the
+         * layouts, separates the model's error from the machine's. */
+        char csv[4300];
+        snprintf(csv, sizeof csv, "%s/speed.csv", out);
+        FILE *sf = fopen(csv, "w");
+        if (sf) {
+            fprintf(sf, "when,speed_ratio,shapes\nbefore,%.6g,%d\nafter,%.6g,%d\n", speed_before, n_before,
+                    speed_after, n_after);
+            fclose(sf);
+        }
+        double s = isfinite(speed_before) && isfinite(speed_after) ? 0.5 * (speed_before + speed_after)
+                   : isfinite(speed_before)                        ? speed_before
+                                                                    : speed_after;
+        if (isfinite(s)) {
+            double se = 0, ss = 0;
+            for (int i = 0; i < k; i++) {
+                double e = 100.0 * (order[i]->pred_s * s - order[i]->meas_s) / order[i]->meas_s;
+                se += fabs(e);
+                ss += e;
+            }
+            printf("  machine speed: the profile's kernels, timed again, took %.2fx their profiled times before the\n"
+                   "    layouts and %.2fx after (median of %d shapes; above 1: slower now); the predictions at\n"
+                   "    that speed (x%.2f): step time error mean %.1f%%, signed %+.1f%%\n",
+                   speed_before, speed_after, n_before > n_after ? n_before : n_after, s, se / k, ss / k);
+        }
+    }
     if (n_spread > 0) {
         /* The measurement's own repeatability: how well the first pass
          * orders the layouts as the second does. A machine whose passes

@@ -174,6 +174,41 @@ pick = min(range(len(rows)), key=lambda i: float(rows[i]['predicted_step_time_s'
 m = re.search(r"triad's pick: (.*), measured", open(sys.argv[2]).read())
 assert m and m.group(1) == rows[pick]['layout'] and int(rows[pick]['measured_passes']) == 4, (m and m.group(1), rows[pick])
 PY
+# the machine's speed: the profile's kernels timed again before and after the
+# layouts (runs/speed_before.csv, speed_after.csv: profiles of the smallest
+# micro-batch), the median ratio of every matching row recomputed from them,
+# and the error of the predictions scaled by the mean of the two
+python3 - "$tmp/p.csv" "$tmp/r" "$tmp/r.txt" <<'PY' && ok "machine speed line: ratios recomputed from the re-timed profiles, the scaled error from comparison.csv" || fail=1
+import csv, math, re, statistics, sys
+def rows(path):  # the j-th row of a (kind, name, shape, math) is matched with the j-th
+    out, seen = {}, {}
+    for r in csv.DictReader(l for l in open(path) if not l.startswith('#')):
+        if r['kind'] in ('gemm', 'kernel'):
+            key = (r['kind'], r['name'], float(r['m']), float(r['n']), float(r['k']), r['dtype'])
+            seen[key] = seen.get(key, -1) + 1
+            out[key + (seen[key],)] = float(r['time_s'])
+    return out
+base = rows(sys.argv[1])
+want = []
+for when in ('before', 'after'):
+    again = rows('%s/runs/speed_%s.csv' % (sys.argv[2], when))
+    r = [again[k] / base[k] for k in again if k in base]
+    assert len(r) >= 10, (when, len(r))
+    want.append((statistics.median(r), len(r)))
+got = list(csv.DictReader(open(sys.argv[2] + '/speed.csv')))
+assert [g['when'] for g in got] == ['before', 'after'], got
+for g, (x, n) in zip(got, want):
+    assert int(g['shapes']) == n and abs(float(g['speed_ratio']) - x) <= 1e-5 * x, (g, x, n)
+txt = open(sys.argv[3]).read()
+m = re.search(r'took ([0-9.]+)x .* and ([0-9.]+)x after .*\(x([0-9.]+)\): step time error mean ([0-9.]+)%, signed ([-+][0-9.]+)%', txt, re.S)
+assert m, txt
+s = (want[0][0] + want[1][0]) / 2
+assert abs(float(m.group(3)) - s) <= 0.005 + 1e-9, (m.group(3), s)
+e = [100 * (float(r['predicted_step_time_s']) * s - float(r['measured_step_time_s'])) / float(r['measured_step_time_s'])
+     for r in csv.DictReader(open(sys.argv[2] + '/comparison.csv'))]
+assert abs(float(m.group(4)) - sum(map(abs, e)) / len(e)) <= 0.05 + 1e-6, (m.group(4), e)
+assert abs(float(m.group(5)) - sum(e) / len(e)) <= 0.05 + 1e-6, (m.group(5), e)
+PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
 done

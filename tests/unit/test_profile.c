@@ -241,6 +241,50 @@ static void test_loader_refuses_bad_kernel_rows(void **state)
 /* Send slots: GPipe 2 + 2, 1F1B pp - s activations, interleaved 2 + 2
  * (test_comm_schedule replays them without deadlock); never more than the
  * messages there are. */
+/* The machine's speed between two profiles (triad report's re-check): the
+ * median of the time ratios of matching rows, the j-th of two equal rows
+ * (add at 8192, twice) with the j-th; rows only one side has, collectives
+ * and rows of another math do not count. Ratios here: gemm 2, 3 (the bf16
+ * row has no partner), add 1.5 and 4 (not 0.75 and 8: the second add pairs
+ * with the second), layernorm 5 -> median of {1.5, 2, 3, 4, 5} = 3. */
+static void test_speed_ratio(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN];
+    cost_profile *a = NULL, *b = NULL;
+    assert_int_equal(cost_profile_load(write_csv("kind,name,value,m,n,k,op,group,bytes,time_s,dtype\n"
+                                                 "gemm,matmul_fwd,,32,192,64,,,,1e-6,fp32\n"
+                                                 "gemm,matmul_fwd,,32,64,64,,,,2e-6,fp32\n"
+                                                 "kernel,add,,8192,1,1,,,,2e-6,\n"
+                                                 "kernel,add,,8192,1,1,,,,1e-6,\n"
+                                                 "kernel,layernorm_fwd,,32,64,1,,,,1e-6,\n"
+                                                 "kernel,gelu_fwd,,32,256,1,,,,1e-6,\n"
+                                                 "collective,,,,,,allreduce,2,4096,1e-5,\n"),
+                                       &a, err),
+                     SPEC_OK);
+    assert_int_equal(cost_profile_load(write_csv("kind,name,value,m,n,k,op,group,bytes,time_s,dtype\n"
+                                                 "gemm,matmul_fwd,,32,192,64,,,,2e-6,fp32\n"
+                                                 "gemm,matmul_fwd,,32,64,64,,,,6e-6,fp32\n"
+                                                 "gemm,matmul_fwd,,32,64,64,,,,1e-6,bf16\n"
+                                                 "kernel,add,,8192,1,1,,,,3e-6,\n"
+                                                 "kernel,add,,8192,1,1,,,,4e-6,\n"
+                                                 "kernel,layernorm_fwd,,32,64,1,,,,5e-6,\n"
+                                                 "kernel,xent_fwd,,32,64,1,,,,9e-6,\n"
+                                                 "collective,,,,,,allreduce,2,4096,9e-5,\n"),
+                                       &b, err),
+                     SPEC_OK);
+    int n = 0;
+    assert_close(cost_profile_speed_ratio(a, b, &n), 3.0, 1e-12, 0);
+    assert_int_equal(n, 5);
+    assert_close(cost_profile_speed_ratio(b, a, &n), 1.0 / 3.0, 1e-12, 0);
+    assert_int_equal(n, 5);
+    assert_true(isnan(cost_profile_speed_ratio(a, NULL, &n)));
+    assert_int_equal(n, 0);
+    cost_profile_free(a);
+    cost_profile_free(b);
+    remove(path);
+}
+
 static void test_pipe_send_slots(void **state)
 {
     (void)state;
@@ -281,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_loader_refuses_bad_kernel_rows),
         cmocka_unit_test(test_rows_by_precision),
         cmocka_unit_test(test_pipe_send_slots),
+        cmocka_unit_test(test_speed_ratio),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
