@@ -612,7 +612,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mpirun -np N triad profile --model M --out FILE [--device cpu|cuda|emu] [--mbs 1,2,4]\n"
             "                     [--comm auto|mpi|nccl] [--precision fp32,bf16] [--samples 5] [--passes 2]\n"
-            "                     [--min-ms MS] [--force]\n"
+            "                     [--min-ms MS] [--tp LIST] [--kernels-only] [--force]\n"
             "\n"
             "Times the executor's kernels at the shapes model M produces for every tensor-parallel\n"
             "degree that divides N and every micro-batch size in --mbs, and the comm layer's\n"
@@ -629,7 +629,9 @@ static void usage(FILE *f)
             "it can run). --precision: the maths the GEMMs and attention are timed in, rows\n"
             "tagged with their dtype (default: fp32 on cpu, whose trainer runs fp32 only;\n"
             "fp32,bf16 on cuda and emu); the cost model predicts a layout of precision P only\n"
-            "from rows timed in P.\n");
+            "from rows timed in P. --tp LIST times the kernels of those tensor-parallel degrees\n"
+            "only, --kernels-only leaves the collectives out (triad report re-times a profile's\n"
+            "tp=1 kernels so, to see how the machine's speed moved).\n");
 }
 
 int exec_cmd_profile(int argc, char **argv)
@@ -639,13 +641,15 @@ int exec_cmd_profile(int argc, char **argv)
                                          {"samples", required_argument, 0, 's'}, {"min-ms", required_argument, 0, 't'},
                                          {"passes", required_argument, 0, 'P'}, {"comm", required_argument, 0, 'O'},
                                          {"precision", required_argument, 0, 'p'},
+                                         {"kernels-only", no_argument, 0, 'K'}, {"tp", required_argument, 0, 'T'},
                                          {"force", no_argument, 0, 'f'},        {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *model_s = NULL, *out = NULL, *device = "cpu", *mbs_s = "1,2,4", *comm_s = "auto";
     const char *prec_s = NULL; /* default: what triad train runs on the backend */
     long samples = -1, passes = -1; /* default: 5 and 2, 3 and 4 when ranks outnumber cores (see below) */
     double min_ms = -1; /* default: 5 ms, 25 ms when ranks outnumber cores (see below) */
-    int force = 0;
+    int force = 0, kernels_only = 0;
+    const char *tp_s = NULL; /* default: every degree that divides the world */
     optind = 1;
     opterr = 0;
     int ch;
@@ -670,6 +674,8 @@ int exec_cmd_profile(int argc, char **argv)
             break;
         case 'P': passes = log_opt_long("profile", "passes", optarg, 1, 100); break;
         case 'f': force = 1; break;
+        case 'K': kernels_only = 1; break;
+        case 'T': tp_s = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             log_msg("profile: unknown or incomplete option '%s' (see triad profile --help)", argv[optind - 1]);
@@ -691,6 +697,9 @@ int exec_cmd_profile(int argc, char **argv)
     int n_mbs = spec_parse_int_list(mbs_s, mbs, 16);
     if (n_mbs <= 0)
         log_die_input("profile: --mbs '%s' is not a comma-separated list of integers in 1..4096", mbs_s);
+    int tps[16], n_tps = tp_s ? spec_parse_int_list(tp_s, tps, 16) : 0;
+    if (tp_s && n_tps <= 0)
+        log_die_input("profile: --tp '%s' is not a comma-separated list of integers in 1..4096", tp_s);
     /* the cpu backend trains in fp32 whatever the layout says (train.c);
      * device backends run bf16 math too */
     if (!prec_s)
@@ -727,6 +736,16 @@ int exec_cmd_profile(int argc, char **argv)
      * share of the cores each rank gets, as training does. */
     if (min_ms < 0)
         min_ms = world > sysconf(_SC_NPROCESSORS_ONLN) ? 25.0 : 5.0;
+    for (int j = 0; j < n_tps; j++) {
+        int t = tps[j];
+        if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t) {
+            if (rank == 0)
+                log_msg("profile: --tp %d does not divide the %d ranks and the model's heads, hidden, ffn and vocab",
+                        t, world);
+            comm_finalize();
+            return TRIAD_EXIT_INPUT;
+        }
+    }
     int nccl = 0;
     if (world > 1 && exec_pick_comm(comm_s, &nccl, err)) {
         if (rank == 0)
@@ -786,6 +805,11 @@ int exec_cmd_profile(int argc, char **argv)
         for (int t = 1; t <= world; t++) {
             if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
                 continue;
+            int listed = !tp_s;
+            for (int j = 0; j < n_tps; j++)
+                listed |= tps[j] == t;
+            if (!listed)
+                continue;
             for (int i = 0; i < n_mbs; i++) {
                 if (rank == 0)
                     fprintf(stderr, "triad: profile: pass %d/%ld, kernels at tp=%d mbs=%d\n", c.pass + 1, passes, t,
@@ -797,7 +821,7 @@ int exec_cmd_profile(int argc, char **argv)
     }
     write_rows(&c);
     free(c.rows);
-    if (world > 1) {
+    if (world > 1 && !kernels_only) {
         if (rank == 0)
             fprintf(stderr, "triad: profile: collectives over groups of 2..%d ranks\n", world);
         int64_t maxb = 4 * max_params;

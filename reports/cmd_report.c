@@ -93,7 +93,7 @@ static void usage(FILE *f)
             "dp > 1 (0 by default).\n"
             "--precision: the layouts' math (fp32 by default; bf16 on cuda or emu, predicted from\n"
             "the profile's bf16 rows). With a profile of triad's executor the report times its\n"
-            "kernels again at the smallest micro-batch before the layouts and after them\n"
+            "kernels again at tp=1 and the smallest micro-batch before the layouts and after them\n"
             "(DIR/speed.csv, DIR/runs/speed_*.csv): how much slower or faster the machine ran\n"
             "than when it was profiled, and the errors of the predictions at that speed.\n"
             "The mpirun command\n"
@@ -446,7 +446,7 @@ static int take_pass(const report_run *r, report_row *w, int i, int pass, const 
 
 /* A shared machine's speed moves between the profile and the report, and
  * moves every error one way with it. Re-time the profile's kernels now, at
- * micro-batch mbs, into runs/speed_<when>.csv — triad profile with its
+ * tp=1 and micro-batch mbs, into runs/speed_<when>.csv — triad profile with its
  * default samples and passes, the statistic a profile is taken with (one
  * pass of 3 samples, which includes the first calls' warm-up, timed the
  * demo's kernels 1.41x a default profile taken the same minute): seconds —
@@ -463,7 +463,7 @@ static double recheck_speed(const report_run *r, const cost_profile *prof, int m
     *shapes = 0;
     fprintf(stderr, "triad: report: [machine speed, %s the layouts] the profile's kernels at mbs %d\n", when, mbs);
     const char *args[] = {"profile", "--device", r->device, "--model", r->model, "--mbs", mb, "--precision", prec,
-                          "--out", path, "--force", NULL};
+                          "--tp", "1", "--kernels-only", "--out", path, "--force", NULL};
     if (run_triad(r->mpirun, r->gpus, args, logp)) {
         log_msg("report: re-timing the profile's kernels failed, see %s", logp);
         return NAN;

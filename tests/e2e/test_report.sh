@@ -28,6 +28,9 @@ g=$(grep -c '^gemm,' "$tmp/p.csv"); k=$(grep -c '^kernel,' "$tmp/p.csv"); c=$(gr
 # collectives on the MPI comm: gradient buckets do not reduce under backward
 grep -q '^param,dp_overlap,0,' "$tmp/p.csv" && grep -q '^# .*collectives of the comm layer (MPI)' "$tmp/p.csv" \
   && ok "profile states its comm: MPI, dp_overlap 0" || bad "profile lacks 'param,dp_overlap,0' or its comm line"
+mpirun -np 2 $T profile --model $M --tp 3 --out "$tmp/p3.csv" 2> "$tmp/e.log"; rc=$?
+[ $rc = 2 ] && [ "$(grep -c 'triad:' "$tmp/e.log")" = 1 ] && grep -q -- "--tp 3 does not divide" "$tmp/e.log" && [ ! -e "$tmp/p3.csv" ] \
+  && ok "profile --tp 3 on 2 ranks refused: $(grep triad: "$tmp/e.log")" || bad "profile --tp 3: rc=$rc $(cat "$tmp/e.log")"
 mpirun -np 2 $T profile --model $M --mbs 1 --out "$tmp/p.csv" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && grep -q "exists" "$tmp/e.log" && ok "profile refuses to overwrite without --force" \
   || bad "profile overwrite: rc=$rc $(cat "$tmp/e.log")"
@@ -191,7 +194,9 @@ def rows(path):  # the j-th row of a (kind, name, shape, math) is matched with t
 base = rows(sys.argv[1])
 want = []
 for when in ('before', 'after'):
-    again = rows('%s/runs/speed_%s.csv' % (sys.argv[2], when))
+    f = '%s/runs/speed_%s.csv' % (sys.argv[2], when)
+    assert not any(l.startswith('collective,') for l in open(f)), 'speed re-check timed collectives'
+    again = rows(f)
     r = [again[k] / base[k] for k in again if k in base]
     assert len(r) >= 10, (when, len(r))
     want.append((statistics.median(r), len(r)))
