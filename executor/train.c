@@ -95,7 +95,8 @@ static void zero3_gather(void *ctx, float *dst, int64_t offset, int64_t count)
 /* ZeRO-3 keeps the blocks' weights in the dp slices: the final dump or a checkpoint
  * (which read and write md->params + offset) sees the stage's whole flat
  * vector, gathered into a temporary buffer for as long as it runs
- * (collective over dp; not in the run's memory figures, like the host
+ * (collective over dp, and a rank short of memory for it stops every
+ * rank's; not in the run's memory figures, like the host
  * buffers a checkpoint is written through). zero3_unflatten puts the slab
  * back, after copying the flat vector into the slice and the resident
  * extras when `loaded` (a resumed run). No-ops without ZeRO-3. */
@@ -103,17 +104,30 @@ typedef struct {
     float *slab, *full;
 } zero3_view;
 
+/* ZeRO-3: where the resident tail (flat element resident_lo on) lives in
+ * the weight slab: after the block window */
+static float *zero3_tail(const exec_model *md, const dpgrad *dg)
+{
+    return md->params + (md->weight_elems - (md->n_params - (int64_t)dg->resident_lo));
+}
+
 static int zero3_flatten(exec_model *md, dpgrad *dg, zero3_view *z)
 {
     memset(z, 0, sizeof *z);
     if (!md->zero3)
         return 0;
     size_t bytes = sizeof(float) * (size_t)md->n_params, tail = (size_t)md->n_params - dg->resident_lo;
-    if (!(z->full = md->ops->alloc((int64_t)bytes)))
+    z->full = md->ops->alloc((int64_t)bytes);
+    int64_t short_of_room = !z->full; /* every dp rank gathers, or none */
+    comm_allreduce_max(dg->dp, &short_of_room, 1, COMM_I64);
+    if (short_of_room) {
+        if (z->full)
+            md->ops->free(z->full);
+        z->full = NULL;
         return -1;
+    }
     dpgrad_gather(dg, 0, dg->resident_lo, z->full);
-    md->ops->copy(z->full + dg->resident_lo, md->params + (md->weight_elems - (int64_t)tail),
-                  (int64_t)(sizeof(float) * tail));
+    md->ops->copy(z->full + dg->resident_lo, zero3_tail(md, dg), (int64_t)(sizeof(float) * tail));
     z->slab = md->params;
     md->params = z->full;
     return 0;
@@ -128,8 +142,8 @@ static void zero3_unflatten(exec_model *md, dpgrad *dg, zero3_view *z, int loade
         dpgrad_slice(dg, &lo, &hi);
         if (dg->wslice_elems)
             md->ops->copy(dg->wslice, z->full + lo, (int64_t)(sizeof(float) * dg->wslice_elems));
-        md->ops->copy(z->slab + (md->weight_elems - (int64_t)tail), z->full + dg->resident_lo,
-                      (int64_t)(sizeof(float) * tail));
+        md->params = z->slab;
+        md->ops->copy(zero3_tail(md, dg), z->full + dg->resident_lo, (int64_t)(sizeof(float) * tail));
     }
     md->params = z->slab;
     md->ops->free(z->full);
@@ -654,7 +668,7 @@ int exec_train_run(const exec_train_opts *o)
         }
         double lr = exec_train_lr(o, step);
         if (l.dp > 1 && l.zero >= 1) /* ZeRO-3: the resident extras, after the window */
-            dpgrad_zero_adamw(&dg, md.zero3 ? md.params + (md.weight_elems - (n - (int64_t)dg.resident_lo)) : md.params,
+            dpgrad_zero_adamw(&dg, md.zero3 ? zero3_tail(&md, &dg) : md.params,
                               decay_mask, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
                               (float)o->weight_decay, step);
         else
