@@ -876,6 +876,10 @@ int report_cmd_report(int argc, char **argv)
                    "    layouts and %.2fx after (median of %d shapes; above 1: slower now); the predictions at\n"
                    "    that speed (x%.2f): step time error mean %.1f%%, signed %+.1f%%\n",
                    speed_before, speed_after, n_before > n_after ? n_before : n_after, s, se / k, ss / k);
+            if (fabs(s - 1.0) > 0.10)
+                printf("    the machine ran %.0f%% %s than when it was profiled: profile again just before a\n"
+                       "    report to compare times; the order (above) is what the drift leaves alone\n",
+                       100.0 * fabs(s - 1.0), s > 1.0 ? "slower" : "faster");
         }
     }
     if (n_spread > 0) {

@@ -214,6 +214,18 @@ e = [100 * (float(r['predicted_step_time_s']) * s - float(r['measured_step_time_
 assert abs(float(m.group(4)) - sum(map(abs, e)) / len(e)) <= 0.05 + 1e-6, (m.group(4), e)
 assert abs(float(m.group(5)) - sum(e) / len(e)) <= 0.05 + 1e-6, (m.group(5), e)
 PY
+# a profile whose kernels all read 10x faster than this machine runs them:
+# the speed line reads several times slower and says to profile again
+awk -F, 'BEGIN{OFS=","} ($1=="gemm"||$1=="kernel") && $10+0>0 {$10=$10/10} {print}' "$tmp/p.csv" > "$tmp/p10.csv"
+$T report --model $M --gpus 2 --global-batch 4 --mbs 1 --steps 3 --warmup-steps 1 --repeat 1 --confirm 0 \
+   --schedules 1f1b --profile "$tmp/p10.csv" --out "$tmp/rf" > "$tmp/rf.txt" 2> /dev/null \
+  && python3 - "$tmp/rf/speed.csv" "$tmp/rf.txt" <<'PY' && ok "a profile 10x too fast: the speed line reads $(sed -n 2p "$tmp/rf/speed.csv" | cut -d, -f2)x and says to profile again" || bad "speed line of a 10x profile: $(cat "$tmp/rf.txt")"
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+assert all(float(x['speed_ratio']) > 3 and int(x['shapes']) >= 10 for x in r), r
+t = open(sys.argv[2]).read()
+assert 'slower than when it was profiled: profile again' in t, t
+PY
 for f in step_time.svg ranking.svg; do
   grep -q "measured" "$tmp/r/$f" 2>/dev/null && ok "plot $f has its labels" || bad "plot $f"
 done
