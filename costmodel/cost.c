@@ -141,7 +141,7 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
     double wb = elem_bytes(l->precision);
     double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
     int64_t shard = (P + dp - 1) / dp;
-    int64_t Pw = l->zero >= 3 ? shard : P;
+    int64_t Pw = P; /* ZeRO-3 below: with dp 1 there is nothing to shard */
     int64_t Po = l->zero >= 1 ? shard : P;
     /* ZeRO-2 and -3 as triad's executor runs them (dpgrad.h): each
      * micro-batch's block gradients pass through one block's window into

@@ -607,6 +607,12 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes, int n
 
 /* ---- command ------------------------------------------------------------------------- */
 
+/* A tensor-parallel degree of world ranks the model's shapes split by. */
+static int tp_divides(const spec_model *m, int world, int t)
+{
+    return world % t == 0 && m->heads % t == 0 && m->hidden % t == 0 && m->ffn % t == 0 && m->vocab % t == 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -738,7 +744,7 @@ int exec_cmd_profile(int argc, char **argv)
         min_ms = world > sysconf(_SC_NPROCESSORS_ONLN) ? 25.0 : 5.0;
     for (int j = 0; j < n_tps; j++) {
         int t = tps[j];
-        if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t) {
+        if (!tp_divides(&m, world, t)) {
             if (rank == 0)
                 log_msg("profile: --tp %d does not divide the %d ranks and the model's heads, hidden, ffn and vocab",
                         t, world);
@@ -803,7 +809,7 @@ int exec_cmd_profile(int argc, char **argv)
     for (c.pass = 0; c.pass < passes; c.pass++) {
         c.row_i = 0;
         for (int t = 1; t <= world; t++) {
-            if (world % t || m.heads % t || m.hidden % t || m.ffn % t || m.vocab % t)
+            if (!tp_divides(&m, world, t))
                 continue;
             int listed = !tp_s;
             for (int j = 0; j < n_tps; j++)

@@ -189,6 +189,19 @@ int exec_param_table(const spec_model *m, const spec_layout *l, int pp_rank, exe
 
 static int64_t ln_grads_packed(const exec_model *md, float *grads, int64_t lo, int64_t hi, float *buf, int pack);
 
+/* A host buffer the largest parameter tensor fits (initialisation writes
+ * one tensor at a time); *elems its size (elems may be NULL). NULL on memory. */
+static float *tensor_host_buffer(const exec_model *md, int64_t *elems)
+{
+    int64_t biggest = 1;
+    for (int i = 0; i < md->n_p; i++)
+        if (md->p[i].shape.elems > biggest)
+            biggest = md->p[i].shape.elems;
+    if (elems)
+        *elems = biggest;
+    return malloc(sizeof(float) * (size_t)biggest);
+}
+
 int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, int tp_rank, int pp_rank,
                     int n_slots, uint64_t seed, char err[SPEC_ERR_LEN])
 {
@@ -262,11 +275,8 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         return -1;
     }
     md->ops = exec_backend();
-    int64_t biggest = 0;
-    for (int i = 0; i < md->n_p; i++)
-        if (md->p[i].shape.elems > biggest)
-            biggest = md->p[i].shape.elems;
-    float *host = malloc(sizeof(float) * (size_t)(biggest > 0 ? biggest : 1)); /* one tensor at a time */
+    int64_t biggest;
+    float *host = tensor_host_buffer(md, &biggest);
     if (!host) {
         snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)biggest);
         return -1;
@@ -445,11 +455,7 @@ void exec_model_free(exec_model *md)
 
 int exec_model_init_slice(exec_model *md, uint64_t seed, int64_t lo, int64_t hi, float *dst)
 {
-    int64_t biggest = 0;
-    for (int i = 0; i < md->n_p; i++)
-        if (md->p[i].shape.elems > biggest)
-            biggest = md->p[i].shape.elems;
-    float *host = malloc(sizeof(float) * (size_t)(biggest > 0 ? biggest : 1));
+    float *host = tensor_host_buffer(md, NULL);
     if (!host)
         return -1;
     for (int i = 0; i < md->n_p; i++) {
