@@ -127,13 +127,41 @@ $(filter $(EXEC_TEST_PAT),$(UNIT_BIN)): $(BUILD)/tests/%: tests/unit/%.c $(BUILD
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) $(CUDA_DEFS) -Itests/unit -o $@ $< $(BUILD)/libtriad_exec.a \
 	  $(BUILD)/libtriad_plan.a -lcmocka $(MPI_LIBS) $(BLAS_LIBS) $(CUDA_LINK) $(PLAN_LIBS) $(LDFLAGS)
 
-# The CUDA flash-attention kernels run on the host (tests/cudaemu): C++20
-# threads and barriers stand in for a block's threads, no GPU needed.
+# The CUDA flash-attention kernels run on the host (tests/cudaemu): a
+# block's threads are fibers switched at its barriers, no GPU needed.
 CXX ?= g++
 EMU_BIN := $(BUILD)/tests/test_flash_emu
 $(EMU_BIN): tests/cudaemu/test_flash_emu.cc tests/cudaemu/cuda_emu.h kernels/cuda/flash_tc.cuh $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++20 $(OPT) -g -Wall -Wextra $(WERROR) -pthread $(EXTRA_CFLAGS) -o $@ $< $(EXTRA_LDFLAGS)
+
+# The whole CUDA backend on the host: kernels/cuda/kern_cuda.cu, its
+# kernel<<<grid, block>>>(...) launches rewritten for the emulator (a perl
+# line; #line keeps errors pointing at the .cu), compiled against
+# tests/cudaemu's runtime and cuBLAS as nvcc would (cuda_runtime.h included
+# first), and checked by tests/gpu/test_kern_cuda.c as on a GPU.
+EMU_DIR := $(BUILD)/tests/cudaemu
+EMU_CXXFLAGS = -std=c++20 $(OPT) -g -Wall -Wextra -Wno-unknown-pragmas $(WERROR) $(EXTRA_CFLAGS) -DTRIAD_CUDA_EMU=1 \
+  -Itests/cudaemu/include
+EMU_HDRS := tests/cudaemu/cuda_emu.h $(wildcard tests/cudaemu/include/*.h)
+KERN_EMU_BIN := $(BUILD)/tests/test_kern_cuda_emu
+$(EMU_DIR)/kern_cuda_emu.cc: kernels/cuda/kern_cuda.cu $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	@{ echo '#line 1 "$<"'; perl -pe 's/\b([A-Za-z_]\w*(?:<[^<>]*>)?)<<<(.*?)>>>\(/cuda_emu::launcher($$1, $$2).named("$$1")(/g' $<; } >$@.tmp
+	@if grep -n '<<<' $@.tmp; then echo "tests/cudaemu: a launch above was not rewritten (one launch a line, its <<<...>>>( on one line)" >&2; exit 1; fi
+	@mv $@.tmp $@
+$(EMU_DIR)/kern_cuda_emu.o: $(EMU_DIR)/kern_cuda_emu.cc kernels/cuda/flash_tc.cuh kernels/kernels.h $(EMU_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -Ikernels/cuda -include cuda_runtime.h -c $< -o $@
+$(EMU_DIR)/cuda_emu_rt.o: tests/cudaemu/cuda_emu_rt.cc $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_DIR)/test_kern_cuda.o: tests/gpu/test_kern_cuda.c kernels/kernels.h $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTRIAD_HAVE_CUDA=1 -DTRIAD_CUDA_EMU=1 -Itests/cudaemu/include -c $< -o $@
+$(KERN_EMU_BIN): $(EMU_DIR)/test_kern_cuda.o $(EMU_DIR)/kern_cuda_emu.o $(EMU_DIR)/cuda_emu_rt.o \
+    $(filter $(BUILD)/kernels/cpu/%.o,$(EXEC_OBJ))
+	$(CXX) $(LDFLAGS) -o $@ $^ $(BLAS_LIBS) -lm
+EMU_BIN += $(KERN_EMU_BIN)
 
 unit: all $(UNIT_BIN) $(EMU_BIN)
 	@bash tests/run_unit.sh $(UNIT_BIN) $(EMU_BIN)

@@ -38,8 +38,8 @@
 #define FA_LAUNCH(kernel, grid, block, smem, ...) kernel<<<grid, block, smem>>>(__VA_ARGS__)
 #define FA_SET_SMEM(kernel, bytes) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
 #else
-#define FA_LAUNCH(kernel, grid, block, smem, ...) cuda_emu::launch(grid, block, smem, kernel, __VA_ARGS__)
-#define FA_SET_SMEM(kernel, bytes) 0
+#define FA_LAUNCH(kernel, grid, block, smem, ...) cuda_emu::launch_named(#kernel, grid, block, smem, kernel, __VA_ARGS__)
+#define FA_SET_SMEM(kernel, bytes) cuda_emu::set_max_dyn_smem(reinterpret_cast<const void *>(kernel), bytes)
 #endif
 
 namespace flash_tc {
@@ -214,7 +214,10 @@ __global__ void __launch_bounds__(THREADS)
     const int nqb = (T + BR - 1) / BR;
     for (int qb = blockIdx.x; qb < nqb; qb++) { /* query tiles at or below the diagonal (BR == BC) */
         const int q0 = qb * BR;
-        __syncthreads(); /* the previous tile's Q, dO, dS^T and dQ are consumed */
+        /* no barrier needed here: every read of Q, dO, lse and D of the
+         * previous tile comes before its "dS^T rows are written" barrier,
+         * and dS^T is next written after the one below (the host emulator,
+         * which lets warps drift as far apart as CUDA allows, agrees) */
         load_tiles<HS>(Qs, base, C3, dOs, dobase, C, q0, T, tid);
         for (int i = tid; i < BR; i += THREADS) {
             lse_s[i] = q0 + i < T ? lse_r[q0 + i] : 0.0f;

@@ -5,7 +5,13 @@
  * |cpu| element by element (NaN fails). Prints one line per op and exits
  * 1 on any failure, 2 when no CUDA device is present.
  *
- *   build/tests/gpu/test_kern_cuda            (built by tests/check_gpu.sh) */
+ *   build/tests/gpu/test_kern_cuda            (built by tests/check_gpu.sh)
+ *
+ * The same source also runs in make test on the host emulator of
+ * tests/cudaemu (build/tests/test_kern_cuda_emu: kernels/cuda/kern_cuda.cu
+ * compiled for the host against an emulated runtime and cuBLAS), which
+ * checks the kernels' logic without a GPU; the timing section is left out
+ * there. */
 #include "../../kernels/kernels.h"
 
 #include <cuda_runtime.h>
@@ -390,6 +396,7 @@ int main(void)
             D->free(dqkv_), D->free(dout), D->free(dlse), D->free(dg), D->free(dgq);
             free(qkv), free(out), free(lse), free(g), free(gq);
         }
+#ifndef TRIAD_CUDA_EMU /* on the host emulator (tests/cudaemu) a time says nothing, and this takes minutes */
         /* speed (printed, not asserted): gpt2-124m's attention at micro-batch
          * 8, bf16 math: the cuBLAS path keeping att vs the tensor-core flash */
         int b = 8, t = 1024, nh = 12, hs = 64, c = nh * hs;
@@ -418,6 +425,7 @@ int main(void)
                b, t, nh, hs, ms[0], ms[1], ms[2], fl / ms[2] / 1e9, ms[3], 2.5 * fl / ms[3] / 1e9);
         D->free(dqkv_), D->free(dq2), D->free(o), D->free(dO), D->free(att), D->free(datt), D->free(lse);
         free(qkv), free(g);
+#endif
         H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
     }
 

@@ -1,0 +1,437 @@
+/* cuda_emu_rt.cc — the host side of tests/cudaemu: the CUDA runtime calls
+ * and cuBLAS GEMMs of include/cuda_runtime.h and include/cublas_v2.h, on
+ * host memory. Contracts are the documented ones; where CUDA reports a
+ * misuse with an error code, so does this, and where the GPU would read
+ * the wrong memory (a host pointer given as a device one, a copy past the
+ * end of an allocation) this prints what and returns an error, so the
+ * caller's check macro stops the program. */
+#include "include/cublas_v2.h"
+#include "include/cuda_runtime.h"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+namespace {
+
+std::map<uintptr_t, size_t> g_allocs; /* start -> bytes */
+size_t g_allocated;
+const size_t TOTAL_BYTES = (size_t)80 << 30; /* what cudaMemGetInfo reports in all */
+
+/* the allocation holding [p, p + bytes), or g_allocs.end() */
+std::map<uintptr_t, size_t>::const_iterator find_alloc(const void *p, size_t bytes)
+{
+    uintptr_t a = (uintptr_t)p;
+    auto it = g_allocs.upper_bound(a);
+    if (it == g_allocs.begin())
+        return g_allocs.end();
+    --it;
+    if (a >= it->first && a + bytes <= it->first + it->second && a + bytes >= a)
+        return it;
+    return g_allocs.end();
+}
+
+cudaError_t misuse(cudaError_t e, const char *fmt, const void *p, size_t bytes)
+{
+    fprintf(stderr, "cuda_emu: ");
+    fprintf(stderr, fmt, p, bytes);
+    fprintf(stderr, "\n");
+    return e;
+}
+
+double now_ms()
+{
+    using namespace std::chrono;
+    return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
+struct cuda_emu_stream {
+    int unused;
+};
+struct cuda_emu_event {
+    double ms;
+};
+struct cuda_emu_cublas {
+    cublasMath_t math;
+};
+
+extern "C" {
+
+size_t cuda_emu_allocated_bytes(void) { return g_allocated; }
+int cuda_emu_is_device(const void *p, size_t bytes) { return find_alloc(p, bytes) != g_allocs.end(); }
+
+cudaError_t cudaMalloc(void **ptr, size_t bytes)
+{
+    if (!ptr)
+        return cudaErrorInvalidValue;
+    size_t n = (bytes + 255) / 256 * 256;
+    if (n == 0 || g_allocated + n > TOTAL_BYTES) {
+        *ptr = nullptr;
+        return n == 0 ? cudaErrorInvalidValue : cudaErrorMemoryAllocation;
+    }
+    void *p = std::aligned_alloc(256, n);
+    if (!p)
+        return cudaErrorMemoryAllocation;
+    memset(p, 0xff, n); /* uninitialised on the GPU: NaNs here, so reading it before writing shows */
+    g_allocs[(uintptr_t)p] = n;
+    g_allocated += n;
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *ptr)
+{
+    if (!ptr)
+        return cudaSuccess;
+    auto it = g_allocs.find((uintptr_t)ptr);
+    if (it == g_allocs.end())
+        return misuse(cudaErrorInvalidDevicePointer, "cudaFree(%p): not an allocation (%zu)", ptr, 0);
+    g_allocated -= it->second;
+    g_allocs.erase(it);
+    std::free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    if (bytes == 0)
+        return cudaSuccess;
+    bool dst_dev = find_alloc(dst, bytes) != g_allocs.end(), src_dev = find_alloc(src, bytes) != g_allocs.end();
+    switch (kind) {
+    case cudaMemcpyHostToDevice:
+        if (!dst_dev)
+            return misuse(cudaErrorInvalidValue, "cudaMemcpy host to device: %p + %zu bytes is not device memory",
+                          dst, bytes);
+        break;
+    case cudaMemcpyDeviceToHost:
+        if (!src_dev)
+            return misuse(cudaErrorInvalidValue, "cudaMemcpy device to host: %p + %zu bytes is not device memory",
+                          src, bytes);
+        break;
+    case cudaMemcpyDeviceToDevice:
+        if (!dst_dev || !src_dev)
+            return misuse(cudaErrorInvalidValue, "cudaMemcpy device to device: %p + %zu bytes is not device memory",
+                          dst_dev ? src : dst, bytes);
+        break;
+    case cudaMemcpyHostToHost:
+    case cudaMemcpyDefault:
+        break;
+    default:
+        return cudaErrorInvalidMemcpyDirection;
+    }
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t)
+{
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void *ptr, int value, size_t bytes)
+{
+    if (bytes == 0)
+        return cudaSuccess;
+    if (find_alloc(ptr, bytes) == g_allocs.end())
+        return misuse(cudaErrorInvalidValue, "cudaMemset: %p + %zu bytes is not device memory", ptr, bytes);
+    memset(ptr, value, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t) { return cudaMemset(ptr, value, bytes); }
+cudaError_t cudaMemset2DAsync(void *ptr, size_t pitch, int value, size_t width, size_t height, cudaStream_t)
+{
+    if (width == 0 || height == 0)
+        return cudaSuccess;
+    if (width > pitch)
+        return cudaErrorInvalidValue;
+    if (find_alloc(ptr, pitch * (height - 1) + width) == g_allocs.end())
+        return misuse(cudaErrorInvalidValue, "cudaMemset2D: %p + %zu bytes is not device memory", ptr,
+                      pitch * (height - 1) + width);
+    for (size_t r = 0; r < height; r++)
+        memset((unsigned char *)ptr + r * pitch, value, width);
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    *count = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDevice(int *device)
+{
+    *device = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = TOTAL_BYTES - g_allocated;
+    *total_bytes = TOTAL_BYTES;
+    return cudaSuccess;
+}
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = (cudaError_t)cuda_emu::last_error;
+    cuda_emu::last_error = 0;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return (cudaError_t)cuda_emu::last_error; }
+const char *cudaGetErrorString(cudaError_t err)
+{
+    switch (err) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    }
+    return "unknown error";
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned)
+{
+    *stream = new cuda_emu_stream{0};
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream)
+{
+    delete stream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *event)
+{
+    *event = new cuda_emu_event{0.0};
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned) { return cudaEventCreate(event); }
+cudaError_t cudaEventDestroy(cudaEvent_t event)
+{
+    delete event;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t)
+{
+    event->ms = now_ms();
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value)
+{
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+        return cudaErrorInvalidValue;
+    return (cudaError_t)cuda_emu::set_max_dyn_smem(func, value);
+}
+
+/* ---- cuBLAS -------------------------------------------------------------- */
+
+cublasStatus_t cublasCreate(cublasHandle_t *handle)
+{
+    *handle = new cuda_emu_cublas{CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t handle)
+{
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) { return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }
+const char *cublasGetStatusString(cublasStatus_t status)
+{
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    }
+    return "unknown cuBLAS status";
+}
+
+} /* extern "C" */
+
+namespace {
+
+float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+float load(const void *p, cudaDataType t, long long i)
+{
+    if (t == CUDA_R_16BF)
+        return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return ((const float *)p)[i];
+}
+void store(void *p, cudaDataType t, long long i, float x)
+{
+    if (t == CUDA_R_16BF)
+        ((__nv_bfloat16 *)p)[i] = __float2bfloat16(x);
+    else
+        ((float *)p)[i] = x;
+}
+size_t type_bytes(cudaDataType t) { return t == CUDA_R_16BF ? 2 : 4; }
+
+/* bytes a column-major rows x cols matrix with leading dimension ld spans */
+size_t span_bytes(int rows, int cols, int ld, cudaDataType t)
+{
+    if (rows == 0 || cols == 0)
+        return 0;
+    return ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * type_bytes(t);
+}
+
+cublasStatus_t on_device(const char *call, const char *name, const void *p, size_t bytes)
+{
+    if (bytes == 0 || cuda_emu_is_device(p, bytes))
+        return CUBLAS_STATUS_SUCCESS;
+    fprintf(stderr, "cuda_emu: %s: matrix %s (%p, %zu bytes) is not in device memory\n", call, name, p, bytes);
+    return CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+/* The one GEMM every entry point calls. */
+cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, float alpha, const void *A, cudaDataType at, int lda, long long sa, const void *B,
+                    cudaDataType bt, int ldb, long long sb, float beta, void *C, cudaDataType ct, int ldc,
+                    long long sc, int batch, bool round_bf16)
+{
+    if (!h)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
+        (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T && tb != CUBLAS_OP_C) || m < 0 || n < 0 || k < 0 || batch < 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
+    int brows = tb == CUBLAS_OP_N ? k : n, bcols = tb == CUBLAS_OP_N ? n : k;
+    if (lda < (arows > 1 ? arows : 1) || ldb < (brows > 1 ? brows : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0 || batch == 0)
+        return CUBLAS_STATUS_SUCCESS;
+    std::vector<float> a((size_t)m * k), b((size_t)n * k); /* op(A) by rows, op(B) by columns */
+    for (int g = 0; g < batch; g++) {
+        const void *Ag = (const char *)A + (size_t)g * sa * type_bytes(at);
+        const void *Bg = (const char *)B + (size_t)g * sb * type_bytes(bt);
+        void *Cg = (char *)C + (size_t)g * sc * type_bytes(ct);
+        cublasStatus_t st;
+        if (k > 0 && ((st = on_device(call, "A", Ag, span_bytes(arows, acols, lda, at))) != CUBLAS_STATUS_SUCCESS ||
+                      (st = on_device(call, "B", Bg, span_bytes(brows, bcols, ldb, bt))) != CUBLAS_STATUS_SUCCESS))
+            return st;
+        if ((st = on_device(call, "C", Cg, span_bytes(m, n, ldc, ct))) != CUBLAS_STATUS_SUCCESS)
+            return st;
+        for (int i = 0; i < m; i++)
+            for (int l = 0; l < k; l++) {
+                float x = ta == CUBLAS_OP_N ? load(Ag, at, i + (long long)l * lda) : load(Ag, at, l + (long long)i * lda);
+                a[(size_t)i * k + l] = round_bf16 ? bf16_round(x) : x;
+            }
+        for (int j = 0; j < n; j++)
+            for (int l = 0; l < k; l++) {
+                float x = tb == CUBLAS_OP_N ? load(Bg, bt, l + (long long)j * ldb) : load(Bg, bt, j + (long long)l * ldb);
+                b[(size_t)j * k + l] = round_bf16 ? bf16_round(x) : x;
+            }
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                const float *ar = &a[(size_t)i * k], *bc = &b[(size_t)j * k];
+                double s = 0.0;
+                for (int l = 0; l < k; l++)
+                    s += (double)ar[l] * (double)bc[l];
+                long long ci = i + (long long)j * ldc;
+                double c = (double)alpha * s;
+                if (beta != 0.0f) /* beta == 0: C is not read (it may hold NaNs) */
+                    c += (double)beta * (double)load(Cg, ct, ci);
+                store(Cg, ct, ci, (float)c);
+            }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* compute types and storage types cuBLAS takes together (cublasGemmEx's table, the rows triad can use) */
+cublasStatus_t ex_types(cudaDataType at, cudaDataType bt, cudaDataType ct, cublasComputeType_t compute,
+                        bool *round_bf16)
+{
+    *round_bf16 = false;
+    if (at != bt)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    switch (compute) {
+    case CUBLAS_COMPUTE_32F:
+    case CUBLAS_COMPUTE_32F_PEDANTIC:
+        if (at == CUDA_R_32F && ct == CUDA_R_32F)
+            return CUBLAS_STATUS_SUCCESS;
+        if (at == CUDA_R_16BF && (ct == CUDA_R_16BF || ct == CUDA_R_32F))
+            return CUBLAS_STATUS_SUCCESS;
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    case CUBLAS_COMPUTE_32F_FAST_16BF:
+        if (at == CUDA_R_32F && ct == CUDA_R_32F) {
+            *round_bf16 = true;
+            return CUBLAS_STATUS_SUCCESS;
+        }
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    default:
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+}
+
+} // namespace
+
+extern "C" {
+
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                           int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                           const float *beta, float *C, int ldc)
+{
+    return gemm("cublasSgemm", handle, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0,
+                *beta, C, CUDA_R_32F, ldc, 0, 1, false);
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                         int m, int n, int k, const float *alpha, const float *A, int lda,
+                                         long long strideA, const float *B, int ldb, long long strideB,
+                                         const float *beta, float *C, int ldc, long long strideC, int batchCount)
+{
+    return gemm("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, strideA, B,
+                CUDA_R_32F, ldb, strideB, *beta, C, CUDA_R_32F, ldc, strideC, batchCount, false);
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                            int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t)
+{
+    bool r;
+    cublasStatus_t st = ex_types(Atype, Btype, Ctype, computeType, &r);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return st;
+    return gemm("cublasGemmEx", handle, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda, 0, B, Btype, ldb,
+                0, *(const float *)beta, C, Ctype, ldc, 0, 1, r);
+}
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                          int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long strideA, const void *B, cudaDataType Btype, int ldb,
+                                          long long strideB, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long strideC, int batchCount, cublasComputeType_t computeType,
+                                          cublasGemmAlgo_t)
+{
+    bool r;
+    cublasStatus_t st = ex_types(Atype, Btype, Ctype, computeType, &r);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return st;
+    return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda,
+                strideA, B, Btype, ldb, strideB, *(const float *)beta, C, Ctype, ldc, strideC, batchCount, r);
+}
+
+} /* extern "C" */
