@@ -154,6 +154,30 @@ int main(void)
         check("layernorm_backward", "db", gb, dgb, C, 1e-4, 1e-4);
     }
 
+    /* the column sums of LayerNorm's and the biases' gradients over more
+     * rows than one partial sum takes (600 = 256 + 256 + 88) and columns
+     * that are not a multiple of a warp (200) */
+    {
+        const int N2 = 600, C2 = 200, OC2 = 200;
+        float *x = hrand((int64_t)N2 * C2, 2), *w = hrand(C2, 1), *b = hrand(C2, 1), *out = hrand((int64_t)N2 * C2, 1);
+        float *mean = hrand(N2, 1), *rstd = hrand(N2, 1);
+        H->layernorm_forward(out, mean, rstd, x, w, b, N2, C2);
+        float *g = hrand((int64_t)N2 * C2, 1), *gi = hrand((int64_t)N2 * C2, 1), *gw = hrand(C2, 1), *gb = hrand(C2, 1);
+        float *dx = DF(x, N2 * C2), *dw_ = DF(w, C2), *dmean = DF(mean, N2), *drstd = DF(rstd, N2), *dg = DF(g, N2 * C2),
+              *dgi = DF(gi, N2 * C2), *dgw = DF(gw, C2), *dgb = DF(gb, C2);
+        H->layernorm_backward(gi, gw, gb, g, x, w, mean, rstd, N2, C2);
+        D->layernorm_backward(dgi, dgw, dgb, dg, dx, dw_, dmean, drstd, N2, C2);
+        check("layernorm_backward", "dinp", gi, dgi, (int64_t)N2 * C2, 1e-4, 1e-4);
+        check("layernorm_backward", "dw", gw, dgw, C2, 1e-4, 1e-4);
+        check("layernorm_backward", "db", gb, dgb, C2, 1e-4, 1e-4);
+        float *wm = hrand((int64_t)OC2 * C2, 0.2f), *gwm = hrand((int64_t)OC2 * C2, 1), *gbm = hrand(OC2, 1);
+        float *dwm = DF(wm, OC2 * C2), *dgwm = DF(gwm, OC2 * C2), *dgbm = DF(gbm, OC2);
+        H->matmul_backward(gi, gwm, gbm, g, x, wm, N2, C2, OC2, 0.0f);
+        D->matmul_backward(dgi, dgwm, dgbm, dg, dx, dwm, N2, C2, OC2, 0.0f);
+        check("matmul_backward", "dbias", gbm, dgbm, OC2, 1e-4, 1e-4);
+        check("matmul_backward", "dweight", gwm, dgwm, (int64_t)OC2 * C2, 1e-4, 1e-4);
+    }
+
     /* matmul, with and without bias; backward overwrite and accumulate */
     {
         float *x = hrand((int64_t)N * C, 1), *w = hrand((int64_t)OC * C, 0.2f), *b = hrand(OC, 1);
