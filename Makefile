@@ -28,7 +28,9 @@ LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(CUDA_HOME)/bin/nvcc
 CUDA ?= auto
-ifeq ($(CUDA),auto)
+ifeq ($(CUDA),emu)
+  HAVE_CUDA := emu
+else ifeq ($(CUDA),auto)
   HAVE_CUDA := $(shell test -x $(NVCC) && test -f $(CUDA_HOME)/include/cuda_runtime.h && \
      ( test -f $(CUDA_HOME)/include/nccl.h || test -f /usr/include/nccl.h ) && echo 1 || echo 0)
 else ifeq ($(CUDA),1)
@@ -56,6 +58,14 @@ ifeq ($(HAVE_CUDA),1)
   CUDA_DEFS := -DTRIAD_HAVE_CUDA=1 -I$(CUDA_HOME)/include
   CUDA_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LINK := $(CUDA_LIBS)
+else ifeq ($(HAVE_CUDA),emu)
+  # CUDA=emu: the CUDA build with tests/cudaemu in place of the toolkit (the
+  # kernels on the host, an emulated runtime, cuBLAS and NCCL at world
+  # size 1): --device cuda then runs kernels/cuda on this machine's CPU
+  EXEC_SRC += $(CUDA_ONLY_C)
+  CUDA_DEFS := -DTRIAD_HAVE_CUDA=1 -DTRIAD_CUDA_EMU=1 -Itests/cudaemu/include
+  CUDA_OBJ := $(BUILD)/tests/cudaemu/kern_cuda_emu.o $(BUILD)/tests/cudaemu/cuda_emu_rt.o
+  CUDA_LINK := -lstdc++
 else
   CUDA_DEFS := -DTRIAD_HAVE_CUDA=0
   CUDA_OBJ :=
@@ -66,7 +76,7 @@ PLAN_OBJ := $(PLAN_SRC:%.c=$(BUILD)/%.o)
 EXEC_OBJ := $(EXEC_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/triad.o
 
-.PHONY: all deps probe test unit e2e bench validate demo asan check-gpu clean fuzz
+.PHONY: all deps probe test unit e2e bench validate demo asan check-gpu clean fuzz cudaemu
 all: probe $(BUILD)/triad
 
 # ---- Debian packages ---------------------------------------------------------
@@ -84,7 +94,7 @@ $(BUILD)/.deps:
 	fi; touch $@
 
 probe: $(BUILD)/.deps
-	@echo "triad build: CUDA backend $(if $(filter 1,$(HAVE_CUDA)),ON ($(NVCC), sm_90),OFF (no CUDA toolkit found))"
+	@echo "triad build: CUDA backend $(if $(filter 1,$(HAVE_CUDA)),ON ($(NVCC), sm_90),$(if $(filter emu,$(HAVE_CUDA)),EMULATED on the host (tests/cudaemu),OFF (no CUDA toolkit found)))"
 
 # ---- compile -----------------------------------------------------------------
 $(BUILD)/common/%.o $(BUILD)/costmodel/%.o $(BUILD)/planner/%.o $(BUILD)/reports/%.o: CF := $(CFLAGS)
@@ -163,13 +173,20 @@ $(KERN_EMU_BIN): $(EMU_DIR)/test_kern_cuda.o $(EMU_DIR)/kern_cuda_emu.o $(EMU_DI
 	$(CXX) $(LDFLAGS) -o $@ $^ $(BLAS_LIBS) -lm
 EMU_BIN += $(KERN_EMU_BIN)
 
+# triad itself built with CUDA=emu, for tests/e2e/test_cudaemu.sh (same
+# compiler flags, its own objects under $(BUILD)/cudaemu)
+CUDAEMU_TRIAD := $(BUILD)/cudaemu/triad
+cudaemu: $(BUILD)/.deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/cudaemu CUDA=emu OPT="$(OPT)" EXTRA_CFLAGS="$(EXTRA_CFLAGS)" \
+	  EXTRA_LDFLAGS="$(EXTRA_LDFLAGS)" $(CUDAEMU_TRIAD)
+
 unit: all $(UNIT_BIN) $(EMU_BIN)
 	@bash tests/run_unit.sh $(UNIT_BIN) $(EMU_BIN)
 
 e2e: all
 	@bash tests/run_e2e.sh
 
-test: all $(UNIT_BIN) $(EMU_BIN)
+test: all $(UNIT_BIN) $(EMU_BIN) cudaemu
 	@BUILD=$(BUILD) EXTRA_CFLAGS="$(EXTRA_CFLAGS)" EXTRA_LDFLAGS="$(EXTRA_LDFLAGS)" bash tests/run_all.sh "$(UNIT_BIN) $(EMU_BIN)"
 
 bench: all

@@ -10,7 +10,7 @@
  * only after cudaFuncSetAttribute, never above the 227 KiB of a Hopper
  * block) and records a refused one for cudaGetLastError instead of running
  * it. It runs the blocks of the grid one after the other; the threads of a
- * block are fibers (ucontext) on the calling thread, each with its own
+ * block are fibers on the calling thread, each with its own
  * stack and threadIdx, switched only where CUDA lets threads wait for each
  * other: __syncthreads (a barrier over the block's live threads),
  * __syncwarp and the warp shuffles (barriers over the warp's live lanes; a
@@ -57,8 +57,10 @@
 #include <map>
 #include <sys/mman.h>
 #include <type_traits>
-#include <ucontext.h>
 #include <vector>
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -83,8 +85,53 @@ struct dim3 {
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
-inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+/* the running fiber's; plain globals, not thread_local (whose every read,
+ * under AddressSanitizer, goes through __tls_get_addr): kernels are
+ * launched from one host thread at a time */
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 constexpr int warpSize = 32;
+
+/* ---- a fiber's context: its stack pointer ------------------------------------
+ * On x86-64 a switch saves the callee-saved registers on the old stack and
+ * takes them from the new one (the System V ABI leaves every other register
+ * to the caller): no system call, unlike swapcontext, which also saves the
+ * signal mask. The SSE and x87 control words are left alone (saving them
+ * cost more than the rest of a switch): every fiber runs in the rounding
+ * mode of the launch, as kernels never change it. Elsewhere ucontext.
+ * Weak symbols: every file that includes this header carries them. */
+#if defined(__x86_64__)
+extern "C" void cuda_emu_switch(void **save_sp, void *to_sp);
+extern "C" void cuda_emu_fiber_start(void);
+__asm__(R"(
+    .text
+    .weak cuda_emu_switch
+    .type cuda_emu_switch, @function
+cuda_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size cuda_emu_switch, .-cuda_emu_switch
+    .weak cuda_emu_fiber_start
+    .type cuda_emu_fiber_start, @function
+cuda_emu_fiber_start:
+    andq $-16, %rsp
+    call cuda_emu_fiber_main
+    ud2
+    .size cuda_emu_fiber_start, .-cuda_emu_fiber_start
+)");
+#endif
 
 namespace cuda_emu {
 
@@ -97,8 +144,26 @@ namespace cuda_emu {
 /* ---- fibers: the threads of one block ------------------------------------- */
 enum { RUNNING, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
 
+struct context {
+#if defined(__x86_64__)
+    void *sp;
+#else
+    ucontext_t uc;
+#endif
+};
+/* save the running context in from, continue in to */
+inline void context_switch(context *from, context *to)
+{
+#if defined(__x86_64__)
+    cuda_emu_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+}
+
 struct fiber {
-    ucontext_t ctx;
+    context ctx;
+    dim3 idx;           /* its threadIdx */
     unsigned tid;
     int state;
     unsigned wait_gen;  /* the barrier generation it waits to see pass */
@@ -106,6 +171,7 @@ struct fiber {
 };
 struct warp_state {
     unsigned live_mask;           /* lanes that have not exited */
+    unsigned live;                /* how many */
     unsigned arrived, gen;        /* the warp barrier */
     alignas(8) unsigned char slot[32][8]; /* a shuffle's values, one per lane */
 };
@@ -115,13 +181,13 @@ struct block_run {
     std::vector<fiber> fibers;
     unsigned char *smem;
     const std::function<void()> *body;
-    ucontext_t sched;
+    context sched;
     fiber *cur;
     dim3 block;
     const void *sched_stack_bottom;
     size_t sched_stack_size;
 };
-inline thread_local block_run *tl_run;
+inline block_run *tl_run; /* the block running now */
 
 /* Stacks for up to 1024 fibers, reserved once (pages are touched lazily),
  * each with a guard page below it. */
@@ -157,7 +223,7 @@ inline void to_scheduler(bool exiting)
 #if CUDA_EMU_ASAN
     __sanitizer_start_switch_fiber(exiting ? nullptr : &f->fake_stack, r->sched_stack_bottom, r->sched_stack_size);
 #endif
-    swapcontext(&f->ctx, &r->sched);
+    context_switch(&f->ctx, &r->sched);
 #if CUDA_EMU_ASAN
     __sanitizer_finish_switch_fiber(f->fake_stack, &r->sched_stack_bottom, &r->sched_stack_size);
 #endif
@@ -177,12 +243,13 @@ inline void thread_exit()
     if (r->arrived > 0 && r->arrived == r->live)
         r->arrived = 0, r->gen++;
     w.live_mask &= ~(1u << (f->tid % 32));
-    unsigned wl = (unsigned)__builtin_popcount(w.live_mask);
-    if (w.arrived > 0 && w.arrived == wl)
+    w.live--;
+    if (w.arrived > 0 && w.arrived == w.live)
         w.arrived = 0, w.gen++;
 }
 
-inline void fiber_entry()
+/* a new fiber starts here (on its own stack) */
+extern "C" __attribute__((weak, used)) void cuda_emu_fiber_main(void)
 {
     block_run *r = tl_run;
 #if CUDA_EMU_ASAN
@@ -194,10 +261,6 @@ inline void fiber_entry()
     fail("a finished thread was resumed");
 }
 
-inline void set_thread_index(const block_run *r, unsigned t)
-{
-    threadIdx = dim3(t % r->block.x, (t / r->block.x) % r->block.y, t / (r->block.x * r->block.y));
-}
 
 /* Runs one block to completion: every fiber in turn until it waits or ends,
  * forward or reverse; a waiting fiber runs again once its barrier's
@@ -205,24 +268,42 @@ inline void set_thread_index(const block_run *r, unsigned t)
 inline void run_block(block_run &r, bool reverse, const char *kernel_name)
 {
     unsigned nt = r.nt;
-    r.fibers.assign(nt, fiber{});
-    r.warps.assign((nt + 31) / 32, warp_state{});
+    if (r.fibers.size() != nt) { /* the first block of a launch */
+        r.fibers.assign(nt, fiber{});
+        r.warps.assign((nt + 31) / 32, warp_state{});
+    }
     for (unsigned w = 0; w < r.warps.size(); w++) {
         unsigned lanes = nt - 32 * w < 32 ? nt - 32 * w : 32;
         r.warps[w].live_mask = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+        r.warps[w].live = lanes, r.warps[w].arrived = 0, r.warps[w].gen = 0;
     }
     r.live = nt, r.arrived = 0, r.gen = 0;
     for (unsigned t = 0; t < nt; t++) {
         fiber &f = r.fibers[t];
         f.tid = t;
+        f.idx = dim3(t % r.block.x, (t / r.block.x) % r.block.y, t / (r.block.x * r.block.y));
         f.state = RUNNING;
+        f.fake_stack = nullptr;
         size_t size;
         unsigned char *stack = stack_of(t, &size);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = stack;
-        f.ctx.uc_stack.ss_size = size;
-        f.ctx.uc_link = nullptr;
-        makecontext(&f.ctx, fiber_entry, 0);
+#if defined(__x86_64__)
+        /* the frame cuda_emu_switch pops: six registers, then "return"
+         * into cuda_emu_fiber_start */
+        /* tops staggered by 64 bytes a fiber: 128 KiB apart exactly, every
+         * fiber's frames would fall in the same cache sets */
+        uint64_t *sp = (uint64_t *)(((uintptr_t)stack + size - 64 * (t % 64)) & ~(uintptr_t)15);
+        *--sp = 0;
+        *--sp = (uint64_t)(uintptr_t)cuda_emu_fiber_start;
+        for (int k = 0; k < 6; k++)
+            *--sp = 0;
+        f.ctx.sp = sp;
+#else
+        getcontext(&f.ctx.uc);
+        f.ctx.uc.uc_stack.ss_sp = stack;
+        f.ctx.uc.uc_stack.ss_size = size;
+        f.ctx.uc.uc_link = nullptr;
+        makecontext(&f.ctx.uc, cuda_emu_fiber_main, 0);
+#endif
     }
     block_run *saved = tl_run;
     tl_run = &r;
@@ -245,14 +326,14 @@ inline void run_block(block_run &r, bool reverse, const char *kernel_name)
                     if (f.state == AT_WARP_BARRIER && f.wait_gen == r.warps[w].gen)
                         continue;
                     r.cur = &f;
-                    set_thread_index(&r, f.tid);
+                    threadIdx = f.idx;
 #if CUDA_EMU_ASAN
                     size_t size;
                     unsigned char *stack = stack_of(f.tid, &size);
                     void *fake = nullptr;
                     __sanitizer_start_switch_fiber(&fake, stack, size);
 #endif
-                    swapcontext(&r.sched, &f.ctx);
+                    context_switch(&r.sched, &f.ctx);
 #if CUDA_EMU_ASAN
                     __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -384,7 +465,7 @@ inline void warp_barrier()
     block_run *r = run_now();
     fiber *f = r->cur;
     warp_state &w = r->warps[f->tid / 32];
-    if (++w.arrived == (unsigned)__builtin_popcount(w.live_mask)) {
+    if (++w.arrived == w.live) {
         w.arrived = 0, w.gen++;
         return;
     }

@@ -7,6 +7,7 @@
  * caller's check macro stops the program. */
 #include "include/cublas_v2.h"
 #include "include/cuda_runtime.h"
+#include "include/nccl.h"
 
 #include <chrono>
 #include <cstdint>
@@ -75,11 +76,11 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
         *ptr = nullptr;
         return n == 0 ? cudaErrorInvalidValue : cudaErrorMemoryAllocation;
     }
-    void *p = std::aligned_alloc(256, n);
-    if (!p)
+    void *p = nullptr; /* exactly the bytes asked for: AddressSanitizer sees a kernel read past them */
+    if (posix_memalign(&p, 256, bytes) != 0)
         return cudaErrorMemoryAllocation;
-    memset(p, 0xff, n); /* uninitialised on the GPU: NaNs here, so reading it before writing shows */
-    g_allocs[(uintptr_t)p] = n;
+    memset(p, 0xff, bytes); /* uninitialised on the GPU: NaNs here, so reading it before writing shows */
+    g_allocs[(uintptr_t)p] = bytes;
     g_allocated += n;
     *ptr = p;
     return cudaSuccess;
@@ -92,7 +93,7 @@ cudaError_t cudaFree(void *ptr)
     auto it = g_allocs.find((uintptr_t)ptr);
     if (it == g_allocs.end())
         return misuse(cudaErrorInvalidDevicePointer, "cudaFree(%p): not an allocation (%zu)", ptr, 0);
-    g_allocated -= it->second;
+    g_allocated -= (it->second + 255) / 256 * 256;
     g_allocs.erase(it);
     std::free(ptr);
     return cudaSuccess;
@@ -236,6 +237,16 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
         return cudaErrorInvalidValue;
     return (cudaError_t)cuda_emu::set_max_dyn_smem(func, value);
+}
+
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const void *ptr)
+{
+    bool dev = find_alloc(ptr, 1) != g_allocs.end();
+    attr->type = dev ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+    attr->device = dev ? 0 : -1;
+    attr->devicePointer = dev ? (void *)ptr : nullptr;
+    attr->hostPointer = dev ? nullptr : (void *)ptr;
+    return cudaSuccess;
 }
 
 /* ---- cuBLAS -------------------------------------------------------------- */
@@ -433,5 +444,116 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda,
                 strideA, B, Btype, ldb, strideB, *(const float *)beta, C, Ctype, ldc, strideC, batchCount, r);
 }
+
+} /* extern "C" */
+
+/* ---- NCCL at world size 1 (include/nccl.h) ---------------------------------------- */
+
+struct cuda_emu_nccl {
+    int nranks;
+};
+
+namespace {
+size_t nccl_type_bytes(ncclDataType_t t)
+{
+    switch (t) {
+    case ncclInt8: case ncclUint8: return 1;
+    case ncclFloat16: case ncclBfloat16: return 2;
+    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
+    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
+    }
+    return 0;
+}
+/* one rank's collective: recv = send (in place when they are equal), both device memory */
+ncclResult_t nccl_copy(const char *call, const void *send, void *recv, size_t count, ncclDataType_t t, ncclComm_t comm)
+{
+    size_t es = nccl_type_bytes(t), bytes = count * es;
+    if (!comm || es == 0)
+        return ncclInvalidArgument;
+    if (bytes == 0)
+        return ncclSuccess;
+    if (!cuda_emu_is_device(send, bytes) || !cuda_emu_is_device(recv, bytes)) {
+        fprintf(stderr, "cuda_emu: %s: a buffer of %zu bytes is not device memory\n", call, bytes);
+        return ncclInvalidArgument;
+    }
+    if (send != recv)
+        memmove(recv, send, bytes);
+    return ncclSuccess;
+}
+} // namespace
+
+extern "C" {
+
+const char *ncclGetErrorString(ncclResult_t result)
+{
+    switch (result) {
+    case ncclSuccess: return "no error";
+    case ncclUnhandledCudaError: return "unhandled cuda error";
+    case ncclSystemError: return "unhandled system error";
+    case ncclInternalError: return "internal error";
+    case ncclInvalidArgument: return "invalid argument";
+    case ncclInvalidUsage: return "invalid usage (the emulator runs NCCL at world size 1 only)";
+    }
+    return "unknown result";
+}
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
+{
+    memset(id, 0, sizeof *id);
+    memcpy(id->internal, "cuda_emu", 8);
+    return ncclSuccess;
+}
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank)
+{
+    if (memcmp(id.internal, "cuda_emu", 8) != 0 || rank < 0 || rank >= nranks)
+        return ncclInvalidArgument;
+    if (nranks != 1)
+        return ncclInvalidUsage;
+    *comm = new cuda_emu_nccl{nranks};
+    return ncclSuccess;
+}
+ncclResult_t ncclCommDestroy(ncclComm_t comm)
+{
+    delete comm;
+    return ncclSuccess;
+}
+ncclResult_t ncclCommCount(const ncclComm_t comm, int *count)
+{
+    *count = comm->nranks;
+    return ncclSuccess;
+}
+ncclResult_t ncclCommUserRank(const ncclComm_t, int *rank)
+{
+    *rank = 0;
+    return ncclSuccess;
+}
+ncclResult_t ncclGroupStart(void) { return ncclSuccess; }
+ncclResult_t ncclGroupEnd(void) { return ncclSuccess; }
+ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t,
+                           ncclComm_t comm, cudaStream_t)
+{
+    return nccl_copy("ncclAllReduce", sendbuff, recvbuff, count, datatype, comm);
+}
+ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, ncclDataType_t datatype,
+                           ncclComm_t comm, cudaStream_t)
+{
+    return nccl_copy("ncclAllGather", sendbuff, recvbuff, sendcount, datatype, comm);
+}
+ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, ncclDataType_t datatype,
+                               ncclRedOp_t, ncclComm_t comm, cudaStream_t)
+{
+    return nccl_copy("ncclReduceScatter", sendbuff, recvbuff, recvcount, datatype, comm);
+}
+ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
+                           ncclComm_t comm, cudaStream_t)
+{
+    return root != 0 ? ncclInvalidArgument : nccl_copy("ncclBroadcast", sendbuff, recvbuff, count, datatype, comm);
+}
+ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t,
+                        int root, ncclComm_t comm, cudaStream_t)
+{
+    return root != 0 ? ncclInvalidArgument : nccl_copy("ncclReduce", sendbuff, recvbuff, count, datatype, comm);
+}
+ncclResult_t ncclSend(const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
+ncclResult_t ncclRecv(void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
 
 } /* extern "C" */

@@ -73,6 +73,15 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event);
 /* host time between two recorded events (the emulator's, not a GPU's) */
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value);
+enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2,
+                      cudaMemoryTypeManaged = 3 };
+struct cudaPointerAttributes {
+    enum cudaMemoryType type;
+    int device;
+    void *devicePointer, *hostPointer;
+};
+/* device memory: an emulated allocation; anything else is unregistered host memory */
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const void *ptr);
 
 /* The emulator's own: bytes allocated now; 1 when [p, p + bytes) lies
  * inside one allocation. */

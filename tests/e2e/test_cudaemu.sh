@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# test_cudaemu.sh — the GPU path of triad without a GPU: triad built with
+# CUDA=emu (make test builds $BUILD/cudaemu/triad), so `--device cuda` runs
+# kernels/cuda/kern_cuda.cu — its kernels, cuBLAS calls and launches — on
+# this machine's CPU through tests/cudaemu, and the comm layer stages the
+# "GPU" buffers through the host with cudaMemcpy as it does on a GPU.
+# A rehearsal of make check-gpu's comm and training sections, shortened:
+#  1. one rank, fp32 math, 20 steps of tiny: the loss within 1e-4 of the
+#     CPU backend's at every step, explicit and fused attention;
+#  2. parallel layouts through the MPI comm (every rank its own emulated
+#     GPU): dp2·tp2 ZeRO-1 with sp and dp2·pp2 interleaved ZeRO-2 against
+#     the single emulated rank, loss within 1e-4, device memory = triad's
+#     prediction;
+#  3. bf16 math (cuBLAS FAST_16BF, the tensor-core flash kernels): 20 steps
+#     within 2e-4 of the emulated device of kern_ops_emu.c, which rounds the
+#     same GEMM operands with the CPU kernels (sums in another order, and
+#     the flash kernels round each probability against its tile's running
+#     max: 1.2e-5 and 1.7e-5 apart when this was written);
+#  4. the comm layer on device buffers (tests/mpi/test_comm_device.c): MPI
+#     staging at 2 ranks, NCCL at world size 1.
+# What it cannot show: speed, streams running concurrently, the GPU's own
+# arithmetic — make check-gpu on a GPU does.
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+TR=$BUILD/cudaemu/triad
+CPU=${TRIAD:-$BUILD/triad}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+[ -x "$TR" ] || { echo "test_cudaemu: $TR missing (make test builds it: make cudaemu)"; exit 1; }
+t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
+# under AddressSanitizer (make asan) the emulator runs ~10x slower, and what
+# that build adds is its checks of every access (device memory is exactly
+# the bytes asked for): 4 steps there
+STEPS=20
+ldd "$TR" 2>/dev/null | grep -q libasan && STEPS=4
+D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps $STEPS --lr 3e-4 --warmup 2 --quiet"
+LM() { python3 tests/gpu/loss_match.py "$@" --steps $STEPS; }
+st=0
+
+# 1. one emulated GPU rank against the CPU
+for attn in explicit flash; do
+  $CPU train $D --layout mbs=4,precision=fp32,attn=$attn --device cpu --metrics "$t/cpu_$attn.csv" || exit 1
+  $TR train $D --layout mbs=4,precision=fp32,attn=$attn --device cuda --metrics "$t/gpu_$attn.csv" || { echo "FAIL cuda $attn"; exit 1; }
+  LM "$t/cpu_$attn.csv" "$t/gpu_$attn.csv" 1e-4 "attn=$attn, one emulated GPU rank vs CPU" --mem || st=1
+done
+
+# 2. layouts on emulated GPUs through the MPI comm against one emulated rank
+# (the same global batch in micro-batches of 4 there: a sum in another order)
+for spec in "4 dp=2,tp=2,zero=1,sp=1" "4 dp=2,pp=2,zero=2,schedule=interleaved,v=2"; do
+  set -- $spec
+  mpirun --oversubscribe -np $1 $TR train $D --layout "$2,mbs=2,precision=fp32" --device cuda --comm mpi \
+    --metrics "$t/$2.csv" || { echo "FAIL $2 on emulated GPUs"; st=1; continue; }
+  LM "$t/gpu_explicit.csv" "$t/$2.csv" 1e-4 "$2 (MPI comm, emulated GPUs) vs one emulated rank" --mem || st=1
+done
+
+# 3. bf16 math against the emulated device's (the CPU kernels with the same operand rounding)
+for attn in explicit flash; do
+  $CPU train $D --layout mbs=4,attn=$attn --device emu --metrics "$t/emu_bf16_$attn.csv" || exit 1
+  $TR train $D --layout mbs=4,attn=$attn --device cuda --metrics "$t/gpu_bf16_$attn.csv" || { echo "FAIL bf16 $attn"; exit 1; }
+  LM "$t/emu_bf16_$attn.csv" "$t/gpu_bf16_$attn.csv" 2e-4 "bf16 math, attn=$attn: emulated GPU vs emulated device" || st=1
+done
+
+# 4. the comm layer on device buffers: MPI staging and NCCL at world size 1
+CB=$BUILD/cudaemu/tests/mpi/test_comm_device
+mkdir -p "$(dirname "$CB")"
+mpicc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fopenmp -DTRIAD_HAVE_CUDA=1 -Itests/cudaemu/include \
+  -o "$CB" tests/mpi/test_comm_device.c "$BUILD/cudaemu/libtriad_exec.a" "$BUILD/cudaemu/libtriad_plan.a" \
+  -lopenblas -lstdc++ -lglpk -linih -lcsv -lm ${EXTRA_LDFLAGS:-} || exit 1
+mpirun --oversubscribe -np 2 "$CB" >"$t/comm2.log" 2>&1 || { cat "$t/comm2.log"; echo "FAIL comm: MPI staging at -np 2"; st=1; }
+tail -1 "$t/comm2.log"
+mpirun -np 1 "$CB" --nccl >"$t/comm_nccl.log" 2>&1 || { cat "$t/comm_nccl.log"; echo "FAIL comm: NCCL at world size 1"; st=1; }
+tail -1 "$t/comm_nccl.log"
+
+[ $st = 0 ] && echo "test_cudaemu: ok" || echo "test_cudaemu: FAILED"
+exit $st
