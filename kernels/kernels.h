@@ -129,10 +129,24 @@ float kern_bf16_round(float x);
  * backend. Buffers passed to a table's ops live where that table says: host
  * memory for kern_ops_cpu(), device memory (cudaMalloc, never managed) for
  * kern_ops_cuda(). Allocate, copy and free through the table. Every op has the
- * contract of the kern_cpu_ function of the same name above. The CUDA table
- * is fp32 throughout (cuBLAS with fp32 accumulation). */
+ * contract of the kern_cpu_ function of the same name above.
+ *
+ * Storage (set_storage): activation tensors — everything a model computes
+ * and keeps per token: layer inputs and outputs, LayerNorm outputs, qkv,
+ * the attention probabilities and outputs, the MLP's hidden activations,
+ * logits, and the gradients of all of these — are `void *` in the table's
+ * storage type: fp32 (float), or bf16 (uint16_t, the upper half of an fp32,
+ * round to nearest even). So are the matmul weights the GEMMs read (a bf16
+ * copy of the fp32 master weights). Everything else stays fp32 in either
+ * storage: LayerNorm weights, the biases added outside a GEMM, every
+ * parameter's gradient (accumulated in fp32), LayerNorm mean and rstd, the flash log-sum-exp,
+ * the cross-entropy row statistics, AdamW's state. In bf16 storage each op
+ * reads its bf16 operands, computes in fp32 and rounds what it writes to
+ * bf16 once (the CPU table does exactly that around its fp32 kernels, the
+ * reference the CUDA kernels are checked against). */
+enum { KERN_STORE_FP32 = 0, KERN_STORE_BF16 = 1 };
 typedef struct kern_ops {
-    const char *name; /* "cpu" or "cuda" */
+    const char *name; /* "cpu", "emu" or "cuda" */
     void *(*alloc)(int64_t bytes);                         /* zero-filled; NULL on failure */
     void (*free)(void *p);
     void (*to_device)(void *dst, const void *src_host, int64_t bytes);
@@ -140,63 +154,63 @@ typedef struct kern_ops {
     void (*memset0)(void *p, int64_t bytes);
     void (*sync)(void);
 
-    void (*encoder_forward)(float *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C,
+    /* out, dout: activations; wte, wpe and their gradients: fp32 */
+    void (*encoder_forward)(void *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C,
                             int v0, int V, int add_pos);
-    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T, int C,
+    void (*encoder_backward)(float *dwte, float *dwpe, const void *dout, const int *tok, int B, int T, int C,
                              int v0, int V, int add_pos);
-    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+    /* out, inp, dinp (+=), dout: activations; w, b, dw, db, mean, rstd: fp32 */
+    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp, const float *w,
                               const float *b, int N, int C);
-    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+    void (*layernorm_backward)(void *dinp, float *dw, float *db, const void *dout, const void *inp,
                                const float *w, const float *mean, const float *rstd, int N, int C);
-    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
-                           int OC);
-    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, int N, int C, int OC, float dinp_beta);
-    void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int NH, int HS);
-    void (*attention_backward)(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int NH, int HS);
-    void (*gelu_forward)(float *out, const float *inp, int64_t n);
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, int64_t n);
-    void (*residual_forward)(float *out, const float *a, const float *b, int64_t n);
-    void (*add_inplace)(float *y, const float *x, int64_t n);
-    void (*xent_rowmax)(float *rowmax, const float *logits, int N, int V);
-    void (*xent_sumexp)(float *sumexp, const float *logits, const float *gmax, int N, int V);
-    void (*xent_target)(float *tlogit, const float *logits, const int *targets, int N, int V, int v0);
-    void (*xent_backward_inplace)(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
+    /* out, inp, dinp, dout, weight and bias in the storage type (the GEMM
+     * adds the bias to its fp32 sums and rounds once; in bf16 storage the
+     * bias, like the weight, is the bf16 copy: Megatron-LM's and llm.c's
+     * bf16 parameters); dweight, dbias fp32 */
+    void (*matmul_forward)(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC);
+    void (*matmul_backward)(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                            const void *weight, int N, int C, int OC, float dinp_beta);
+    /* every tensor an activation */
+    void (*attention_forward)(void *out, void *att, const void *qkv, int B, int T, int NH, int HS);
+    void (*attention_backward)(void *dqkv, void *datt, const void *dout, const void *qkv, const void *att, int B,
+                               int T, int NH, int HS);
+    void (*gelu_forward)(void *out, const void *inp, int64_t n);
+    void (*gelu_backward)(void *dinp, const void *inp, const void *dout, int64_t n);
+    void (*residual_forward)(void *out, const void *a, const void *b, int64_t n);
+    void (*add_inplace)(void *y, const void *x, int64_t n);
+    /* logits: an activation; the row statistics fp32 */
+    void (*xent_rowmax)(float *rowmax, const void *logits, int N, int V);
+    void (*xent_sumexp)(float *sumexp, const void *logits, const float *gmax, int N, int V);
+    void (*xent_target)(float *tlogit, const void *logits, const int *targets, int N, int V, int v0);
+    void (*xent_backward_inplace)(void *logits, const float *gmax, const float *gsum, const int *targets, int N,
                                   int V, int v0, float scale);
+    /* fp32 throughout (master weights, gradients, moments) */
     void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2,
                   float eps, float wd, int t);
     double (*sum_squares)(const float *x, int64_t n);
     void (*scale)(float *x, float s, int64_t n);
 
     /* Fused (flash) causal attention, every table: the contract of
-     * kern_cpu_attention_forward_flash / _backward_flash. CUDA: in bf16 math
-     * and HS in {16, 32, 64, 128}, FlashAttention-2 tiles on tensor cores
-     * (kernels/cuda/flash_tc.cuh); in fp32 math one thread per query row,
-     * exact but slow (on an H100 at B=8 T=1024 NH=12 HS=64: 25 ms forward,
-     * 162 ms backward vs 1.3 / 2.4 ms for the cuBLAS path that keeps att).
-     * HS <= 128. */
-    void (*attention_forward_flash)(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
-    void (*attention_backward_flash)(float *dqkv, const float *dout, const float *qkv, const float *out,
+     * kern_cpu_attention_forward_flash / _backward_flash; qkv, out, dout,
+     * dqkv activations, lse fp32. CUDA: in bf16 math and HS in {16, 32, 64,
+     * 128}, FlashAttention-2 tiles on tensor cores (kernels/cuda/
+     * flash_tc.cuh); in fp32 math one thread per query row, exact but slow
+     * (on an H100 at B=8 T=1024 NH=12 HS=64: 25 ms forward, 162 ms backward
+     * vs 1.3 / 2.4 ms for the cuBLAS path that keeps att). HS <= 128. */
+    void (*attention_forward_flash)(void *out, float *lse, const void *qkv, int B, int T, int NH, int HS);
+    void (*attention_backward_flash)(void *dqkv, const void *dout, const void *qkv, const void *out,
                                      const float *lse, int B, int T, int NH, int HS);
 
-    /* bf16 (CUDA table only; NULL in the CPU table). bf16 tensors are
-     * uint16_t (the upper half of an fp32, round to nearest even).
-     *   to_bf16: dst = bf16(src), n elements
-     *   matmul_forward_bf16: out (N,OC) fp32 = inp (N,C) bf16 @ weight (OC,C)
-     *     bf16 ^T + bias (fp32, may be NULL), fp32 accumulation
-     *   adamw_bf16: adamw on the fp32 master p, then p_bf16 = bf16(p) */
+    /* to_bf16: dst = bf16(src), n elements, round to nearest even (the bf16
+     * copy of the master weights that bf16 storage's GEMMs read) */
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
-    void (*matmul_forward_bf16)(float *out, const uint16_t *inp, const uint16_t *weight, const float *bias, int N,
-                                int C, int OC);
-    void (*adamw_bf16)(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
-                       float b1, float b2, float eps, float wd, int t);
 
-    /* For the trainer (both tables):
+    /* For the trainer (every table):
      *   copy: dst = src, bytes, both in this table's memory (may not overlap)
-     *   add_bias: x (N,C) += b (C) on every row */
+     *   add_bias: x (N,C) (an activation) += b (C, fp32) on every row */
     void (*copy)(void *dst, const void *src, int64_t bytes);
-    void (*add_bias)(float *x, const float *b, int N, int C);
+    void (*add_bias)(void *x, const float *b, int N, int C);
     /*   set_math: how every GEMM of the table computes from now on (KERN_MATH_*) */
     void (*set_math)(int mode);
     /*   sum_squares_many: out[i] (host, double) = sum of squares of
@@ -208,9 +222,17 @@ typedef struct kern_ops {
      *   row reads the row once (online max and rescaled sum, Milakov &
      *   Gimelshein 2018), where xent_rowmax, _sumexp and _target read it
      *   three times: V = 50257 at B T = 8192 is 1.6 GB of fp32 logits a pass */
-    void (*xent_forward)(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
+    void (*xent_forward)(float *rowmax, float *sumexp, float *tlogit, const void *logits, const int *targets,
                          int N, int V, int v0);
+    /*   set_storage: how activation tensors are stored from now on
+     *   (KERN_STORE_*, above); 0, or -1 when the table cannot (storage unchanged) */
+    int (*set_storage)(int mode);
 } kern_ops;
+
+/* bf16 <-> fp32 on the host: bits of the nearest bf16 (ties to even; NaN
+ * stays NaN), and the value of bf16 bits */
+uint16_t kern_bf16_bits(float x);
+float kern_bf16_value(uint16_t b);
 
 /* The CPU table (host buffers); never NULL. */
 const kern_ops *kern_ops_cpu(void);
@@ -225,7 +247,8 @@ int kern_emu_is_device(const void *p);
 #if defined(TRIAD_HAVE_CUDA) && TRIAD_HAVE_CUDA
 /* The CUDA table (device buffers, current device, default stream); ops are
  * asynchronous except to_host and sum_squares. Errors in CUDA or cuBLAS
- * print file:line and the error string on stderr and exit(1). */
+ * print file:line and the error string on stderr and exit(1). Both
+ * storages. */
 const kern_ops *kern_ops_cuda(void);
 /* Make GPU local_rank % (GPUs visible) current for this process; returns
  * the device picked, or -1 with the CUDA error in err (n bytes). */

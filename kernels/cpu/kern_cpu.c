@@ -19,16 +19,23 @@ static int g_math = KERN_MATH_FP32;
 void kern_cpu_set_math(int mode) { g_math = mode; }
 int kern_cpu_math(void) { return g_math; }
 
-float kern_bf16_round(float x)
+uint16_t kern_bf16_bits(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) != 0x7f800000u) /* finite: round to nearest even */
-        u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
+    if ((u & 0x7f800000u) == 0x7f800000u) /* Inf stays Inf, NaN stays (a quiet) NaN */
+        return (uint16_t)((u >> 16) | ((u & 0x007fffffu) ? 0x40u : 0u));
+    u += 0x7fffu + ((u >> 16) & 1u); /* finite: round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+float kern_bf16_value(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float x;
     memcpy(&x, &u, 4);
     return x;
 }
+float kern_bf16_round(float x) { return kern_bf16_value(kern_bf16_bits(x)); }
 
 /* a dense bf16-rounded copy of the rows x cols matrix at a (leading dim ld) */
 static float *rounded(const float *a, int rows, int cols, int ld)

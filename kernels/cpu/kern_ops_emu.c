@@ -118,44 +118,45 @@ static void emu_sync(void) {}
         close_all();                                                                                \
     }
 
-WRAP(encoder_forward, (float *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C, int v0,
+WRAP(encoder_forward, (void *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C, int v0,
                        int V, int add_pos), (out, tok, wte, wpe, B, T, C, v0, V, add_pos))
-WRAP(encoder_backward, (float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T, int C, int v0,
+WRAP(encoder_backward, (float *dwte, float *dwpe, const void *dout, const int *tok, int B, int T, int C, int v0,
                         int V, int add_pos), (dwte, dwpe, dout, tok, B, T, C, v0, V, add_pos))
-WRAP(layernorm_forward, (float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+WRAP(layernorm_forward, (void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
                          int N, int C), (out, mean, rstd, inp, w, b, N, C))
-WRAP(layernorm_backward, (float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+WRAP(layernorm_backward, (void *dinp, float *dw, float *db, const void *dout, const void *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C),
      (dinp, dw, db, dout, inp, w, mean, rstd, N, C))
-WRAP(matmul_forward, (float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC),
+WRAP(matmul_forward, (void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC),
      (out, inp, weight, bias, N, C, OC))
-WRAP(matmul_backward, (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                       const float *weight, int N, int C, int OC, float beta),
+WRAP(matmul_backward, (void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                       const void *weight, int N, int C, int OC, float beta),
      (dinp, dweight, dbias, dout, inp, weight, N, C, OC, beta))
-WRAP(attention_forward, (float *out, float *att, const float *qkv, int B, int T, int NH, int HS),
+WRAP(attention_forward, (void *out, void *att, const void *qkv, int B, int T, int NH, int HS),
      (out, att, qkv, B, T, NH, HS))
-WRAP(attention_backward, (float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
+WRAP(attention_backward, (void *dqkv, void *datt, const void *dout, const void *qkv, const void *att, int B,
                           int T, int NH, int HS), (dqkv, datt, dout, qkv, att, B, T, NH, HS))
-WRAP(attention_forward_flash, (float *out, float *lse, const float *qkv, int B, int T, int NH, int HS),
+WRAP(attention_forward_flash, (void *out, float *lse, const void *qkv, int B, int T, int NH, int HS),
      (out, lse, qkv, B, T, NH, HS))
-WRAP(attention_backward_flash, (float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
+WRAP(attention_backward_flash, (void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
                                 int B, int T, int NH, int HS), (dqkv, dout, qkv, out, lse, B, T, NH, HS))
-WRAP(gelu_forward, (float *out, const float *inp, int64_t n), (out, inp, n))
-WRAP(gelu_backward, (float *dinp, const float *inp, const float *dout, int64_t n), (dinp, inp, dout, n))
-WRAP(residual_forward, (float *out, const float *a, const float *b, int64_t n), (out, a, b, n))
-WRAP(add_inplace, (float *y, const float *x, int64_t n), (y, x, n))
-WRAP(xent_rowmax, (float *rowmax, const float *logits, int N, int V), (rowmax, logits, N, V))
-WRAP(xent_sumexp, (float *sumexp, const float *logits, const float *gmax, int N, int V), (sumexp, logits, gmax, N, V))
-WRAP(xent_target, (float *tlogit, const float *logits, const int *targets, int N, int V, int v0),
+WRAP(gelu_forward, (void *out, const void *inp, int64_t n), (out, inp, n))
+WRAP(gelu_backward, (void *dinp, const void *inp, const void *dout, int64_t n), (dinp, inp, dout, n))
+WRAP(residual_forward, (void *out, const void *a, const void *b, int64_t n), (out, a, b, n))
+WRAP(add_inplace, (void *y, const void *x, int64_t n), (y, x, n))
+WRAP(xent_rowmax, (float *rowmax, const void *logits, int N, int V), (rowmax, logits, N, V))
+WRAP(xent_sumexp, (float *sumexp, const void *logits, const float *gmax, int N, int V), (sumexp, logits, gmax, N, V))
+WRAP(xent_target, (float *tlogit, const void *logits, const int *targets, int N, int V, int v0),
      (tlogit, logits, targets, N, V, v0))
-WRAP(xent_forward, (float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets, int N,
+WRAP(xent_forward, (float *rowmax, float *sumexp, float *tlogit, const void *logits, const int *targets, int N,
                     int V, int v0), (rowmax, sumexp, tlogit, logits, targets, N, V, v0))
-WRAP(xent_backward_inplace, (float *logits, const float *gmax, const float *gsum, const int *targets, int N, int V,
+WRAP(xent_backward_inplace, (void *logits, const float *gmax, const float *gsum, const int *targets, int N, int V,
                              int v0, float scale), (logits, gmax, gsum, targets, N, V, v0, scale))
 WRAP(adamw, (float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
              float wd, int t), (p, g, m, v, n, lr, b1, b2, eps, wd, t))
 WRAP(scale, (float *x, float s, int64_t n), (x, s, n))
-WRAP(add_bias, (float *x, const float *b, int N, int C), (x, b, N, C))
+WRAP(add_bias, (void *x, const float *b, int N, int C), (x, b, N, C))
+WRAP(to_bf16, (uint16_t *dst, const float *src, int64_t n), (dst, src, n))
 
 static double emu_sum_squares(const float *x, int64_t n)
 {
@@ -171,6 +172,9 @@ static void emu_sum_squares_many(double *out, const float *base, const int64_t *
     kern_ops_cpu()->sum_squares_many(out, base, off, len, n);
     close_all();
 }
+
+/* the CPU table's storage: host state, no device memory */
+static int emu_set_storage(int mode) { return kern_ops_cpu()->set_storage(mode); }
 
 static const kern_ops emu_ops = {
     .name = "emu",
@@ -201,14 +205,13 @@ static const kern_ops emu_ops = {
     .scale = emu_scale,
     .attention_forward_flash = emu_attention_forward_flash,
     .attention_backward_flash = emu_attention_backward_flash,
-    .to_bf16 = NULL,
-    .matmul_forward_bf16 = NULL,
-    .adamw_bf16 = NULL,
+    .to_bf16 = emu_to_bf16,
     .copy = emu_copy,
     .add_bias = emu_add_bias,
     .set_math = kern_cpu_set_math, /* the CPU kernels' mode: host state, no device memory */
     .sum_squares_many = emu_sum_squares_many,
     .xent_forward = emu_xent_forward,
+    .set_storage = emu_set_storage,
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

@@ -10,10 +10,14 @@
  * on the GPU against the CPU backend.
  *
  * Layout (the contract of kern_ops.attention_forward_flash): qkv (B,T,3C)
- * fp32 as [q heads | k heads | v heads], C = NH*HS; out (B,T,C) fp32; lse
- * (B,NH,T) the natural log-sum-exp of each row's scaled scores. Operands are
- * rounded to bf16 where they enter shared memory; scores, the softmax and
- * every accumulation stay fp32.
+ * as [q heads | k heads | v heads], C = NH*HS; out (B,T,C); lse (B,NH,T)
+ * fp32, the natural log-sum-exp of each row's scaled scores. qkv, out, dout
+ * and dqkv are T: float (fp32 storage) or bf16 (kernels.h's bf16 storage).
+ * Operands are rounded to bf16 where they enter shared memory (already
+ * bf16 in bf16 storage); scores, the softmax and every accumulation stay
+ * fp32; what is written is rounded to T once. dQ, summed over key blocks
+ * with atomics, accumulates in an fp32 buffer of the caller's (in fp32
+ * storage dqkv's q columns themselves).
  *
  * Forward: one block of 4 warps per (64 query rows, b, h); each warp owns 16
  * rows. For every 64-key tile up to the diagonal: S = Q K^T (wmma), the
@@ -31,8 +35,8 @@
 #ifndef TRIAD_FLASH_TC_CUH
 #define TRIAD_FLASH_TC_CUH
 
+#include "storage.cuh"
 #ifndef TRIAD_CUDA_EMU
-#include <cuda_bf16.h>
 #include <mma.h>
 #define FA_DYN_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #define FA_LAUNCH(kernel, grid, block, smem, ...) kernel<<<grid, block, smem>>>(__VA_ARGS__)
@@ -45,7 +49,6 @@
 namespace flash_tc {
 
 using namespace nvcuda;
-typedef __nv_bfloat16 bf16;
 
 enum { BR = 64, BC = 64, WARPS = 4, THREADS = 128, PADH = 8, PADF = 4 };
 
@@ -65,21 +68,21 @@ __host__ __device__ constexpr int bwd_smem_bytes(int HS)
 }
 
 /* Two 64-row tiles into shared memory as bf16 (row stride HS + PADH): rows
- * t0.. of a and b (row strides lda, ldb floats), zeros from row T on.
+ * t0.. of a and b (row strides lda, ldb elements), zeros from row T on.
  * Every thread of the block takes part; the caller synchronises. */
-template <int HS>
-__device__ __forceinline__ void load_tiles(bf16 *da, const float *a, long long lda, bf16 *db, const float *b,
+template <int HS, typename T_>
+__device__ __forceinline__ void load_tiles(bf16 *da, const T_ *a, long long lda, bf16 *db, const T_ *b,
                                            long long ldb, int t0, int T, int tid)
 {
     for (int i = tid; i < BR * HS; i += THREADS) {
         int r = i / HS, d = i % HS, t = t0 + r;
-        da[r * (HS + PADH) + d] = __float2bfloat16(t < T ? a[t * lda + d] : 0.0f);
-        db[r * (HS + PADH) + d] = __float2bfloat16(t < T ? b[t * ldb + d] : 0.0f);
+        da[r * (HS + PADH) + d] = __float2bfloat16(t < T ? ld(a[t * lda + d]) : 0.0f);
+        db[r * (HS + PADH) + d] = __float2bfloat16(t < T ? ld(b[t * ldb + d]) : 0.0f);
     }
 }
 
-template <int HS>
-__global__ void __launch_bounds__(THREADS) fwd_k(float *out, float *lse, const float *qkv, int T, int NH, float scale)
+template <int HS, typename T_>
+__global__ void __launch_bounds__(THREADS) fwd_k(T_ *out, float *lse, const T_ *qkv, int T, int NH, float scale)
 {
     FA_DYN_SMEM(smem);
     constexpr int LDH = HS + PADH, LDS = BC + PADF, LDP = BC + PADH, LDO = HS + PADF;
@@ -91,11 +94,11 @@ __global__ void __launch_bounds__(THREADS) fwd_k(float *out, float *lse, const f
     const int q0 = blockIdx.x * BR, h = blockIdx.y % NH, b = blockIdx.y / NH;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, row = warp * 16 + lane;
     const int C = NH * HS, C3 = 3 * C;
-    const float *base = qkv + (long long)b * T * C3 + h * HS;
+    const T_ *base = qkv + (long long)b * T * C3 + h * HS;
 
     for (int i = tid; i < BR * HS; i += THREADS) {
         int r = i / HS, d = i % HS, t = q0 + r;
-        Qs[r * LDH + d] = __float2bfloat16(t < T ? base[(long long)t * C3 + d] : 0.0f);
+        Qs[r * LDH + d] = __float2bfloat16(t < T ? ld(base[(long long)t * C3 + d]) : 0.0f);
         Os[r * LDO + d] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f; /* row state of lanes 0..15 */
@@ -162,15 +165,17 @@ __global__ void __launch_bounds__(THREADS) fwd_k(float *out, float *lse, const f
     }
     if (lane < 16 && q0 + row < T) {
         const int t = q0 + row;
-        float *o = out + ((long long)b * T + t) * C + h * HS, inv = 1.0f / l;
+        T_ *o = out + ((long long)b * T + t) * C + h * HS;
+        float inv = 1.0f / l;
         for (int d = 0; d < HS; d++)
-            o[d] = Os[row * LDO + d] * inv;
+            st(&o[d], Os[row * LDO + d] * inv);
         lse[((long long)b * NH + h) * T + t] = m + logf(l);
     }
 }
 
 /* D (B,NH,T) = rowsum(dO o O): one thread per row */
-__global__ void rowdot_k(float *D, const float *dout, const float *out, int B, int T, int NH, int HS)
+template <typename T_>
+__global__ void rowdot_k(float *D, const T_ *dout, const T_ *out, int B, int T, int NH, int HS)
 {
     long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= (long long)B * NH * T)
@@ -179,16 +184,16 @@ __global__ void rowdot_k(float *D, const float *dout, const float *out, int B, i
     long long off = ((long long)b * T + t) * NH * HS + h * HS;
     float s = 0.0f;
     for (int d = 0; d < HS; d++)
-        s += dout[off + d] * out[off + d];
+        s += ld(dout[off + d]) * ld(out[off + d]);
     D[r] = s;
 }
 
-/* dqkv: the q part must hold zeros (dQ is added with atomics); the k and v
- * parts of this block's keys are overwritten */
-template <int HS>
+/* dqkv: the k and v parts of this block's keys are overwritten; dQ is
+ * added with atomics into dq (fp32, rows ldq apart), which must hold zeros */
+template <int HS, typename T_>
 __global__ void __launch_bounds__(THREADS)
-    bwd_k(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int T, int NH,
-          float scale)
+    bwd_k(T_ *dqkv, float *dq, long long ldq, const T_ *dout, const T_ *qkv, const float *lse, const float *D,
+          int T, int NH, float scale)
 {
     FA_DYN_SMEM(smem);
     constexpr int LDH = HS + PADH, LDP = BR + PADH, LDS = BR + PADF, LDO = HS + PADF;
@@ -200,9 +205,10 @@ __global__ void __launch_bounds__(THREADS)
     const int k0 = blockIdx.x * BC, h = blockIdx.y % NH, b = blockIdx.y / NH;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, kr = warp * 16 + lane;
     const int C = NH * HS, C3 = 3 * C;
-    const float *base = qkv + (long long)b * T * C3 + h * HS;
-    const float *dobase = dout + (long long)b * T * C + h * HS;
-    float *dbase = dqkv + (long long)b * T * C3 + h * HS;
+    const T_ *base = qkv + (long long)b * T * C3 + h * HS;
+    const T_ *dobase = dout + (long long)b * T * C + h * HS;
+    T_ *dbase = dqkv + (long long)b * T * C3 + h * HS;
+    float *dqbase = dq + (long long)b * T * ldq + h * HS;
     const float *lse_r = lse + ((long long)b * NH + h) * T, *D_r = D + ((long long)b * NH + h) * T;
 
     load_tiles<HS>(Ks, base + C, C3, Vs, base + 2 * C, C3, k0, T, tid);
@@ -289,7 +295,7 @@ __global__ void __launch_bounds__(THREADS)
         for (int i = lane; i < 16 * HS; i += 32) {
             int r = i / HS, d = i % HS, t = q0 + warp * 16 + r;
             if (t < T)
-                atomicAdd(&dbase[(long long)t * C3 + d], dQs[(warp * 16 + r) * LDO + d] * scale);
+                atomicAdd(&dqbase[(long long)t * ldq + d], dQs[(warp * 16 + r) * LDO + d] * scale);
         }
         __syncwarp();
     }
@@ -302,7 +308,7 @@ __global__ void __launch_bounds__(THREADS)
         for (int i = lane; i < 16 * HS; i += 32) {
             int r = i / HS, d = i % HS, t = k0 + warp * 16 + r;
             if (t < T)
-                dbase[(long long)t * C3 + (1 + part) * C + d] = dQs[(warp * 16 + r) * LDO + d] * f;
+                st(&dbase[(long long)t * C3 + (1 + part) * C + d], dQs[(warp * 16 + r) * LDO + d] * f);
         }
         __syncwarp();
     }
@@ -313,18 +319,20 @@ __global__ void __launch_bounds__(THREADS)
 /* Head sizes with a kernel: multiples of 16 up to 128. */
 inline bool supported(int HS) { return HS == 16 || HS == 32 || HS == 64 || HS == 128; }
 
-template <int HS> inline int forward_hs(float *out, float *lse, const float *qkv, int B, int T, int NH)
+template <int HS, typename T_> inline int forward_hs(T_ *out, float *lse, const T_ *qkv, int B, int T, int NH)
 {
     const int bytes = fwd_smem_bytes(HS);
-    if (FA_SET_SMEM(fwd_k<HS>, bytes) != 0)
+    void (*kernel)(T_ *, float *, const T_ *, int, int, float) = fwd_k<HS, T_>;
+    if (FA_SET_SMEM(kernel, bytes) != 0)
         return -1;
     dim3 grid((unsigned)((T + BR - 1) / BR), (unsigned)(B * NH));
-    FA_LAUNCH(fwd_k<HS>, grid, dim3(THREADS), bytes, out, lse, qkv, T, NH, 1.0f / sqrtf((float)HS));
+    FA_LAUNCH(kernel, grid, dim3(THREADS), bytes, out, lse, qkv, T, NH, 1.0f / sqrtf((float)HS));
     return 0;
 }
-/* out (B,T,NH*HS), lse (B,NH,T) from qkv (B,T,3*NH*HS); 0, or -1 when HS is
- * not supported or the shared memory cannot be had (nothing launched) */
-inline int forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
+/* out (B,T,NH*HS), lse (B,NH,T) from qkv (B,T,3*NH*HS), T_ float or bf16;
+ * 0, or -1 when HS is not supported or the shared memory cannot be had
+ * (nothing launched) */
+template <typename T_> inline int forward(T_ *out, float *lse, const T_ *qkv, int B, int T, int NH, int HS)
 {
     switch (HS) {
     case 16: return forward_hs<16>(out, lse, qkv, B, T, NH);
@@ -335,33 +343,44 @@ inline int forward(float *out, float *lse, const float *qkv, int B, int T, int N
     }
 }
 
-template <int HS>
-inline int backward_hs(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, float *D,
-                       int B, int T, int NH)
+template <int HS, typename T_>
+inline int backward_hs(T_ *dqkv, float *dq, long long ldq, const T_ *dout, const T_ *qkv, const T_ *out,
+                       const float *lse, float *D, int B, int T, int NH)
 {
     const int bytes = bwd_smem_bytes(HS);
-    if (FA_SET_SMEM(bwd_k<HS>, bytes) != 0)
+    void (*kernel)(T_ *, float *, long long, const T_ *, const T_ *, const float *, const float *, int, int, float) =
+        bwd_k<HS, T_>;
+    void (*rowdot)(float *, const T_ *, const T_ *, int, int, int, int) = rowdot_k<T_>;
+    if (FA_SET_SMEM(kernel, bytes) != 0)
         return -1;
     long long rows = (long long)B * NH * T;
-    FA_LAUNCH(rowdot_k, dim3((unsigned)((rows + 255) / 256)), dim3(256), 0, D, dout, out, B, T, NH, HS);
+    FA_LAUNCH(rowdot, dim3((unsigned)((rows + 255) / 256)), dim3(256), 0, D, dout, out, B, T, NH, HS);
     dim3 grid((unsigned)((T + BC - 1) / BC), (unsigned)(B * NH));
-    FA_LAUNCH(bwd_k<HS>, grid, dim3(THREADS), bytes, dqkv, dout, qkv, lse, (const float *)D, T, NH,
+    FA_LAUNCH(kernel, grid, dim3(THREADS), bytes, dqkv, dq, ldq, dout, qkv, lse, (const float *)D, T, NH,
               1.0f / sqrtf((float)HS));
     return 0;
 }
-/* dqkv (B,T,3*NH*HS) from dout, qkv, the forward's out and lse; D is
- * scratch of B*NH*T floats. dqkv must hold zeros on entry (dQ is added
- * with atomics). 0, or -1 as forward. */
+/* The k and v parts of dqkv (B,T,3*NH*HS) from dout, qkv, the forward's out
+ * and lse, and dQ added into dq (fp32, (B,T) rows ldq apart, holding zeros
+ * on entry); D is scratch of B*NH*T floats. 0, or -1 as forward. */
+template <typename T_>
+inline int backward(T_ *dqkv, float *dq, long long ldq, const T_ *dout, const T_ *qkv, const T_ *out,
+                    const float *lse, float *D, int B, int T, int NH, int HS)
+{
+    switch (HS) {
+    case 16: return backward_hs<16>(dqkv, dq, ldq, dout, qkv, out, lse, D, B, T, NH);
+    case 32: return backward_hs<32>(dqkv, dq, ldq, dout, qkv, out, lse, D, B, T, NH);
+    case 64: return backward_hs<64>(dqkv, dq, ldq, dout, qkv, out, lse, D, B, T, NH);
+    case 128: return backward_hs<128>(dqkv, dq, ldq, dout, qkv, out, lse, D, B, T, NH);
+    default: return -1;
+    }
+}
+/* fp32 storage: dQ accumulates in dqkv's own q columns, which must hold
+ * zeros on entry */
 inline int backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, float *D,
                     int B, int T, int NH, int HS)
 {
-    switch (HS) {
-    case 16: return backward_hs<16>(dqkv, dout, qkv, out, lse, D, B, T, NH);
-    case 32: return backward_hs<32>(dqkv, dout, qkv, out, lse, D, B, T, NH);
-    case 64: return backward_hs<64>(dqkv, dout, qkv, out, lse, D, B, T, NH);
-    case 128: return backward_hs<128>(dqkv, dout, qkv, out, lse, D, B, T, NH);
-    default: return -1;
-    }
+    return backward<float>(dqkv, dqkv, 3LL * NH * HS, dout, qkv, out, lse, D, B, T, NH, HS);
 }
 
 } /* namespace flash_tc */

@@ -1,15 +1,21 @@
-/* kern_cuda.cu — the CUDA backend of kernels.h as a kern_ops table: fp32
- * throughout, plus bf16 conversion, a bf16 matmul forward (fp32
- * accumulation) and AdamW keeping a bf16 copy of the fp32 master.
+/* kern_cuda.cu — the CUDA backend of kernels.h as a kern_ops table, in
+ * both storages of set_storage: fp32, or bf16 activations and GEMM
+ * weights with fp32 arithmetic, fp32 parameter gradients and optimizer
+ * state (kernels.h says which tensor is which).
  *
- * Matrix products go through cuBLAS (cublasSgemm, fp32 accumulation, no
- * TF32; with set_math(KERN_MATH_BF16) cublasGemmEx on the same fp32 buffers
- * with CUBLAS_COMPUTE_32F_FAST_16BF: bf16 tensor-core math, fp32
- * accumulation), attention as strided-batched GEMMs over the heads of one sequence
- * with the T x T probabilities kept (the contract of kern_cpu_attention_*),
- * the rest as plain kernels: one warp per row for row reductions, one
- * thread per element otherwise. Written as C-style CUDA C++; the entry
- * point is extern "C". Every call is on the default stream.
+ * Matrix products go through cuBLAS: in fp32 storage cublasSgemm (fp32
+ * accumulation, no TF32) or, with set_math(KERN_MATH_BF16), cublasGemmEx on
+ * the fp32 buffers with CUBLAS_COMPUTE_32F_FAST_16BF (bf16 tensor-core math,
+ * fp32 accumulation); in bf16 storage cublasGemmEx on bf16 operands with
+ * CUBLAS_COMPUTE_32F, writing bf16 activations or accumulating into fp32
+ * weight gradients. Attention keeps the T x T probabilities as
+ * strided-batched GEMMs over the heads of one sequence (the contract of
+ * kern_cpu_attention_*), or runs fused (flash_tc.cuh on tensor cores in
+ * bf16 math, exact row kernels in fp32). The rest are plain kernels: one
+ * warp per row for row reductions, one thread per element otherwise, each a
+ * template over the storage type T (float or bf16, storage.cuh) that
+ * computes in fp32 and rounds what it writes once. Written as C-style CUDA
+ * C++; the entry point is extern "C". Every call is on the default stream.
  *
  * Every CUDA or cuBLAS error prints file:line and the error string and
  * exits with status 1 (cudaCheck / cublasCheck). */
@@ -18,6 +24,7 @@
 #endif
 #include "../kernels.h"
 #include "flash_tc.cuh"
+#include "storage.cuh"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -59,33 +66,71 @@ static cublasHandle_t handle(void)
 
 static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
 
+/* A buffer kept between calls (all on the default stream, so calls in
+ * order never share it at once), grown when a call needs more. */
+static void *scratch_grow(void **buf, int64_t *cap, int64_t bytes)
+{
+    if (bytes > *cap) {
+        cudaCheck(cudaFree(*buf));
+        cudaCheck(cudaMalloc(buf, (size_t)bytes));
+        *cap = bytes;
+    }
+    return *buf;
+}
+
+/* ---- math and storage ------------------------------------------------------ */
+
 /* GEMM math mode (kern_ops set_math): plain fp32 (pedantic: no TF32), or
- * fp32 storage with bf16 tensor-core math and fp32 accumulation */
+ * bf16 tensor-core math with fp32 accumulation */
 static int g_math = KERN_MATH_FP32;
 static void cu_set_math(int mode)
 {
     g_math = mode;
     cublasCheck(cublasSetMathMode(handle(), mode == KERN_MATH_BF16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
 }
-static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
-                           float *C, int ldc)
+static int g_store = KERN_STORE_FP32;
+static int cu_set_storage(int mode)
 {
-    if (g_math != KERN_MATH_BF16)
-        return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    return cublasGemmEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc,
-                        CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
+    if (mode != KERN_STORE_FP32 && mode != KERN_STORE_BF16)
+        return -1;
+    g_store = mode;
+    return 0;
 }
-static cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                                   const float *alpha, const float *A, int lda, long long sa, const float *B, int ldb,
-                                   long long sb, const float *beta, float *C, int ldc, long long sc, int count)
+static bool store_bf16(void) { return g_store == KERN_STORE_BF16; }
+static cudaDataType act_type(void) { return store_bf16() ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* C (ct) = alpha op(A) op(B) + beta C, A and B of type ab: cublasSgemm for
+ * fp32 in fp32 math, FAST_16BF on fp32 operands in bf16 math, bf16
+ * operands with CUBLAS_COMPUTE_32F */
+static cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                           const void *A, int lda, const void *B, int ldb, float beta, void *C, cudaDataType ct,
+                           int ldc)
 {
-    if (g_math != KERN_MATH_BF16)
-        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count);
-    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta,
-                                      C, CUDA_R_32F, ldc, sc, count, CUBLAS_COMPUTE_32F_FAST_16BF,
-                                      CUBLAS_GEMM_DEFAULT);
+    cudaDataType ab = act_type();
+    if (ab == CUDA_R_32F && ct == CUDA_R_32F && g_math != KERN_MATH_BF16)
+        return cublasSgemm(handle(), ta, tb, m, n, k, &alpha, (const float *)A, lda, (const float *)B, ldb, &beta,
+                           (float *)C, ldc);
+    cublasComputeType_t compute = ab == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    return cublasGemmEx(handle(), ta, tb, m, n, k, &alpha, A, ab, lda, B, ab, ldb, &beta, C, ct, ldc, compute,
+                        CUBLAS_GEMM_DEFAULT);
 }
+/* the same over count matrices sa, sb, sc elements apart; C an activation */
+static cublasStatus_t gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                                   const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
+                                   float beta, void *C, int ldc, long long sc, int count)
+{
+    cudaDataType ab = act_type();
+    if (ab == CUDA_R_32F && g_math != KERN_MATH_BF16)
+        return cublasSgemmStridedBatched(handle(), ta, tb, m, n, k, &alpha, (const float *)A, lda, sa,
+                                         (const float *)B, ldb, sb, &beta, (float *)C, ldc, sc, count);
+    cublasComputeType_t compute = ab == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    return cublasGemmStridedBatchedEx(handle(), ta, tb, m, n, k, &alpha, A, ab, lda, sa, B, ab, ldb, sb, &beta, C, ab,
+                                      ldc, sc, count, compute, CUBLAS_GEMM_DEFAULT);
+}
+
+/* An op in the storage of the moment: name<float>(args) or name<bf16>(args),
+ * the host template casting its void pointers to T */
+#define BY_STORAGE(name, ...) (store_bf16() ? name<bf16>(__VA_ARGS__) : name<float>(__VA_ARGS__))
 
 __device__ inline float warp_sum(float x)
 {
@@ -139,114 +184,140 @@ static void cu_copy(void *dst, const void *src, int64_t bytes)
 }
 
 /* ---- encoder (vocabulary-parallel embedding) ---------------------------- */
-__global__ void encoder_forward_k(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
-                                  int C, int v0, int V, int add_pos)
+template <typename T>
+__global__ void encoder_forward_k(T *out, const int *tok, const float *wte, const float *wpe, int B, int Tn, int C,
+                                  int v0, int V, int add_pos)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (int64_t)B * T * C)
+    if (i >= (int64_t)B * Tn * C)
         return;
     int64_t bt = i / C;
-    int c = (int)(i % C), t = (int)(bt % T), id = tok[bt] - v0;
+    int c = (int)(i % C), t = (int)(bt % Tn), id = tok[bt] - v0;
     float x = (id >= 0 && id < V) ? wte[(int64_t)id * C + c] : 0.0f;
     if (add_pos)
         x += wpe[(int64_t)t * C + c];
-    out[i] = x;
+    st(&out[i], x);
 }
-static void cu_encoder_forward(float *out, const int *tok, const float *wte, const float *wpe, int B, int T,
-                               int C, int v0, int V, int add_pos)
+template <typename T>
+static void encoder_forward(void *out, const int *tok, const float *wte, const float *wpe, int B, int Tn, int C,
+                            int v0, int V, int add_pos)
 {
-    int64_t n = (int64_t)B * T * C;
-    encoder_forward_k<<<blocks_for(n, 256), 256>>>(out, tok, wte, wpe, B, T, C, v0, V, add_pos);
+    int64_t n = (int64_t)B * Tn * C;
+    encoder_forward_k<T><<<blocks_for(n, 256), 256>>>((T *)out, tok, wte, wpe, B, Tn, C, v0, V, add_pos);
     launchCheck();
 }
+static void cu_encoder_forward(void *out, const int *tok, const float *wte, const float *wpe, int B, int Tn, int C,
+                               int v0, int V, int add_pos)
+{
+    BY_STORAGE(encoder_forward, out, tok, wte, wpe, B, Tn, C, v0, V, add_pos);
+}
 
-__global__ void encoder_backward_k(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T,
-                                   int C, int v0, int V, int add_pos)
+template <typename T>
+__global__ void encoder_backward_k(float *dwte, float *dwpe, const T *dout, const int *tok, int B, int Tn, int C,
+                                   int v0, int V, int add_pos)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (int64_t)B * T * C)
+    if (i >= (int64_t)B * Tn * C)
         return;
     int64_t bt = i / C;
-    int c = (int)(i % C), t = (int)(bt % T), id = tok[bt] - v0;
-    float d = dout[i];
+    int c = (int)(i % C), t = (int)(bt % Tn), id = tok[bt] - v0;
+    float d = ld(dout[i]);
     if (id >= 0 && id < V)
         atomicAdd(&dwte[(int64_t)id * C + c], d);
     if (add_pos)
         atomicAdd(&dwpe[(int64_t)t * C + c], d);
 }
-static void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T,
-                                int C, int v0, int V, int add_pos)
+template <typename T>
+static void encoder_backward(float *dwte, float *dwpe, const void *dout, const int *tok, int B, int Tn, int C, int v0,
+                             int V, int add_pos)
 {
-    int64_t n = (int64_t)B * T * C;
-    encoder_backward_k<<<blocks_for(n, 256), 256>>>(dwte, dwpe, dout, tok, B, T, C, v0, V, add_pos);
+    int64_t n = (int64_t)B * Tn * C;
+    encoder_backward_k<T><<<blocks_for(n, 256), 256>>>(dwte, dwpe, (const T *)dout, tok, B, Tn, C, v0, V, add_pos);
     launchCheck();
+}
+static void cu_encoder_backward(float *dwte, float *dwpe, const void *dout, const int *tok, int B, int Tn, int C,
+                                int v0, int V, int add_pos)
+{
+    BY_STORAGE(encoder_backward, dwte, dwpe, dout, tok, B, Tn, C, v0, V, add_pos);
 }
 
 /* ---- layernorm: one warp per row ---------------------------------------- */
-__global__ void layernorm_forward_k(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                                    const float *b, int N, int C)
+template <typename T>
+__global__ void layernorm_forward_k(T *out, float *mean, float *rstd, const T *inp, const float *w, const float *b,
+                                    int N, int C)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    const float *x = inp + (int64_t)row * C;
+    const T *x = inp + (int64_t)row * C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32)
-        s += x[c];
+        s += ld(x[c]);
     float m = warp_sum(s) / C;
     float v = 0.0f;
-    for (int c = lane; c < C; c += 32)
-        v += (x[c] - m) * (x[c] - m);
+    for (int c = lane; c < C; c += 32) {
+        float d = ld(x[c]) - m;
+        v += d * d;
+    }
     float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-    float *o = out + (int64_t)row * C;
+    T *o = out + (int64_t)row * C;
     for (int c = lane; c < C; c += 32)
-        o[c] = (x[c] - m) * r * w[c] + b[c];
+        st(&o[c], (ld(x[c]) - m) * r * w[c] + b[c]);
     if (lane == 0) {
         mean[row] = m;
         rstd[row] = r;
     }
 }
-static void cu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                                 const float *b, int N, int C)
+template <typename T>
+static void layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
+                              int N, int C)
 {
-    layernorm_forward_k<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, w, b, N, C);
+    layernorm_forward_k<T><<<blocks_for(N, 8), 256>>>((T *)out, mean, rstd, (const T *)inp, w, b, N, C);
     launchCheck();
 }
+static void cu_layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const float *w, const float *b,
+                                 int N, int C)
+{
+    BY_STORAGE(layernorm_forward, out, mean, rstd, inp, w, b, N, C);
+}
 
-__global__ void layernorm_backward_dinp_k(float *dinp, const float *dout, const float *inp, const float *w,
-                                          const float *mean, const float *rstd, int N, int C)
+template <typename T>
+__global__ void layernorm_backward_dinp_k(T *dinp, const T *dout, const T *inp, const float *w, const float *mean,
+                                          const float *rstd, int N, int C)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    const float *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;
-    float *di = dinp + (int64_t)row * C;
+    const T *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;
+    T *di = dinp + (int64_t)row * C;
     float m = mean[row], s = rstd[row], a = 0.0f, bb = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        float norm = (x[c] - m) * s, dn = w[c] * d[c];
+        float norm = (ld(x[c]) - m) * s, dn = w[c] * ld(d[c]);
         a += dn;
         bb += dn * norm;
     }
     a = warp_sum(a) / C;
     bb = warp_sum(bb) / C;
     for (int c = lane; c < C; c += 32) {
-        float norm = (x[c] - m) * s, dn = w[c] * d[c];
-        di[c] += (dn - a - norm * bb) * s;
+        float norm = (ld(x[c]) - m) * s, dn = w[c] * ld(d[c]);
+        st(&di[c], ld(di[c]) + (dn - a - norm * bb) * s);
     }
 }
+
 /* Column sums of (N, C) matrices, for the gradients of LayerNorm weights
  * and of biases: db[c] += sum_r dout[r,c] and, for LayerNorm, dw[c] +=
  * sum_r dout[r,c] (inp[r,c] - mean[r]) rstd[r]. One thread per column
- * walking all N rows (what this was) keeps C threads busy: 768 on a GPU of
- * 132 SMs, and gpt2-124m's LayerNorm backward then reads 100 MB at a few
- * percent of the HBM bandwidth. Two stages instead, deterministic (a fixed
- * order of sums, so a run repeats to the bit): blocks of 8 warps each take
- * 32 columns x COLSUM_ROWS rows (a warp a row at a time, lanes along the
- * columns: 128-byte loads), sum their rows in shared memory into partials
- * (chunk, 2, C); then a thread per column adds the chunks in order. */
+ * walking all N rows keeps C threads busy: 768 on a GPU of 132 SMs, and
+ * gpt2-124m's LayerNorm backward then reads 100 MB at a few percent of the
+ * HBM bandwidth. Two stages instead, deterministic (a fixed order of sums,
+ * so a run repeats to the bit): blocks of 8 warps each take 32 columns x
+ * COLSUM_ROWS rows (a warp a row at a time, lanes along the columns:
+ * coalesced), sum their rows in shared memory into partials (chunk, 2, C);
+ * then a thread per column adds the chunks in order. */
 #define COLSUM_ROWS 256
-__global__ void colsum_partial_k(float *part, const float *dout, const float *inp, const float *mean,
-                                 const float *rstd, int N, int C)
+template <typename T>
+__global__ void colsum_partial_k(float *part, const T *dout, const T *inp, const float *mean, const float *rstd, int N,
+                                 int C)
 {
     __shared__ float sb[8][32], sw[8][32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
@@ -254,10 +325,10 @@ __global__ void colsum_partial_k(float *part, const float *dout, const float *in
     float b = 0.0f, w = 0.0f;
     if (c < C)
         for (int r = r0 + warp; r < r1; r += 8) {
-            float d = dout[(int64_t)r * C + c];
+            float d = ld(dout[(int64_t)r * C + c]);
             b += d;
             if (inp)
-                w += (inp[(int64_t)r * C + c] - mean[r]) * rstd[r] * d;
+                w += (ld(inp[(int64_t)r * C + c]) - mean[r]) * rstd[r] * d;
         }
     sb[warp][lane] = b, sw[warp][lane] = w;
     __syncthreads();
@@ -282,317 +353,377 @@ __global__ void colsum_final_k(float *db, float *dw, const float *part, int chun
         dw[c] += w;
 }
 /* db (C) += column sums of dout (N, C); with inp (LayerNorm) also dw (C) +=
- * column sums of dout * xhat. The partials live in a scratch kept between
- * calls (grown when needed; all on the default stream, so calls in order
- * never share it at once). */
-static void colsum_add(float *db, float *dw, const float *dout, const float *inp, const float *mean,
-                       const float *rstd, int N, int C)
+ * column sums of dout * xhat */
+template <typename T>
+static void colsum_add(float *db, float *dw, const T *dout, const T *inp, const float *mean, const float *rstd, int N,
+                       int C)
 {
-    static float *part;
-    static int64_t part_elems;
+    static void *part;
+    static int64_t part_bytes;
     if (N <= 0 || C <= 0)
         return;
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
-    int64_t need = (int64_t)chunks * 2 * C;
-    if (need > part_elems) {
-        cudaCheck(cudaFree(part));
-        cudaCheck(cudaMalloc((void **)&part, sizeof(float) * (size_t)need));
-        part_elems = need;
-    }
-    colsum_partial_k<<<dim3((unsigned)((C + 31) / 32), (unsigned)chunks), 256>>>(part, dout, inp, mean, rstd, N, C);
+    float *p = (float *)scratch_grow(&part, &part_bytes, (int64_t)sizeof(float) * chunks * 2 * C);
+    colsum_partial_k<T><<<dim3((unsigned)((C + 31) / 32), (unsigned)chunks), 256>>>(p, dout, inp, mean, rstd, N, C);
     launchCheck();
-    colsum_final_k<<<blocks_for(C, 256), 256>>>(db, dw, part, chunks, C);
+    colsum_final_k<<<blocks_for(C, 256), 256>>>(db, dw, p, chunks, C);
     launchCheck();
 }
-static void cu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                                  const float *w, const float *mean, const float *rstd, int N, int C)
+template <typename T>
+static void layernorm_backward(void *dinp, float *dw, float *db, const void *dout, const void *inp, const float *w,
+                               const float *mean, const float *rstd, int N, int C)
 {
-    colsum_add(db, dw, dout, inp, mean, rstd, N, C);
-    layernorm_backward_dinp_k<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    colsum_add<T>(db, dw, (const T *)dout, (const T *)inp, mean, rstd, N, C);
+    layernorm_backward_dinp_k<T><<<blocks_for(N, 8), 256>>>((T *)dinp, (const T *)dout, (const T *)inp, w, mean, rstd,
+                                                           N, C);
     launchCheck();
+}
+static void cu_layernorm_backward(void *dinp, float *dw, float *db, const void *dout, const void *inp, const float *w,
+                                  const float *mean, const float *rstd, int N, int C)
+{
+    BY_STORAGE(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
 }
 
 /* ---- matmul (row-major, weight (OC,C) as llm.c) ------------------------- */
-__global__ void fill_bias_k(float *out, const float *bias, int N, int OC)
+/* out (N,OC) = bias on every row, copied exactly (it is in out's type), so
+ * that the GEMM's beta = 1 adds it to its fp32 sums before the one
+ * rounding of the result */
+template <typename T> __global__ void fill_bias_k(T *out, const T *bias, int N, int OC)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (int64_t)N * OC)
         out[i] = bias[i % OC];
 }
-static void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
-                              int OC)
+template <typename T>
+static void fill_bias(void *out, const void *bias, int N, int OC)
 {
-    float one = 1.0f, beta = 0.0f;
+    fill_bias_k<T><<<blocks_for((int64_t)N * OC, 256), 256>>>((T *)out, (const T *)bias, N, OC);
+    launchCheck();
+}
+static void cu_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC)
+{
+    float beta = 0.0f;
     if (bias) {
-        fill_bias_k<<<blocks_for((int64_t)N * OC, 256), 256>>>(out, bias, N, OC);
-        launchCheck();
+        BY_STORAGE(fill_bias, out, bias, N, OC);
         beta = 1.0f;
     }
-    /* column-major: out^T (OC,N) = weight^T... i.e. W (C,OC)^T x inp^T (C,N) */
-    cublasCheck(gemm(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, C, inp, C, &beta, out, OC));
+    /* column-major: out^T (OC,N) = W (C,OC)^T x inp^T (C,N) */
+    cublasCheck(gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, weight, C, inp, C, beta, out, act_type(), OC));
 }
 
-static void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                               const float *weight, int N, int C, int OC, float dinp_beta)
+static void cu_matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                               const void *weight, int N, int C, int OC, float dinp_beta)
 {
-    float one = 1.0f;
     if (dinp) /* dinp^T (C,N) = W^T (C,OC) dout^T (OC,N) */
-        cublasCheck(gemm(handle(), CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, weight, C, dout, OC, &dinp_beta,
-                                dinp, C));
-    /* dweight^T (C,OC) += inp^T (C,N) dout (N,OC) */
-    cublasCheck(gemm(handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dweight, C));
-    if (dbias)
-        colsum_add(dbias, NULL, dout, NULL, NULL, NULL, N, OC);
+        cublasCheck(gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, dout, OC, dinp_beta, dinp, act_type(), C));
+    /* dweight^T (C,OC) += inp^T (C,N) dout (N,OC), accumulated in fp32 */
+    cublasCheck(gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, CUDA_R_32F, C));
+    if (dbias) {
+        if (store_bf16())
+            colsum_add<bf16>(dbias, NULL, (const bf16 *)dout, (const bf16 *)NULL, NULL, NULL, N, OC);
+        else
+            colsum_add<float>(dbias, NULL, (const float *)dout, (const float *)NULL, NULL, NULL, N, OC);
+    }
 }
 
 /* ---- attention: probabilities kept, (B,NH,T,T) -------------------------- */
-/* one warp per row (b,h,t): causal softmax in place, zeros above the diagonal */
-__global__ void causal_softmax_k(float *att, int rows, int T)
+/* one warp per row (b,h,t): causal softmax in place, zeros above the
+ * diagonal (in bf16 storage the scores it reads were rounded to bf16 by
+ * their GEMM, as in llm.c) */
+template <typename T> __global__ void causal_softmax_k(T *att, int rows, int Tn)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows)
         return;
-    int t = row % T;
-    float *a = att + (int64_t)row * T;
+    int t = row % Tn;
+    T *a = att + (int64_t)row * Tn;
     float mx = -INFINITY;
     for (int j = lane; j <= t; j += 32)
-        mx = fmaxf(mx, a[j]);
+        mx = fmaxf(mx, ld(a[j]));
     mx = warp_max(mx);
     float s = 0.0f;
-    for (int j = lane; j <= t; j += 32) {
-        float e = expf(a[j] - mx);
-        a[j] = e;
-        s += e;
-    }
+    for (int j = lane; j <= t; j += 32)
+        s += expf(ld(a[j]) - mx);
     float inv = 1.0f / warp_sum(s);
-    for (int j = lane; j < T; j += 32)
-        a[j] = j <= t ? a[j] * inv : 0.0f;
+    for (int j = lane; j < Tn; j += 32)
+        st(&a[j], j <= t ? expf(ld(a[j]) - mx) * inv : 0.0f);
 }
-static void cu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int HS)
+template <typename T>
+static void attention_forward(void *out, void *att, const void *qkv, int B, int Tn, int NH, int HS)
 {
     int C = NH * HS, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
-    int64_t TT = (int64_t)T * T;
+    float scale = 1.0f / sqrtf((float)HS);
+    int64_t TT = (int64_t)Tn * Tn;
     for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * C3, *k = q + C;
-        float *a = att + (int64_t)b * NH * TT;
+        const T *q = (const T *)qkv + (int64_t)b * Tn * C3, *k = q + C;
+        T *a = (T *)att + (int64_t)b * NH * TT;
         /* att^T (t2,t) = k q^T: column-major (T,T) per head */
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, k, C3, HS, q, C3,
-                                              HS, &zero, a, T, TT, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, Tn, Tn, HS, scale, k, C3, HS, q, C3, HS, 0.0f, a, Tn, TT, NH));
     }
-    causal_softmax_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(att, B * NH * T, T);
+    causal_softmax_k<T><<<blocks_for((int64_t)B * NH * Tn, 8), 256>>>((T *)att, B * NH * Tn, Tn);
     launchCheck();
     for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * C3 + 2 * C;
-        const float *a = att + (int64_t)b * NH * TT;
+        const T *v = (const T *)qkv + (int64_t)b * Tn * C3 + 2 * C;
+        const T *a = (const T *)att + (int64_t)b * NH * TT;
         /* out^T (HS,T) = v^T (HS,T) att^T (T,T) */
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, C3, HS, a, T, TT,
-                                              &zero, out + (int64_t)b * T * C, C, HS, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, Tn, Tn, 1.0f, v, C3, HS, a, Tn, TT, 0.0f,
+                                 (T *)out + (int64_t)b * Tn * C, C, HS, NH));
     }
+}
+static void cu_attention_forward(void *out, void *att, const void *qkv, int B, int Tn, int NH, int HS)
+{
+    BY_STORAGE(attention_forward, out, att, qkv, B, Tn, NH, HS);
 }
 
 /* dpre = att (datt - sum att datt) * scale, masked; one warp per row */
-__global__ void softmax_backward_k(float *datt, const float *att, int rows, int T, float scale)
+template <typename T> __global__ void softmax_backward_k(T *datt, const T *att, int rows, int Tn, float scale)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows)
         return;
-    int t = row % T;
-    const float *a = att + (int64_t)row * T;
-    float *d = datt + (int64_t)row * T;
+    int t = row % Tn;
+    const T *a = att + (int64_t)row * Tn;
+    T *d = datt + (int64_t)row * Tn;
     float dot = 0.0f;
     for (int j = lane; j <= t; j += 32)
-        dot += a[j] * d[j];
+        dot += ld(a[j]) * ld(d[j]);
     dot = warp_sum(dot);
-    for (int j = lane; j < T; j += 32)
-        d[j] = j <= t ? a[j] * (d[j] - dot) * scale : 0.0f;
+    for (int j = lane; j < Tn; j += 32)
+        st(&d[j], j <= t ? ld(a[j]) * (ld(d[j]) - dot) * scale : 0.0f);
 }
-static void cu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
-                                  int B, int T, int NH, int HS)
+template <typename T>
+static void attention_backward(void *dqkv, void *datt, const void *dout, const void *qkv, const void *att, int B,
+                               int Tn, int NH, int HS)
 {
     int C = NH * HS, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
-    int64_t TT = (int64_t)T * T;
+    float scale = 1.0f / sqrtf((float)HS);
+    int64_t TT = (int64_t)Tn * Tn;
     for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * C3 + 2 * C;
-        const float *dO = dout + (int64_t)b * T * C;
-        const float *a = att + (int64_t)b * NH * TT;
-        float *da = datt + (int64_t)b * NH * TT;
-        float *dv = dqkv + (int64_t)b * T * C3 + 2 * C;
+        const T *v = (const T *)qkv + (int64_t)b * Tn * C3 + 2 * C;
+        const T *dO = (const T *)dout + (int64_t)b * Tn * C;
+        const T *a = (const T *)att + (int64_t)b * NH * TT;
+        T *da = (T *)datt + (int64_t)b * NH * TT;
+        T *dv = (T *)dqkv + (int64_t)b * Tn * C3 + 2 * C;
         /* datt^T = v dO^T */
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, C3, HS, dO, C, HS,
-                                              &zero, da, T, TT, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, Tn, Tn, HS, 1.0f, v, C3, HS, dO, C, HS, 0.0f, da, Tn, TT, NH));
         /* dv^T (HS,T) = dO^T (HS,T) att (T,T) */
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dO, C, HS, a, T, TT,
-                                              &zero, dv, C3, HS, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, Tn, Tn, 1.0f, dO, C, HS, a, Tn, TT, 0.0f, dv, C3, HS, NH));
     }
-    softmax_backward_k<<<blocks_for((int64_t)B * NH * T, 8), 256>>>(datt, att, B * NH * T, T, scale);
+    softmax_backward_k<T><<<blocks_for((int64_t)B * NH * Tn, 8), 256>>>((T *)datt, (const T *)att, B * NH * Tn, Tn,
+                                                                       scale);
     launchCheck();
     for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * C3, *k = q + C;
-        const float *da = datt + (int64_t)b * NH * TT;
-        float *dq = dqkv + (int64_t)b * T * C3, *dk = dq + C;
+        const T *q = (const T *)qkv + (int64_t)b * Tn * C3, *k = q + C;
+        const T *da = (const T *)datt + (int64_t)b * NH * TT;
+        T *dq = (T *)dqkv + (int64_t)b * Tn * C3, *dk = dq + C;
         /* dq^T (HS,T) = k^T dpre^T ; dk^T (HS,T) = q^T dpre */
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, k, C3, HS, da, T, TT,
-                                              &zero, dq, C3, HS, NH));
-        cublasCheck(gemm_batched(handle(), CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, q, C3, HS, da, T, TT,
-                                              &zero, dk, C3, HS, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, Tn, Tn, 1.0f, k, C3, HS, da, Tn, TT, 0.0f, dq, C3, HS, NH));
+        cublasCheck(gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, Tn, Tn, 1.0f, q, C3, HS, da, Tn, TT, 0.0f, dk, C3, HS, NH));
     }
 }
+static void cu_attention_backward(void *dqkv, void *datt, const void *dout, const void *qkv, const void *att, int B,
+                                  int Tn, int NH, int HS)
+{
+    BY_STORAGE(attention_backward, dqkv, datt, dout, qkv, att, B, Tn, NH, HS);
+}
 
-/* ---- flash-style attention: one thread per query row, no T x T matrix ---- */
+/* ---- fused attention ------------------------------------------------------- */
+/* Scratch of the fused backward: D = rowsum(dO o O) (B*NH*T) and, in bf16
+ * storage, dQ in fp32 (B*T*C; the tensor-core kernel adds it with atomics)
+ * or, for the row kernel, the whole fp32 dqkv (B*T*3C). */
+static float *flash_scratch(int which, int64_t elems)
+{
+    static void *buf[2];
+    static int64_t cap[2];
+    return (float *)scratch_grow(&buf[which], &cap[which], (int64_t)sizeof(float) * elems);
+}
+/* dst (rows, cols of a row stride ld_dst) = src (fp32, stride ld_src), rounded to T */
+template <typename T>
+__global__ void store_rows_k(T *dst, int64_t ld_dst, const float *src, int64_t ld_src, int64_t rows, int cols)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols)
+        return;
+    int64_t r = i / cols;
+    int c = (int)(i % cols);
+    st(&dst[r * ld_dst + c], src[r * ld_src + c]);
+}
+
+/* fp32 math: one thread per query row, no T x T matrix, exact */
 #define FLASH_MAX_HS 128
-__global__ void flash_forward_k(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS, float scale)
+template <typename T>
+__global__ void flash_forward_k(T *out, float *lse, const T *qkv, int B, int Tn, int NH, int HS, float scale)
 {
     int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* (b,h,t) */
-    if (r >= (int64_t)B * NH * T)
+    if (r >= (int64_t)B * NH * Tn)
         return;
-    int t = (int)(r % T), h = (int)((r / T) % NH), b = (int)(r / ((int64_t)T * NH));
+    int t = (int)(r % Tn), h = (int)((r / Tn) % NH), b = (int)(r / ((int64_t)Tn * NH));
     int C = NH * HS, C3 = 3 * C;
-    const float *base = qkv + (int64_t)b * T * C3 + h * HS;
-    const float *q = base + (int64_t)t * C3;
+    const T *base = qkv + (int64_t)b * Tn * C3 + h * HS;
+    const T *q = base + (int64_t)t * C3;
     float acc[FLASH_MAX_HS];
     for (int d = 0; d < HS; d++)
         acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     for (int j = 0; j <= t; j++) {
-        const float *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
+        const T *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
         float sc = 0.0f;
         for (int d = 0; d < HS; d++)
-            sc += q[d] * k[d];
+            sc += ld(q[d]) * ld(k[d]);
         sc *= scale;
         float mn = fmaxf(m, sc), corr = expf(m - mn), p = expf(sc - mn);
         l = l * corr + p;
         for (int d = 0; d < HS; d++)
-            acc[d] = acc[d] * corr + p * v[d];
+            acc[d] = acc[d] * corr + p * ld(v[d]);
         m = mn;
     }
-    float *o = out + ((int64_t)b * T + t) * C + h * HS;
+    T *o = out + ((int64_t)b * Tn + t) * C + h * HS;
     for (int d = 0; d < HS; d++)
-        o[d] = acc[d] / l;
+        st(&o[d], acc[d] / l);
     lse[r] = m + logf(l);
 }
-static void cu_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS)
+template <typename T>
+static void attention_forward_flash(void *out, float *lse, const void *qkv, int B, int Tn, int NH, int HS)
+{
+    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) { /* tensor cores, bf16 operands */
+        if (flash_tc::forward((T *)out, lse, (const T *)qkv, B, Tn, NH, HS) != 0)
+            cudaCheck(cudaGetLastError());
+        launchCheck();
+        return;
+    }
+    int64_t rows = (int64_t)B * NH * Tn;
+    flash_forward_k<T><<<blocks_for(rows, 128), 128>>>((T *)out, lse, (const T *)qkv, B, Tn, NH, HS,
+                                                       1.0f / sqrtf((float)HS));
+    launchCheck();
+}
+static void cu_attention_forward_flash(void *out, float *lse, const void *qkv, int B, int Tn, int NH, int HS)
 {
     if (HS > FLASH_MAX_HS) {
         fprintf(stderr, "triad: attention_forward_flash: head size %d > %d\n", HS, FLASH_MAX_HS);
         exit(1);
     }
-    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) { /* tensor cores, bf16 operands */
-        if (flash_tc::forward(out, lse, qkv, B, T, NH, HS) != 0)
-            cudaCheck(cudaGetLastError());
-        launchCheck();
-        return;
-    }
-    int64_t rows = (int64_t)B * NH * T;
-    flash_forward_k<<<blocks_for(rows, 128), 128>>>(out, lse, qkv, B, T, NH, HS, 1.0f / sqrtf((float)HS));
-    launchCheck();
+    BY_STORAGE(attention_forward_flash, out, lse, qkv, B, Tn, NH, HS);
 }
 
 /* backward per query row t: D = dO.O; for j <= t: p = exp(s - lse),
  * ds = p (dO.v_j - D); dq += ds k_j scale; dk_j += ds q scale; dv_j += p dO
- * (dk, dv by atomicAdd over the query rows) */
-__global__ void flash_backward_k(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                 const float *lse, int B, int T, int NH, int HS, float scale)
+ * (dk, dv by atomicAdd over the query rows, into dqkv: fp32, zeroed) */
+template <typename T>
+__global__ void flash_backward_k(float *dqkv, const T *dout, const T *qkv, const T *out, const float *lse, int B,
+                                 int Tn, int NH, int HS, float scale)
 {
     int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (r >= (int64_t)B * NH * T)
+    if (r >= (int64_t)B * NH * Tn)
         return;
-    int t = (int)(r % T), h = (int)((r / T) % NH), b = (int)(r / ((int64_t)T * NH));
+    int t = (int)(r % Tn), h = (int)((r / Tn) % NH), b = (int)(r / ((int64_t)Tn * NH));
     int C = NH * HS, C3 = 3 * C;
-    const float *base = qkv + (int64_t)b * T * C3 + h * HS;
-    float *dbase = dqkv + (int64_t)b * T * C3 + h * HS;
-    const float *q = base + (int64_t)t * C3;
-    const float *dO = dout + ((int64_t)b * T + t) * C + h * HS, *O = out + ((int64_t)b * T + t) * C + h * HS;
+    const T *base = qkv + (int64_t)b * Tn * C3 + h * HS;
+    float *dbase = dqkv + (int64_t)b * Tn * C3 + h * HS;
+    const T *q = base + (int64_t)t * C3;
+    const T *dO = dout + ((int64_t)b * Tn + t) * C + h * HS, *O = out + ((int64_t)b * Tn + t) * C + h * HS;
     float D = 0.0f, L = lse[r];
     for (int d = 0; d < HS; d++)
-        D += dO[d] * O[d];
+        D += ld(dO[d]) * ld(O[d]);
     float dq[FLASH_MAX_HS];
     for (int d = 0; d < HS; d++)
         dq[d] = 0.0f;
     for (int j = 0; j <= t; j++) {
-        const float *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
+        const T *k = base + (int64_t)j * C3 + C, *v = base + (int64_t)j * C3 + 2 * C;
         float sc = 0.0f, dp = 0.0f;
         for (int d = 0; d < HS; d++) {
-            sc += q[d] * k[d];
-            dp += dO[d] * v[d];
+            sc += ld(q[d]) * ld(k[d]);
+            dp += ld(dO[d]) * ld(v[d]);
         }
         float p = expf(sc * scale - L), ds = p * (dp - D) * scale;
         float *dk = dbase + (int64_t)j * C3 + C, *dv = dbase + (int64_t)j * C3 + 2 * C;
         for (int d = 0; d < HS; d++) {
-            dq[d] += ds * k[d];
-            atomicAdd(&dk[d], ds * q[d]);
-            atomicAdd(&dv[d], p * dO[d]);
+            dq[d] += ds * ld(k[d]);
+            atomicAdd(&dk[d], ds * ld(q[d]));
+            atomicAdd(&dv[d], p * ld(dO[d]));
         }
     }
     float *dqo = dbase + (int64_t)t * C3;
     for (int d = 0; d < HS; d++)
         dqo[d] = dq[d];
 }
-static void cu_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                        const float *lse, int B, int T, int NH, int HS)
+template <typename T>
+static void attention_backward_flash(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
+                                     int B, int Tn, int NH, int HS)
+{
+    int64_t rows = (int64_t)B * NH * Tn, C = (int64_t)NH * HS, N = (int64_t)B * Tn;
+    bool bf = sizeof(T) == 2;
+    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) {
+        /* dQ is added with atomics into zeros: dqkv's q columns in fp32
+         * storage (the kernel overwrites dK and dV), an fp32 scratch in bf16 */
+        float *dq = bf ? flash_scratch(1, N * C) : (float *)dqkv;
+        if (bf)
+            cudaCheck(cudaMemsetAsync(dq, 0, sizeof(float) * (size_t)(N * C)));
+        else
+            cudaCheck(cudaMemset2DAsync(dqkv, sizeof(float) * 3 * C, 0, sizeof(float) * C, (size_t)N));
+        float *D = flash_scratch(0, rows);
+        if (flash_tc::backward((T *)dqkv, dq, bf ? C : 3 * C, (const T *)dout, (const T *)qkv, (const T *)out, lse, D,
+                               B, Tn, NH, HS) != 0)
+            cudaCheck(cudaGetLastError());
+        launchCheck();
+        if (bf) {
+            store_rows_k<T><<<blocks_for(N * C, 256), 256>>>((T *)dqkv, 3 * C, dq, C, N, (int)C);
+            launchCheck();
+        }
+        return;
+    }
+    /* atomics into all three parts: fp32, zeroed (the scratch in bf16 storage) */
+    float *d32 = bf ? flash_scratch(1, N * 3 * C) : (float *)dqkv;
+    cudaCheck(cudaMemsetAsync(d32, 0, sizeof(float) * (size_t)(N * 3 * C)));
+    flash_backward_k<T><<<blocks_for(rows, 128), 128>>>(d32, (const T *)dout, (const T *)qkv, (const T *)out, lse, B, Tn,
+                                                        NH, HS, 1.0f / sqrtf((float)HS));
+    launchCheck();
+    if (bf) {
+        store_rows_k<T><<<blocks_for(N * 3 * C, 256), 256>>>((T *)dqkv, 3 * C, d32, 3 * C, N, (int)(3 * C));
+        launchCheck();
+    }
+}
+static void cu_attention_backward_flash(void *dqkv, const void *dout, const void *qkv, const void *out,
+                                        const float *lse, int B, int Tn, int NH, int HS)
 {
     if (HS > FLASH_MAX_HS) {
         fprintf(stderr, "triad: attention_backward_flash: head size %d > %d\n", HS, FLASH_MAX_HS);
         exit(1);
     }
-    int64_t rows = (int64_t)B * NH * T;
-    if (g_math == KERN_MATH_BF16 && flash_tc::supported(HS)) {
-        /* only the q columns start at zero (dQ is added with atomics); the
-         * kernel overwrites dK and dV */
-        size_t C = (size_t)NH * HS;
-        cudaCheck(cudaMemset2DAsync(dqkv, sizeof(float) * 3 * C, 0, sizeof(float) * C, (size_t)B * T));
-        /* D = rowsum(dO o O): scratch kept between calls, grown when needed */
-        static float *D;
-        static int64_t D_rows;
-        if (rows > D_rows) {
-            cudaCheck(cudaFree(D));
-            cudaCheck(cudaMalloc((void **)&D, sizeof(float) * (size_t)rows));
-            D_rows = rows;
-        }
-        if (flash_tc::backward(dqkv, dout, qkv, out, lse, D, B, T, NH, HS) != 0)
-            cudaCheck(cudaGetLastError());
-        launchCheck();
-        return;
-    }
-    cudaCheck(cudaMemsetAsync(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * NH * HS)); /* atomics into all three */
-    flash_backward_k<<<blocks_for(rows, 128), 128>>>(dqkv, dout, qkv, out, lse, B, T, NH, HS,
-                                                      1.0f / sqrtf((float)HS));
-    launchCheck();
+    BY_STORAGE(attention_backward_flash, dqkv, dout, qkv, out, lse, B, Tn, NH, HS);
 }
 
 /* ---- elementwise --------------------------------------------------------- */
 #define GELU_SCALE 0.7978845608028654f
 
-__global__ void gelu_forward_k(float *out, const float *inp, int64_t n)
+template <typename T> __global__ void gelu_forward_k(T *out, const T *inp, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float x = ld(inp[i]);
+        st(&out[i], 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))));
     }
 }
-__global__ void gelu_backward_k(float *dinp, const float *inp, const float *dout, int64_t n)
+template <typename T> __global__ void gelu_backward_k(T *dinp, const T *inp, const T *dout, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        float x = inp[i];
+        float x = ld(inp[i]);
         float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)), sech2 = 1.0f - th * th;
         float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = g * dout[i];
+        st(&dinp[i], g * ld(dout[i]));
     }
 }
-__global__ void residual_k(float *out, const float *a, const float *b, int64_t n)
+template <typename T> __global__ void residual_k(T *out, const T *a, const T *b, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
-        out[i] = a[i] + b[i];
+        st(&out[i], ld(a[i]) + ld(b[i]));
 }
-__global__ void add_inplace_k(float *y, const float *x, int64_t n)
+template <typename T> __global__ void add_bias_k(T *x, const float *b, int64_t n, int C)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
-        y[i] += x[i];
+        st(&x[i], ld(x[i]) + b[i % C]);
 }
 __global__ void scale_k(float *x, float s, int64_t n)
 {
@@ -600,47 +731,51 @@ __global__ void scale_k(float *x, float s, int64_t n)
     if (i < n)
         x[i] *= s;
 }
-static void cu_gelu_forward(float *out, const float *inp, int64_t n)
+template <typename T> static void gelu_forward(void *out, const void *inp, int64_t n)
 {
-    if (n <= 0)
-        return;
-    gelu_forward_k<<<blocks_for(n, 256), 256>>>(out, inp, n);
+    gelu_forward_k<T><<<blocks_for(n, 256), 256>>>((T *)out, (const T *)inp, n);
     launchCheck();
 }
-static void cu_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n)
+template <typename T> static void gelu_backward(void *dinp, const void *inp, const void *dout, int64_t n)
 {
-    if (n <= 0)
-        return;
-    gelu_backward_k<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
+    gelu_backward_k<T><<<blocks_for(n, 256), 256>>>((T *)dinp, (const T *)inp, (const T *)dout, n);
     launchCheck();
 }
-static void cu_residual_forward(float *out, const float *a, const float *b, int64_t n)
+template <typename T> static void residual(void *out, const void *a, const void *b, int64_t n)
 {
-    if (n <= 0)
-        return;
-    residual_k<<<blocks_for(n, 256), 256>>>(out, a, b, n);
+    residual_k<T><<<blocks_for(n, 256), 256>>>((T *)out, (const T *)a, (const T *)b, n);
     launchCheck();
 }
-__global__ void add_bias_k(float *x, const float *b, int64_t n, int C)
+template <typename T> static void add_bias(void *x, const float *b, int64_t n, int C)
 {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        x[i] += b[i % C];
+    add_bias_k<T><<<blocks_for(n, 256), 256>>>((T *)x, b, n, C);
+    launchCheck();
 }
-static void cu_add_bias(float *x, const float *b, int N, int C)
+static void cu_gelu_forward(void *out, const void *inp, int64_t n)
+{
+    if (n > 0)
+        BY_STORAGE(gelu_forward, out, inp, n);
+}
+static void cu_gelu_backward(void *dinp, const void *inp, const void *dout, int64_t n)
+{
+    if (n > 0)
+        BY_STORAGE(gelu_backward, dinp, inp, dout, n);
+}
+static void cu_residual_forward(void *out, const void *a, const void *b, int64_t n)
+{
+    if (n > 0)
+        BY_STORAGE(residual, out, a, b, n);
+}
+static void cu_add_inplace(void *y, const void *x, int64_t n)
+{
+    if (n > 0)
+        BY_STORAGE(residual, y, y, x, n);
+}
+static void cu_add_bias(void *x, const float *b, int N, int C)
 {
     int64_t n = (int64_t)N * C;
-    if (n <= 0)
-        return;
-    add_bias_k<<<blocks_for(n, 256), 256>>>(x, b, n, C);
-    launchCheck();
-}
-static void cu_add_inplace(float *y, const float *x, int64_t n)
-{
-    if (n <= 0)
-        return;
-    add_inplace_k<<<blocks_for(n, 256), 256>>>(y, x, n);
-    launchCheck();
+    if (n > 0)
+        BY_STORAGE(add_bias, x, b, n, C);
 }
 static void cu_scale(float *x, float s, int64_t n)
 {
@@ -651,51 +786,52 @@ static void cu_scale(float *x, float s, int64_t n)
 }
 
 /* ---- vocabulary-parallel cross-entropy pieces: one warp per row ----------- */
-__global__ void xent_rowmax_k(float *rowmax, const float *logits, int N, int V)
+template <typename T> __global__ void xent_rowmax_k(float *rowmax, const T *logits, int N, int V)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    const float *l = logits + (int64_t)row * V;
+    const T *l = logits + (int64_t)row * V;
     float m = -INFINITY;
     for (int j = lane; j < V; j += 32)
-        m = fmaxf(m, l[j]);
+        m = fmaxf(m, ld(l[j]));
     m = warp_max(m);
     if (lane == 0)
         rowmax[row] = m;
 }
-__global__ void xent_sumexp_k(float *sumexp, const float *logits, const float *gmax, int N, int V)
+template <typename T> __global__ void xent_sumexp_k(float *sumexp, const T *logits, const float *gmax, int N, int V)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    const float *l = logits + (int64_t)row * V;
+    const T *l = logits + (int64_t)row * V;
     float g = gmax[row], s = 0.0f;
     for (int j = lane; j < V; j += 32)
-        s += expf(l[j] - g);
+        s += expf(ld(l[j]) - g);
     s = warp_sum(s);
     if (lane == 0)
         sumexp[row] = s;
 }
-__global__ void xent_target_k(float *tlogit, const float *logits, const int *targets, int N, int V, int v0)
+template <typename T> __global__ void xent_target_k(float *tlogit, const T *logits, const int *targets, int N, int V, int v0)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N)
         return;
     int id = targets[i] - v0;
-    tlogit[i] = (id >= 0 && id < V) ? logits[(int64_t)i * V + id] : 0.0f;
+    tlogit[i] = (id >= 0 && id < V) ? ld(logits[(int64_t)i * V + id]) : 0.0f;
 }
-__global__ void xent_backward_k(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
-                                int V, int v0, float scale)
+template <typename T>
+__global__ void xent_backward_k(T *logits, const float *gmax, const float *gsum, const int *targets, int N, int V,
+                                int v0, float scale)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    float *l = logits + (int64_t)row * V;
+    T *l = logits + (int64_t)row * V;
     float g = gmax[row], inv = 1.0f / gsum[row];
     int id = targets[row] - v0;
     for (int j = lane; j < V; j += 32)
-        l[j] = expf(l[j] - g) * inv * scale - (j == id ? scale : 0.0f);
+        st(&l[j], expf(ld(l[j]) - g) * inv * scale - (j == id ? scale : 0.0f));
 }
 /* One pass: each lane keeps a running max m and the sum s of exp(x - m)
  * over its columns, rescaling s when m grows; the warp then merges the
@@ -709,16 +845,17 @@ __device__ inline void xent_merge(float &m, float &s, float m2, float s2)
     s = (m == -INFINITY ? 0.0f : s * expf(m - M)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - M));
     m = M;
 }
-__global__ void xent_forward_k(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
-                               int N, int V, int v0)
+template <typename T>
+__global__ void xent_forward_k(float *rowmax, float *sumexp, float *tlogit, const T *logits, const int *targets, int N,
+                               int V, int v0)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N)
         return;
-    const float *l = logits + (int64_t)row * V;
+    const T *l = logits + (int64_t)row * V;
     float m = -INFINITY, s = 0.0f;
     for (int j = lane; j < V; j += 32) {
-        float x = l[j];
+        float x = ld(l[j]);
         if (x > m) {
             s = (m == -INFINITY ? 0.0f : s * expf(m - x)) + 1.0f;
             m = x;
@@ -733,35 +870,56 @@ __global__ void xent_forward_k(float *rowmax, float *sumexp, float *tlogit, cons
         int id = targets[row] - v0;
         rowmax[row] = m;
         sumexp[row] = s;
-        tlogit[row] = (id >= 0 && id < V) ? l[id] : 0.0f;
+        tlogit[row] = (id >= 0 && id < V) ? ld(l[id]) : 0.0f;
     }
 }
-static void cu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const float *logits, const int *targets,
-                            int N, int V, int v0)
+template <typename T>
+static void xent_forward(float *rowmax, float *sumexp, float *tlogit, const void *logits, const int *targets, int N,
+                         int V, int v0)
 {
-    xent_forward_k<<<blocks_for(N, 8), 256>>>(rowmax, sumexp, tlogit, logits, targets, N, V, v0);
+    xent_forward_k<T><<<blocks_for(N, 8), 256>>>(rowmax, sumexp, tlogit, (const T *)logits, targets, N, V, v0);
     launchCheck();
 }
-static void cu_xent_rowmax(float *rowmax, const float *logits, int N, int V)
+template <typename T> static void xent_rowmax(float *rowmax, const void *logits, int N, int V)
 {
-    xent_rowmax_k<<<blocks_for(N, 8), 256>>>(rowmax, logits, N, V);
+    xent_rowmax_k<T><<<blocks_for(N, 8), 256>>>(rowmax, (const T *)logits, N, V);
     launchCheck();
 }
-static void cu_xent_sumexp(float *sumexp, const float *logits, const float *gmax, int N, int V)
+template <typename T> static void xent_sumexp(float *sumexp, const void *logits, const float *gmax, int N, int V)
 {
-    xent_sumexp_k<<<blocks_for(N, 8), 256>>>(sumexp, logits, gmax, N, V);
+    xent_sumexp_k<T><<<blocks_for(N, 8), 256>>>(sumexp, (const T *)logits, gmax, N, V);
     launchCheck();
 }
-static void cu_xent_target(float *tlogit, const float *logits, const int *targets, int N, int V, int v0)
+template <typename T> static void xent_target(float *tlogit, const void *logits, const int *targets, int N, int V, int v0)
 {
-    xent_target_k<<<blocks_for(N, 256), 256>>>(tlogit, logits, targets, N, V, v0);
+    xent_target_k<T><<<blocks_for(N, 256), 256>>>(tlogit, (const T *)logits, targets, N, V, v0);
     launchCheck();
 }
-static void cu_xent_backward_inplace(float *logits, const float *gmax, const float *gsum, const int *targets, int N,
+template <typename T>
+static void xent_backward(void *logits, const float *gmax, const float *gsum, const int *targets, int N, int V, int v0,
+                          float scale)
+{
+    xent_backward_k<T><<<blocks_for(N, 8), 256>>>((T *)logits, gmax, gsum, targets, N, V, v0, scale);
+    launchCheck();
+}
+static void cu_xent_forward(float *rowmax, float *sumexp, float *tlogit, const void *logits, const int *targets, int N,
+                            int V, int v0)
+{
+    BY_STORAGE(xent_forward, rowmax, sumexp, tlogit, logits, targets, N, V, v0);
+}
+static void cu_xent_rowmax(float *rowmax, const void *logits, int N, int V) { BY_STORAGE(xent_rowmax, rowmax, logits, N, V); }
+static void cu_xent_sumexp(float *sumexp, const void *logits, const float *gmax, int N, int V)
+{
+    BY_STORAGE(xent_sumexp, sumexp, logits, gmax, N, V);
+}
+static void cu_xent_target(float *tlogit, const void *logits, const int *targets, int N, int V, int v0)
+{
+    BY_STORAGE(xent_target, tlogit, logits, targets, N, V, v0);
+}
+static void cu_xent_backward_inplace(void *logits, const float *gmax, const float *gsum, const int *targets, int N,
                                      int V, int v0, float scale)
 {
-    xent_backward_k<<<blocks_for(N, 8), 256>>>(logits, gmax, gsum, targets, N, V, v0, scale);
-    launchCheck();
+    BY_STORAGE(xent_backward, logits, gmax, gsum, targets, N, V, v0, scale);
 }
 
 /* ---- optimizer and norms --------------------------------------------------- */
@@ -877,80 +1035,42 @@ static void cu_to_bf16(uint16_t *dst, const float *src, int64_t n)
     to_bf16_k<<<blocks_for(n, 256), 256>>>((__nv_bfloat16 *)dst, src, n);
     launchCheck();
 }
-static void cu_matmul_forward_bf16(float *out, const uint16_t *inp, const uint16_t *weight, const float *bias, int N,
-                                   int C, int OC)
-{
-    float one = 1.0f, beta = 0.0f;
-    if (bias) {
-        fill_bias_k<<<blocks_for((int64_t)N * OC, 256), 256>>>(out, bias, N, OC);
-        launchCheck();
-        beta = 1.0f;
-    }
-    cublasCheck(cublasGemmEx(handle(), CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, weight, CUDA_R_16BF, C, inp,
-                             CUDA_R_16BF, C, &beta, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-__global__ void adamw_bf16_k(float *p, __nv_bfloat16 *pb, const float *g, float *m, float *v, int64_t n, float lr,
-                             float b1, float b2, float eps, float wd, float c1, float c2)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n)
-        return;
-    float gi = g[i];
-    float mi = b1 * m[i] + (1.0f - b1) * gi;
-    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    float pi = p[i] - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * p[i]);
-    p[i] = pi;
-    pb[i] = __float2bfloat16_rn(pi);
-}
-static void cu_adamw_bf16(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
-                          float b1, float b2, float eps, float wd, int t)
-{
-    if (n <= 0)
-        return;
-    float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
-    adamw_bf16_k<<<blocks_for(n, 256), 256>>>(p, (__nv_bfloat16 *)p_bf16, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
-    launchCheck();
-}
-
 static const kern_ops cuda_ops = {
-    "cuda",
-    cu_alloc,
-    cu_free,
-    cu_to_device,
-    cu_to_host,
-    cu_memset0,
-    cu_sync,
-    cu_encoder_forward,
-    cu_encoder_backward,
-    cu_layernorm_forward,
-    cu_layernorm_backward,
-    cu_matmul_forward,
-    cu_matmul_backward,
-    cu_attention_forward,
-    cu_attention_backward,
-    cu_gelu_forward,
-    cu_gelu_backward,
-    cu_residual_forward,
-    cu_add_inplace,
-    cu_xent_rowmax,
-    cu_xent_sumexp,
-    cu_xent_target,
-    cu_xent_backward_inplace,
-    cu_adamw,
-    cu_sum_squares,
-    cu_scale,
-    cu_attention_forward_flash,
-    cu_attention_backward_flash,
-    cu_to_bf16,
-    cu_matmul_forward_bf16,
-    cu_adamw_bf16,
-    cu_copy,
-    cu_add_bias,
-    cu_set_math,
-    cu_sum_squares_many,
-    cu_xent_forward,
+    .name = "cuda",
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .to_device = cu_to_device,
+    .to_host = cu_to_host,
+    .memset0 = cu_memset0,
+    .sync = cu_sync,
+    .encoder_forward = cu_encoder_forward,
+    .encoder_backward = cu_encoder_backward,
+    .layernorm_forward = cu_layernorm_forward,
+    .layernorm_backward = cu_layernorm_backward,
+    .matmul_forward = cu_matmul_forward,
+    .matmul_backward = cu_matmul_backward,
+    .attention_forward = cu_attention_forward,
+    .attention_backward = cu_attention_backward,
+    .gelu_forward = cu_gelu_forward,
+    .gelu_backward = cu_gelu_backward,
+    .residual_forward = cu_residual_forward,
+    .add_inplace = cu_add_inplace,
+    .xent_rowmax = cu_xent_rowmax,
+    .xent_sumexp = cu_xent_sumexp,
+    .xent_target = cu_xent_target,
+    .xent_backward_inplace = cu_xent_backward_inplace,
+    .adamw = cu_adamw,
+    .sum_squares = cu_sum_squares,
+    .scale = cu_scale,
+    .attention_forward_flash = cu_attention_forward_flash,
+    .attention_backward_flash = cu_attention_backward_flash,
+    .to_bf16 = cu_to_bf16,
+    .copy = cu_copy,
+    .add_bias = cu_add_bias,
+    .set_math = cu_set_math,
+    .sum_squares_many = cu_sum_squares_many,
+    .xent_forward = cu_xent_forward,
+    .set_storage = cu_set_storage,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

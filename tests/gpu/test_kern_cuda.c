@@ -100,6 +100,173 @@ static void check(const char *op, const char *what, const float *ref, const floa
     free(got);
 }
 
+/* ---- bf16 storage ------------------------------------------------------------
+ * Every op with its activations (and GEMM weights) in bf16, on the GPU and
+ * on the CPU table in bf16 storage, which widens the same bf16 operands,
+ * runs its fp32 kernel and rounds each output once: both compute in fp32
+ * from identical inputs, so a bf16 output may differ by the rounding of
+ * fp32 sums taken in another order — one bf16 unit (2^-7 relative) where
+ * the two land on either side of a rounding boundary (rtol BU) — and an
+ * fp32 output as in fp32 storage. The explicit attention rounds its scores
+ * to bf16 before the softmax on the GPU (the CPU keeps them fp32): with
+ * scores of a few units that moves a probability by a few units of 2^-8,
+ * hence 4 BU there. */
+#define BU (1.0 / 128)
+static uint16_t *hb16(const float *x, int64_t n) /* host bf16 copy */
+{
+    uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        h[i] = bf16_bits(x[i]);
+    return h;
+}
+static void *db16(const uint16_t *h, int64_t n) { return dcopy(h, n * (int64_t)sizeof(uint16_t)); }
+/* random bf16 activations: host copy *h, device copy returned */
+static void *rand16(uint16_t **h, int64_t n, float amp)
+{
+    float *f = hrand(n, amp);
+    *h = hb16(f, n);
+    free(f);
+    return db16(*h, n);
+}
+static void check16(const char *op, const char *what, const uint16_t *ref, const void *dev, int64_t n, double atol,
+                    double rtol)
+{
+    uint16_t *g = malloc(sizeof(uint16_t) * (size_t)n);
+    float *rf = malloc(sizeof(float) * (size_t)n), *gf = malloc(sizeof(float) * (size_t)n);
+    D->to_host(g, dev, n * (int64_t)sizeof(uint16_t));
+    for (int64_t i = 0; i < n; i++)
+        rf[i] = bf16_value(ref[i]), gf[i] = bf16_value(g[i]);
+    float *dgf = DF(gf, n); /* check() reads the device */
+    char name[48];
+    snprintf(name, sizeof name, "%s[bf16]", op);
+    check(name, what, rf, dgf, n, atol, rtol);
+    D->free(dgf), free(g), free(rf), free(gf);
+}
+static void bf16_storage_checks(void)
+{
+    const int B = 2, T = 37, NH = 4, HS = 16, C = NH * HS, OC = 3 * C, V = 101, v0 = 50, N = B * T;
+    H->set_storage(KERN_STORE_BF16), D->set_storage(KERN_STORE_BF16);
+    H->set_math(KERN_MATH_BF16), D->set_math(KERN_MATH_BF16);
+    int tok[B * T];
+    for (int i = 0; i < N; i++)
+        tok[i] = (int)((frand() + 1.0f) * 100.0f) % 200;
+    int *dtok = dcopy(tok, sizeof tok);
+    uint16_t *hx, *hy, *hz, *hw, *hg, *hq, *ha, *hl;
+    void *x = rand16(&hx, (int64_t)N * C, 2), *y = rand16(&hy, (int64_t)N * C, 1), *z = rand16(&hz, (int64_t)N * OC, 1);
+    void *w = rand16(&hw, (int64_t)OC * C, 0.2f), *g = rand16(&hg, (int64_t)N * OC, 1);
+    void *q = rand16(&hq, (int64_t)N * OC, 0.5f), *a = rand16(&ha, (int64_t)B * NH * T * T, 1);
+    void *lg = rand16(&hl, (int64_t)N * V, 8);
+    float *wf = hrand(C, 1), *bf = hrand(OC, 1), *dwf = DF(wf, C), *dbf = DF(bf, OC);
+    uint16_t *hbb = hb16(bf, OC); /* the GEMM's bias: the bf16 copy */
+    void *dbb = db16(hbb, OC);
+    float *m1 = hrand(N, 1), *m2 = hrand(N, 1), *dm1 = DF(m1, N), *dm2 = DF(m2, N);
+    float *gw = hrand((int64_t)OC * C, 1), *gb = hrand(OC, 1), *dgw = DF(gw, OC * C), *dgb = DF(gb, OC);
+    float *gw2 = hrand(C, 1), *dgw2 = DF(gw2, C);
+
+    /* encoder: bf16 out from fp32 tables; fp32 gradients from bf16 dout */
+    {
+        float *wte = hrand((int64_t)V * C, 1), *wpe = hrand((int64_t)T * C, 1), *dwte = DF(wte, V * C), *dwpe = DF(wpe, T * C);
+        H->encoder_forward(hx, tok, wte, wpe, B, T, C, v0, V, 1);
+        D->encoder_forward(x, dtok, dwte, dwpe, B, T, C, v0, V, 1);
+        check16("encoder_forward", "out", hx, x, (int64_t)N * C, 0, BU);
+        H->encoder_backward(wte, wpe, hy, tok, B, T, C, v0, V, 1);
+        D->encoder_backward(dwte, dwpe, y, dtok, B, T, C, v0, V, 1);
+        check("encoder_backward[bf16]", "dwte", wte, dwte, (int64_t)V * C, 1e-5, 1e-4);
+        check("encoder_backward[bf16]", "dwpe", wpe, dwpe, (int64_t)T * C, 1e-5, 1e-4);
+        D->free(dwte), D->free(dwpe), free(wte), free(wpe);
+    }
+    /* layernorm: x (N,C) -> y; backward accumulates into the bf16 dinp z[:N*C] */
+    H->layernorm_forward(hy, m1, m2, hx, wf, bf, N, C);
+    D->layernorm_forward(y, dm1, dm2, x, dwf, dbf, N, C);
+    check16("layernorm_forward", "out", hy, y, (int64_t)N * C, 1e-3, BU);
+    check("layernorm_forward[bf16]", "mean", m1, dm1, N, 1e-5, 1e-4);
+    check("layernorm_forward[bf16]", "rstd", m2, dm2, N, 1e-5, 1e-4);
+    D->to_device(dm1, m1, (int64_t)N * 4), D->to_device(dm2, m2, (int64_t)N * 4);
+    H->layernorm_backward(hz, gw2, gb, hg, hx, wf, m1, m2, N, C);
+    D->layernorm_backward(z, dgw2, dgb, g, x, dwf, dm1, dm2, N, C);
+    check16("layernorm_backward", "dinp", hz, z, (int64_t)N * C, 1e-3, BU);
+    check("layernorm_backward[bf16]", "dw", gw2, dgw2, C, 1e-4, 1e-4);
+    check("layernorm_backward[bf16]", "db", gb, dgb, C, 1e-4, 1e-4);
+    /* matmul: y (N,C) @ w (OC,C)^T + b -> z; backward into dinp x (+=), fp32 dweight, dbias */
+    for (int bias = 0; bias <= 1; bias++) {
+        H->matmul_forward(hz, hy, hw, bias ? hbb : NULL, N, C, OC);
+        D->matmul_forward(z, y, w, bias ? dbb : NULL, N, C, OC);
+        check16(bias ? "matmul_forward+bias" : "matmul_forward", "out", hz, z, (int64_t)N * OC, 1e-3, BU);
+    }
+    for (int beta = 0; beta <= 1; beta++) {
+        H->matmul_backward(hx, gw, gb, hg, hy, hw, N, C, OC, (float)beta);
+        D->matmul_backward(x, dgw, dgb, g, y, w, N, C, OC, (float)beta);
+        check16(beta ? "matmul_backward(+=)" : "matmul_backward", "dinp", hx, x, (int64_t)N * C, 1e-3, BU);
+        check(beta ? "matmul_backward(+=)[bf16]" : "matmul_backward[bf16]", "dweight", gw, dgw, (int64_t)OC * C, 1e-4, 1e-4);
+        check(beta ? "matmul_backward(+=)[bf16]" : "matmul_backward[bf16]", "dbias", gb, dgb, OC, 1e-4, 1e-4);
+    }
+    /* attention on q (N, 3C): explicit (out into y, probabilities into a) and fused */
+    {
+        int64_t na = (int64_t)B * NH * T * T, nq = (int64_t)N * OC;
+        uint16_t *hd;
+        void *dd = rand16(&hd, na, 1);
+        H->attention_forward(hy, ha, hq, B, T, NH, HS);
+        D->attention_forward(y, a, q, B, T, NH, HS);
+        check16("attention_forward", "out", hy, y, (int64_t)N * C, 1e-3, 4 * BU);
+        check16("attention_forward", "att", ha, a, na, 1e-3, 4 * BU);
+        D->to_device(a, ha, na * 2); /* the backward from the same probabilities */
+        H->attention_backward(hz, hd, hx, hq, ha, B, T, NH, HS);
+        D->attention_backward(z, dd, x, q, a, B, T, NH, HS);
+        check16("attention_backward", "dqkv", hz, z, nq, 1e-3, 4 * BU);
+        float *lse = hrand((int64_t)B * NH * T, 1), *dlse = DF(lse, B * NH * T);
+        H->attention_forward_flash(hy, lse, hq, B, T, NH, HS);
+        D->attention_forward_flash(y, dlse, q, B, T, NH, HS);
+        check16("attention_fwd_flash", "out", hy, y, (int64_t)N * C, 4.0 / 512, 4.0 / 512 + BU);
+        check("attention_fwd_flash[bf16]", "lse", lse, dlse, B * NH * T, 1e-5, 1e-5);
+        D->to_device(y, hy, (int64_t)N * C * 2), D->to_device(dlse, lse, (int64_t)B * NH * T * 4);
+        H->attention_backward_flash(hz, hx, hq, hy, lse, B, T, NH, HS);
+        D->attention_backward_flash(z, x, q, y, dlse, B, T, NH, HS);
+        check16("attention_bwd_flash", "dqkv", hz, z, nq, 4.0 / 512, 4.0 / 512 + BU);
+        D->free(dd), D->free(dlse), free(hd), free(lse);
+    }
+    /* element-wise on x, y (N*C) */
+    {
+        int64_t n = (int64_t)N * C;
+        H->gelu_forward(hz, hx, n), D->gelu_forward(z, x, n);
+        check16("gelu_forward", "out", hz, z, n, 1e-3, BU);
+        H->gelu_backward(hz, hx, hy, n), D->gelu_backward(z, x, y, n);
+        check16("gelu_backward", "dinp", hz, z, n, 1e-3, BU);
+        H->residual_forward(hz, hx, hy, n), D->residual_forward(z, x, y, n);
+        check16("residual_forward", "out", hz, z, n, 0, BU);
+        H->add_inplace(hz, hx, n), D->add_inplace(z, x, n);
+        check16("add_inplace", "y", hz, z, n, 0, BU);
+        H->add_bias(hz, bf, N, C), D->add_bias(z, dbf, N, C);
+        check16("add_bias", "x", hz, z, n, 0, BU);
+    }
+    /* cross-entropy on bf16 logits (N, V), the statistics fp32 */
+    {
+        float *s1 = hrand(N, 1), *s2 = hrand(N, 1), *s3 = hrand(N, 1), *d1 = DF(s1, N), *d2 = DF(s2, N), *d3 = DF(s3, N);
+        H->xent_forward(s1, s2, s3, hl, tok, N, V, v0);
+        D->xent_forward(d1, d2, d3, lg, dtok, N, V, v0);
+        check("xent_forward[bf16]", "rowmax", s1, d1, N, 0, 0);
+        check("xent_forward[bf16]", "sumexp", s2, d2, N, 1e-6, 1e-5);
+        check("xent_forward[bf16]", "tlogit", s3, d3, N, 0, 0);
+        H->xent_rowmax(s1, hl, N, V), D->xent_rowmax(d1, lg, N, V);
+        check("xent_rowmax[bf16]", "rowmax", s1, d1, N, 0, 0);
+        H->xent_sumexp(s2, hl, s1, N, V), D->xent_sumexp(d2, lg, d1, N, V);
+        check("xent_sumexp[bf16]", "sumexp", s2, d2, N, 1e-6, 1e-5);
+        H->xent_target(s3, hl, tok, N, V, v0), D->xent_target(d3, lg, dtok, N, V, v0);
+        check("xent_target[bf16]", "tlogit", s3, d3, N, 0, 0);
+        H->xent_backward_inplace(hl, s1, s2, tok, N, V, v0, 1.0f / N);
+        D->xent_backward_inplace(lg, d1, d2, dtok, N, V, v0, 1.0f / N);
+        check16("xent_backward_inplace", "dlogits", hl, lg, (int64_t)N * V, 1e-7, BU);
+        D->free(d1), D->free(d2), D->free(d3), free(s1), free(s2), free(s3);
+    }
+    H->set_storage(KERN_STORE_FP32), D->set_storage(KERN_STORE_FP32);
+    H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
+    void *dev[] = {dtok, x, y, z, w, g, q, a, lg, dwf, dbf, dm1, dm2, dgw, dgb, dgw2, dbb};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        D->free(dev[i]);
+    void *host[] = {hx, hy, hz, hw, hg, hq, ha, hl, wf, bf, m1, m2, gw, gb, gw2, hbb};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
+}
+
 int main(void)
 {
     int ndev = 0;
@@ -346,49 +513,29 @@ int main(void)
         check("adamw", "v", v, dv, n, 1e-7, 1e-5);
     }
 
-    /* bf16: conversion bit-exact, matmul = the fp32 CPU matmul of the rounded
-     * inputs (both accumulate in fp32), AdamW's bf16 copy = bf16(fp32 master) */
+    /* to_bf16: bit-exact round to nearest even, against the CPU table's and
+     * an independent rounding here; Inf and NaN kept */
     {
-        int64_t nx = (int64_t)N * C, nw = (int64_t)OC * C;
-        float *x = hrand(nx, 1), *w = hrand(nw, 0.2f), *b = hrand(OC, 1), *out = hrand((int64_t)N * OC, 1);
-        float *dx = DF(x, nx), *dw_ = DF(w, nw), *db_ = DF(b, OC), *dout = DF(out, N * OC);
-        uint16_t *xb = D->alloc(nx * 2), *wb = D->alloc(nw * 2), *hb = malloc((size_t)nx * 2);
+        int64_t nx = (int64_t)N * C;
+        float *x = hrand(nx, 1);
+        x[0] = INFINITY, x[1] = -INFINITY, x[2] = NAN, x[3] = 1.0f + 1.0f / 256, x[4] = 1.0f + 3.0f / 256;
+        float *dx = DF(x, nx);
+        uint16_t *xb = D->alloc(nx * 2), *hb = malloc((size_t)nx * 2), *cb = malloc((size_t)nx * 2);
         D->to_bf16(xb, dx, nx);
-        D->to_bf16(wb, dw_, nw);
         D->to_host(hb, xb, nx * 2);
+        H->to_bf16(cb, x, nx);
         int64_t badb = 0;
-        for (int64_t i = 0; i < nx; i++)
-            badb += hb[i] != bf16_bits(x[i]);
+        for (int64_t i = 3; i < nx; i++)
+            badb += hb[i] != bf16_bits(x[i]) || cb[i] != hb[i];
+        badb += hb[0] != 0x7f80 || hb[1] != 0xff80 || (hb[2] & 0x7f80) != 0x7f80 || !(hb[2] & 0x7f);
+        badb += hb[3] != 0x3f80 || hb[4] != 0x3f82; /* ties to even: down, then up */
         printf("%-22s %-8s %9lld  %lld differ from round-to-nearest-even  %s\n", "to_bf16", "bits", (long long)nx,
                (long long)badb, badb ? "FAIL" : "ok");
         badb ? n_fail++ : n_pass++;
-        for (int64_t i = 0; i < nx; i++)
-            x[i] = bf16_value(bf16_bits(x[i]));
-        for (int64_t i = 0; i < nw; i++)
-            w[i] = bf16_value(bf16_bits(w[i]));
-        H->matmul_forward(out, x, w, b, N, C, OC);
-        D->matmul_forward_bf16(dout, xb, wb, db_, N, C, OC);
-        check("matmul_forward_bf16", "out", out, dout, (int64_t)N * OC, 1e-4, 1e-4);
-
-        int64_t n = 4099;
-        float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
-        for (int64_t i = 0; i < n; i++)
-            v[i] = fabsf(v[i]);
-        float *dp = DF(p, n), *dg = DF(g, n), *dm = DF(m, n), *dv = DF(v, n);
-        uint16_t *pb = D->alloc(n * 2), *hpb = malloc((size_t)n * 2);
-        H->adamw(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
-        D->adamw_bf16(dp, pb, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
-        check("adamw_bf16", "param", p, dp, n, 1e-6, 1e-5);
-        float *gp = malloc(sizeof(float) * (size_t)n);
-        D->to_host(gp, dp, n * 4);
-        D->to_host(hpb, pb, n * 2);
-        badb = 0;
-        for (int64_t i = 0; i < n; i++)
-            badb += hpb[i] != bf16_bits(gp[i]);
-        printf("%-22s %-8s %9lld  %lld differ from bf16(master)  %s\n", "adamw_bf16", "p_bf16", (long long)n,
-               (long long)badb, badb ? "FAIL" : "ok");
-        badb ? n_fail++ : n_pass++;
+        D->free(dx), D->free(xb), free(x), free(hb), free(cb);
     }
+
+    bf16_storage_checks();
 
     /* flash attention on tensor cores (bf16 math, kernels/cuda/flash_tc.cuh)
      * against the CPU's flash reference in bf16 math, which rounds the same
