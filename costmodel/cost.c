@@ -25,9 +25,19 @@ static const cost_profile *prof_or_builtin(const cost_profile *p, const spec_clu
 
 static double elem_bytes(spec_precision p) { return p == SPEC_PREC_FP32 ? 4.0 : 2.0; }
 
-double cost_store_bytes(const spec_layout *l, const cost_profile *p)
+void cost_layout_bytes(const spec_layout *l, int executor, cost_bytes *out)
 {
-    return profile_has_kernels(p) ? 4.0 : elem_bytes(l->precision);
+    if (l->precision == SPEC_PREC_FP32)
+        *out = (cost_bytes){4.0, 0.0, 4.0, 8.0, 4};
+    else if (executor)
+        *out = (cost_bytes){4.0, 2.0, 4.0, 8.0, 2};
+    else
+        *out = (cost_bytes){2.0, 0.0, 2.0, 12.0, 2};
+}
+
+void cost_profile_bytes(const spec_layout *l, const cost_profile *p, cost_bytes *out)
+{
+    cost_layout_bytes(l, profile_has_kernels(p), out);
 }
 
 /* ---- FLOPs ------------------------------------------------------------------ */
@@ -115,31 +125,44 @@ static spec_layout profile_layout(const spec_layout *l, const cost_profile *p, c
 {
     spec_layout out = *l;
     out.flash = out.flash || cost_fused_attention(c, p);
-    if (cost_store_bytes(l, p) == 4.0)
-        out.precision = SPEC_PREC_FP32; /* what is stored (cost_store_bytes) */
     return out;
 }
+
+static void memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank, int executor,
+                        cost_mem *out);
 
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                               int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out)
 {
     spec_layout lp = profile_layout(l, p, c);
-    cost_memory_rank(m, &lp, global_batch, pp_rank, out);
+    memory_rank(m, &lp, global_batch, pp_rank, profile_has_kernels(p), out);
 }
 
 void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
                       cost_mem *out)
+{
+    memory_rank(m, l, global_batch, pp_rank, 0, out);
+}
+
+void cost_memory_rank_exec(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+                           cost_mem *out)
+{
+    memory_rank(m, l, global_batch, pp_rank, 1, out);
+}
+
+static void memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank, int executor,
+                        cost_mem *out)
 {
     memset(out, 0, sizeof *out);
     shapes_tensor t[64];
     int64_t P = cost_shapes_param_elems(m, l, pp_rank);
     int64_t dp = l->dp;
     out->param_elems = P;
-    /* Mixed-precision Adam (Rajbhandari et al. 2020, Sec 3): 2 B bf16 weights
-     * + 2 B bf16 grads + 12 B fp32 master, m, v. In fp32: 4 + 4 + 8.
-     * ZeRO-1 shards optimizer state, ZeRO-2 also grads, ZeRO-3 also weights. */
-    double wb = elem_bytes(l->precision);
-    double ob = l->precision == SPEC_PREC_FP32 ? 8.0 : 12.0;
+    /* Bytes per weight, gradient, optimizer state and activation by the
+     * software's rule (cost_layout_bytes). ZeRO-1 shards optimizer state,
+     * ZeRO-2 also grads, ZeRO-3 also weights. */
+    cost_bytes eb;
+    cost_layout_bytes(l, executor, &eb);
     int64_t shard = (P + dp - 1) / dp;
     int64_t Pw = P; /* ZeRO-3 below: with dp 1 there is nothing to shard */
     int64_t Po = l->zero >= 1 ? shard : P;
@@ -161,9 +184,10 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
         int64_t blocks = cost_shapes_block_param_elems(m, l) * cost_shapes_rank_layers(m, l, pp_rank);
         Pw = cost_shapes_weight_elems(m, l, pp_rank) + (shard < blocks ? shard : blocks);
     }
-    out->param_bytes = (int64_t)(wb * (double)Pw);
-    out->grad_bytes = (int64_t)(wb * (double)Pg);
-    out->optim_bytes = (int64_t)(ob * (double)Po);
+    /* the bf16 copy mirrors the weight slab: the whole, or ZeRO-3's window and extras */
+    out->param_bytes = (int64_t)(eb.weight * (double)Pw + eb.weight16 * (double)cost_shapes_weight_elems(m, l, pp_rank));
+    out->grad_bytes = (int64_t)(eb.grad * (double)Pg);
+    out->optim_bytes = (int64_t)(eb.optim * (double)Po);
 
     int64_t n_micro = global_batch > 0 ? spec_layout_n_micro(l, global_batch) : 1;
     out->in_flight = cost_in_flight(l, pp_rank, n_micro);
@@ -172,11 +196,11 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
      * blocks per micro-batch in flight */
     int slots = cost_in_flight_chunks(l, pp_rank, n_micro);
     int n = cost_shapes_layer_acts(m, l, l->recompute, t, 64);
-    int64_t per_layer = cost_shapes_sum_elems(t, n);
+    int64_t per_layer = cost_shapes_sum_bytes(t, n, eb.act);
     n = cost_shapes_extra_acts(m, l, pp_rank, t, 64);
-    int64_t extra = cost_shapes_sum_elems(t, n);
+    int64_t extra = cost_shapes_sum_bytes(t, n, eb.act);
     int layers = cost_chunk_max_layers(m, l, pp_rank);
-    out->act_bytes = (int64_t)(wb * (double)((per_layer * layers + extra) * slots));
+    out->act_bytes = (per_layer * layers + extra) * slots;
     n = cost_shapes_scratch(m, l, pp_rank, t, 64);
     /* ZeRO-1: the slice of the mean gradient the reduce-scatter fills
      * (triad's executor, dpgrad.c; Megatron-LM's distributed optimizer
@@ -190,8 +214,8 @@ void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_
         int64_t block = cost_shapes_block_param_elems(m, l);
         zero_stage = block < shard ? block : shard;
     }
-    out->scratch_bytes = (int64_t)(wb * (double)(cost_shapes_sum_elems(t, n) +
-                                                 cost_pipe_buffer_elems(m, l, pp_rank, n_micro) + zero_stage));
+    out->scratch_bytes = cost_shapes_sum_bytes(t, n, eb.act) + eb.act * cost_pipe_buffer_elems(m, l, pp_rank, n_micro) +
+                         (int64_t)(eb.grad * (double)zero_stage);
     out->total_bytes = out->param_bytes + out->grad_bytes + out->optim_bytes + out->act_bytes +
                        out->scratch_bytes;
 }
@@ -373,7 +397,9 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp, f = m->ffn;
     int64_t bs = B * s;
     spec_precision pr = l->precision;
-    double eb = cost_store_bytes(l, p);
+    cost_bytes cb;
+    cost_profile_bytes(l, p, &cb);
+    double eb = cb.act;
     /* GEMMs, forward: qkv (column-parallel), attention projection (row-),
      * fc (column-), fc projection (row-). Backward: data + weight gradient,
      * two GEMMs of the same size each. */
@@ -450,7 +476,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
     shapes_tensor ts[32];
     spec_layout lp = profile_layout(l, p, c);
     int n = cost_shapes_layer_acts(m, &lp, rc, ts, 32);
-    out->act_bytes = (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
+    out->act_bytes = cost_shapes_sum_bytes(ts, n, cb.act);
 }
 
 void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_layout *l, int pp_rank,
@@ -459,7 +485,9 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
     memset(out, 0, sizeof *out);
     int64_t B = l->mbs, s = m->seq, h = m->hidden, t = l->tp;
     int64_t bs = B * s, Vt = m->vocab / t;
-    double eb = cost_store_bytes(l, p);
+    cost_bytes cb;
+    cost_profile_bytes(l, p, &cb);
+    double eb = cb.act;
     int cross = rankmap_tp_crosses_nodes((int)t, c->gpus_per_node);
     double act = eb * (double)bs * (double)h;
     int first = pp_rank == 0, last = pp_rank == l->pp - 1;
@@ -514,7 +542,11 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
                      const cost_profile *p, cost_comm *out)
 {
     memset(out, 0, sizeof *out);
-    double eb = cost_store_bytes(l, p);
+    /* activations between stages, gradients over dp, weights gathered by
+     * ZeRO: each in its own bytes (cost_layout_bytes) */
+    cost_bytes cb;
+    cost_profile_bytes(l, p, &cb);
+    double eb = cb.act;
     int64_t B = l->mbs, s = m->seq, h = m->hidden;
     /* Pipeline p2p: one b s h activation per micro-batch per boundary. With
      * tp > 1 Megatron's scatter/gather sends 1/t of it per rank across nodes
@@ -538,7 +570,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
         if (x > P)
             P = x, busiest = r;
     }
-    double gbytes = eb * (double)P;
+    double gbytes = cb.grad * (double)P;
     out->dp_bucket_bytes = 40e6; /* Megatron / PyTorch DDP default bucket: 40 MB */
     if (l->dp > 1) {
         int cross = rankmap_dp_crosses_nodes(l->tp, l->dp, c->gpus_per_node);
@@ -551,10 +583,10 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
              * after the step, only the extras' (it keeps them whole) */
             int64_t block = cost_shapes_block_param_elems(m, l);
             int64_t extras = P - block * cost_shapes_rank_layers(m, l, busiest); /* not in a block */
-            out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)extras, cross, c, p);
-            out->zero_ag_s =
-                cost_collective_s(COST_ALLGATHER, l->dp, l->zero == 2 ? gbytes : eb * (double)extras, cross, c, p);
-            double rs = cost_collective_s(COST_REDUCESCATTER, l->dp, eb * (double)block, cross, c, p);
+            out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, cb.grad * (double)extras, cross, c, p);
+            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, cb.weight * (double)(l->zero == 2 ? P : extras),
+                                               cross, c, p);
+            double rs = cost_collective_s(COST_REDUCESCATTER, l->dp, cb.grad * (double)block, cross, c, p);
             cost_block blk;
             cost_block_times(m, c, l, l->recompute, p, &blk);
             double bwd = blk.bwd_s + blk.recompute_s + blk.tp_bwd_s;
@@ -567,7 +599,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
             if (l->zero == 2) {
                 out->zero2_bwd_layer_s = overlap ? fmax(0.0, rs - bwd) : rs;
             } else {
-                double ag = cost_collective_s(COST_ALLGATHER, l->dp, eb * (double)block, cross, c, p);
+                double ag = cost_collective_s(COST_ALLGATHER, l->dp, cb.weight * (double)block, cross, c, p);
                 out->zero3_ag_layer_s = ag;
                 out->zero3_fwd_layer_s = overlap ? fmax(0.0, ag - (blk.fwd_s + blk.tp_fwd_s)) : ag;
                 out->zero3_bwd_layer_s = overlap ? fmax(0.0, ag + rs - bwd) : ag + rs;
@@ -575,7 +607,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
             }
         } else {
             out->zero_rs_s = cost_collective_s(COST_REDUCESCATTER, l->dp, gbytes, cross, c, p);
-            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, gbytes, cross, c, p);
+            out->zero_ag_s = cost_collective_s(COST_ALLGATHER, l->dp, cb.weight * (double)P, cross, c, p);
         }
     }
     /* Optimizer: memory-bound passes over the (sharded) state, as the
@@ -601,7 +633,7 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
     /* Tied embedding: first and last stage all-reduce the wte gradient. */
     if (l->pp > 1) {
         int cross = rankmap_pp_crosses_nodes(l->tp, l->dp, l->pp, c->gpus_per_node);
-        double wb = eb * (double)(m->vocab / l->tp) * (double)h;
+        double wb = cb.grad * (double)(m->vocab / l->tp) * (double)h;
         out->embed_sync_s = cost_collective_s(COST_ALLREDUCE, 2, wb, cross, c, p);
     }
 }
@@ -692,7 +724,9 @@ int cost_predict(const spec_model *m, const spec_cluster *c, const spec_layout *
         int layers0 = cost_shapes_rank_layers(m, l, 0);
         double window = layers0 * (blk.bwd_s + blk.recompute_s + blk.tp_bwd_s) / v;
         int64_t P0 = cost_shapes_param_elems(m, l, 0);
-        double gbytes = cost_store_bytes(l, p) * (double)P0;
+        cost_bytes cb;
+        cost_profile_bytes(l, p, &cb);
+        double gbytes = cb.grad * (double)P0;
         double nb = gbytes / cm.dp_bucket_bytes;
         double bucket = nb > 1 ? dp_traffic / nb : dp_traffic;
         exposed = dp_traffic - window;

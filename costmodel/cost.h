@@ -57,16 +57,44 @@ int cost_in_flight_chunks(const spec_layout *l, int pp_rank, int64_t n_micro);
 /* Blocks of rank pp_rank's largest chunk (all its blocks when v = 1). */
 int cost_chunk_max_layers(const spec_model *m, const spec_layout *l, int pp_rank);
 
-/* Memory of pipeline rank pp_rank, summed from shapes.h: triad's executor
- * (which keeps the s x s attention probabilities unless the layout says
- * attn=flash). */
+/* Bytes per element of what a rank holds and moves, by precision and by
+ * the software that holds it.
+ *  fp32 (either software): weights, gradients 4, Adam's moments 8,
+ *    activations 4.
+ *  bf16, the mixed precision of Megatron-LM and DeepSpeed as the ZeRO
+ *    paper counts it (Rajbhandari et al. 2020 Sec 3): bf16 weights and
+ *    gradients 2, fp32 master weights and moments 12, activations 2.
+ *  bf16 in triad's executor (executor = 1): fp32 weights (the master the
+ *    optimizer updates and ZeRO gathers) 4 plus a bf16 copy the GEMMs read
+ *    2, fp32 gradients 4 (accumulated and reduced in fp32, as Megatron-LM's
+ *    main_grad), moments 8, bf16 activations 2. 18 bytes a parameter, as
+ *    Megatron-LM with fp32 gradient accumulation.
+ * Row statistics are fp32 whatever the activations (shapes.h
+ * cost_shapes_tensor_bytes). */
+typedef struct {
+    double weight;   /* a weight as updated, gathered and checkpointed */
+    double weight16; /* the bf16 copy the GEMMs read beside fp32 weights, else 0 */
+    double grad;     /* a gradient as accumulated and reduced over dp */
+    double optim;    /* optimizer state per parameter */
+    int act;         /* an activation element (and a pipeline or tp message's) */
+} cost_bytes;
+void cost_layout_bytes(const spec_layout *l, int executor, cost_bytes *out);
+
+/* Memory of pipeline rank pp_rank, summed from shapes.h, as Megatron-LM
+ * and DeepSpeed hold it (cost_layout_bytes); in fp32 that is triad's
+ * executor's too (which keeps the s x s attention probabilities unless the
+ * layout says attn=flash). */
 void cost_memory_rank(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
                       cost_mem *out);
+/* The same as triad's executor holds it, byte for byte, in either
+ * precision (its storage: bf16 on a device backend, fp32 on the CPU). */
+void cost_memory_rank_exec(const spec_model *m, const spec_layout *l, int64_t global_batch, int pp_rank,
+                           cost_mem *out);
 /* The same for the software a profile describes: with flash_attention
  * (fused attention) as for attn=flash — no s x s probabilities kept,
  * recomputed or differentiated in memory (the kernel keeps one log-sum-exp
- * per row); under a profile of triad's executor in fp32 whatever the
- * precision (cost_store_bytes). */
+ * per row); under a profile of triad's executor (kernel rows) as
+ * cost_memory_rank_exec counts it. */
 void cost_memory_rank_profile(const spec_model *m, const spec_cluster *c, const spec_layout *l,
                               int64_t global_batch, int pp_rank, const cost_profile *p, cost_mem *out);
 
@@ -114,12 +142,9 @@ double cost_elementwise_s(double bytes, const spec_cluster *c, const cost_profil
  * attn=flash (the H100 sheet: Megatron-Core with cuDNN / FlashAttention). */
 int cost_fused_attention(const spec_cluster *c, const cost_profile *p);
 
-/* Bytes per stored or communicated element (weights, activations,
- * gradients, messages). triad's executor keeps all of them in fp32 in
- * either math (bf16 math rounds its GEMMs' and attention's operands only),
- * so under a profile of it (kernel rows) precision changes kernel times,
- * never bytes: 4; otherwise 2 for bf16, 4 for fp32. */
-double cost_store_bytes(const spec_layout *l, const cost_profile *p);
+/* Bytes per element as the software the profile describes holds a layout
+ * (cost_layout_bytes; triad's executor's under a profile of it). */
+void cost_profile_bytes(const spec_layout *l, const cost_profile *p, cost_bytes *out);
 
 /* ---- per-stage costs (for the simulator and the planner) ---------------- */
 

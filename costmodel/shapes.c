@@ -154,6 +154,29 @@ int cost_shapes_scratch(const spec_model *m, const spec_layout *l, int pp_rank,
     return n;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int64_t cost_shapes_tensor_bytes(const shapes_tensor *t, int act_bytes)
+{
+    /* the row statistics: fp32 in either storage (their recompute buffers too) */
+    int fp32 = ends_with(t->name, "_mean") || ends_with(t->name, "_rstd") || ends_with(t->name, "lse") ||
+               !strcmp(t->name, "xent_stats");
+    int64_t bytes = t->elems * (fp32 ? 4 : act_bytes);
+    return (bytes + 3) / 4 * 4; /* the next tensor starts 4-byte aligned */
+}
+
+int64_t cost_shapes_sum_bytes(const shapes_tensor *t, int n, int act_bytes)
+{
+    int64_t s = 0;
+    for (int i = 0; i < n; i++)
+        s += cost_shapes_tensor_bytes(&t[i], act_bytes);
+    return s;
+}
+
 int64_t cost_shapes_sum_elems(const shapes_tensor *t, int n)
 {
     int64_t s = 0;

@@ -89,6 +89,17 @@ int64_t cost_pipe_buffer_elems(const spec_model *m, const spec_layout *l, int pp
 /* Sum of elems over a list. */
 int64_t cost_shapes_sum_elems(const shapes_tensor *t, int n);
 
+/* Bytes an activation-side tensor (layer_acts, extra_acts, scratch) takes
+ * when activations are stored in act_bytes per element (4: fp32, 2: bf16):
+ * its elements at act_bytes, except the row statistics the executor keeps
+ * in fp32 whatever the storage (LayerNorm means and rstds, the flash
+ * log-sum-exp, the cross-entropy statistics, and their recompute
+ * buffers) at 4; rounded up to a multiple of 4 bytes, so that every tensor
+ * the executor carves after another starts aligned for fp32 (the executor
+ * carves exactly these byte counts). In fp32 storage: 4 x elems. */
+int64_t cost_shapes_tensor_bytes(const shapes_tensor *t, int act_bytes);
+int64_t cost_shapes_sum_bytes(const shapes_tensor *t, int n, int act_bytes);
+
 /* Parameter elements held by pipeline rank pp_rank (all its virtual stages,
  * one tp shard), blocks plus extras. */
 int64_t cost_shapes_param_elems(const spec_model *m, const spec_layout *l, int pp_rank);

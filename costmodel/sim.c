@@ -435,7 +435,8 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
     cost_block_times(m, c, l, l->recompute, p, &blk);
     cost_comm cm;
     cost_comm_times(m, c, l, p, &cm);
-    double eb = l->precision == SPEC_PREC_FP32 ? 4.0 : 2.0;
+    cost_bytes cb; /* the closed form's bytes (cost_profile_bytes) */
+    cost_profile_bytes(l, p, &cb);
     shapes_tensor ts[32];
     double tpf = 0, tpb = 0, fsum = 0, bsum = 0;
     for (int vs = 0; vs < V; vs++) {
@@ -460,7 +461,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         }
         if (vs == V - 1) {
             int n = cost_shapes_extra_acts(m, l, P - 1, ts, 32);
-            a += (int64_t)(eb * (double)cost_shapes_sum_elems(ts, n));
+            a += cost_shapes_sum_bytes(ts, n, cb.act);
         }
         in.fwd_s[vs] = f;
         in.bwd_s[vs] = b;
@@ -480,7 +481,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         in.static_bytes[r] = mm.param_bytes + mm.grad_bytes + mm.optim_bytes + mm.scratch_bytes;
         double traffic = l->zero == 0 ? cm.dp_allreduce_s : cm.zero_rs_s;
         int64_t Pr = cost_shapes_param_elems(m, l, r);
-        double nb = eb * (double)Pr / cm.dp_bucket_bytes;
+        double nb = cb.grad * (double)Pr / cm.dp_bucket_bytes;
         in.dp_buckets = nb > 1 ? (int)ceil(nb) : 1;
         /* without overlap (profile dp_overlap 0) the reduction runs after
          * the rank's last backward op, exposed like the all-gather after it */

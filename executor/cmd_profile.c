@@ -73,7 +73,7 @@ typedef struct {
     struct prow { char kind[8], name[24]; int64_t m, n, k; double t; int prec; } *rows;
     int n_rows, cap_rows, row_i, pass;
     int precs[2], n_precs; /* the maths the GEMMs and attention are timed in (--precision) */
-    int prec;              /* the one being timed: SPEC_PREC_*, or -1 (element-wise: either) */
+    int prec;              /* the one being timed: SPEC_PREC_*, or -1 (the optimizer's fp32 state: either) */
 } prof_ctx;
 
 static double now_s(void)
@@ -177,6 +177,7 @@ typedef struct {
     int B, T, C, NH, HS, F, V, N;
     int tp; /* the shape's tensor-parallel degree (the trainer's cross-entropy differs at 1) */
     float *x, *y, *z, *w, *dw, *db, *mean, *rstd, *att, *datt, *qkv, *dqkv, *big, *big2;
+    int64_t n_x, n_y, n_z, n_w, n_db, n_big, n_qkv, n_att; /* their elements (the others' sizes follow) */
     int *tok;
     int mm_n, mm_c, mm_oc, mm_bias; /* current matmul shape */
     int64_t n_elem;                 /* current element-wise size */
@@ -409,6 +410,8 @@ static int64_t kbufs_alloc(kbufs *b, const kbufs *k, unsigned set)
     int64_t in_max = N * (F > C ? F : C), zn = in_max > V * C ? in_max : V * C;
     int64_t dbn = F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), att = (int64_t)k->B * k->NH * k->T * k->T;
     unsigned s0 = 16 * set;
+    b->n_x = in_max, b->n_y = N * C, b->n_z = zn, b->n_w = wmax, b->n_db = dbn, b->n_big = amax, b->n_qkv = N * C3;
+    b->n_att = att;
     b->x = falloc(in_max, s0 + 1);
     b->y = falloc(N * C, s0 + 2);
     b->z = falloc(zn, s0 + 3);
@@ -424,6 +427,28 @@ static int64_t kbufs_alloc(kbufs *b, const kbufs *k, unsigned set)
     b->att = falloc(att, s0 + 13);
     b->datt = falloc(att, s0 + 14);
     return (int64_t)sizeof(float) * (in_max + N * C + zn + 2 * wmax + dbn + 2 * N + 2 * amax + 2 * N * C3 + 2 * att);
+}
+
+/* bf16 storage: the buffers the kernels read as activations (and matmul
+ * weights and biases) refilled with small bf16 values in their first
+ * halves, so that no kernel reads a NaN made of an fp32's low bits */
+static void kbufs_fill_bf16(kbufs *b, unsigned set)
+{
+    float *bufs[] = {b->x, b->y, b->z, b->w, b->db, b->big, b->big2, b->qkv, b->dqkv, b->att, b->datt};
+    int64_t ns[] = {b->n_x, b->n_y, b->n_z, b->n_w, b->n_db, b->n_big, b->n_big, b->n_qkv, b->n_qkv, b->n_att, b->n_att};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        int64_t n = ns[i];
+        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
+        if (!h)
+            log_die("profile: out of memory (%lld bf16 values)", (long long)n);
+        uint32_t s = (16 * set + (unsigned)i) * 2654435761u + 7;
+        for (int64_t j = 0; j < n; j++) {
+            s = s * 1664525u + 1013904223u;
+            h[j] = kern_bf16_bits(((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f);
+        }
+        P->to_device(bufs[i], h, (int64_t)sizeof(uint16_t) * n);
+        free(h);
+    }
 }
 
 static void kbufs_free(kbufs *b)
@@ -477,14 +502,21 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
     r->k.tok = upload(tok, (int64_t)sizeof(int) * N);
     free(tok);
 
-    /* In each math of --precision: the block's four GEMMs and the LM head,
-     * as model.c calls them, and attention (its products round their
-     * operands in bf16 math, and on a GPU run on the tensor cores). */
+    /* In each precision of --precision, as the trainer runs it (bf16: the
+     * GEMMs and attention in bf16 math on bf16 activations, every
+     * element-wise kernel reading and writing bf16; fp32: fp32 throughout):
+     * the block's four GEMMs and the LM head, as model.c calls them,
+     * attention, and the element-wise kernels. */
     struct { int64_t c, oc; int bias; } mm[5] = {{C, C3, 1}, {r->k.NH * (int64_t)r->k.HS, C, 0}, {C, F, 1}, {F, C, 0},
                                                 {C, V, 0}};
     for (int pi = 0; pi < c->n_precs; pi++) {
         c->prec = c->precs[pi];
-        P->set_math(c->prec == SPEC_PREC_BF16 ? KERN_MATH_BF16 : KERN_MATH_FP32);
+        int bf16 = c->prec == SPEC_PREC_BF16;
+        P->set_math(bf16 ? KERN_MATH_BF16 : KERN_MATH_FP32);
+        if (P->set_storage(bf16 ? KERN_STORE_BF16 : KERN_STORE_FP32))
+            log_die("profile: the %s backend cannot store bf16 activations", P->name);
+        for (int i = 0; bf16 && i < r->n; i++)
+            kbufs_fill_bf16(&r->sets[i], (unsigned)i);
         for (int i = 0; i < 5; i++) {
             r->k.mm_n = (int)N;
             r->k.mm_c = (int)mm[i].c;
@@ -501,21 +533,21 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
         row_kernel(c, "attention_bwd", bh, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));
         row_kernel(c, "attention_flash_fwd", bh, r->k.T, r->k.HS, time_kernel(c, f_fl_fwd, r));
         row_kernel(c, "attention_flash_bwd", bh, r->k.T, r->k.HS, time_kernel(c, f_fl_bwd, r));
+        row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, r));
+        row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, r));
+        r->k.n_elem = N * F;
+        row_kernel(c, "gelu_fwd", N * F, 1, 1, time_kernel(c, f_gelu_fwd, r));
+        row_kernel(c, "gelu_bwd", N * F, 1, 1, time_kernel(c, f_gelu_bwd, r));
+        r->k.n_elem = N * C;
+        row_kernel(c, "add", N * C, 1, 1, time_kernel(c, f_add, r));
+        row_kernel(c, "encoder_fwd", N, C, 1, time_kernel(c, f_enc_fwd, r));
+        row_kernel(c, "encoder_bwd", N, C, 1, time_kernel(c, f_enc_bwd, r));
+        row_kernel(c, "xent_fwd", N, V, 1, time_kernel(c, f_xent_fwd, r));
+        row_kernel(c, "xent_bwd", N, V, 1, time_kernel(c, f_xent_bwd, r));
     }
-    /* element-wise kernels: the same code in either math */
     c->prec = -1;
     P->set_math(KERN_MATH_FP32);
-    row_kernel(c, "layernorm_fwd", N, C, 1, time_kernel(c, f_ln_fwd, r));
-    row_kernel(c, "layernorm_bwd", N, C, 1, time_kernel(c, f_ln_bwd, r));
-    r->k.n_elem = N * F;
-    row_kernel(c, "gelu_fwd", N * F, 1, 1, time_kernel(c, f_gelu_fwd, r));
-    row_kernel(c, "gelu_bwd", N * F, 1, 1, time_kernel(c, f_gelu_bwd, r));
-    r->k.n_elem = N * C;
-    row_kernel(c, "add", N * C, 1, 1, time_kernel(c, f_add, r));
-    row_kernel(c, "encoder_fwd", N, C, 1, time_kernel(c, f_enc_fwd, r));
-    row_kernel(c, "encoder_bwd", N, C, 1, time_kernel(c, f_enc_bwd, r));
-    row_kernel(c, "xent_fwd", N, V, 1, time_kernel(c, f_xent_fwd, r));
-    row_kernel(c, "xent_bwd", N, V, 1, time_kernel(c, f_xent_bwd, r));
+    P->set_storage(KERN_STORE_FP32);
 
     for (int i = 0; i < r->n; i++)
         kbufs_free(&r->sets[i]);

@@ -142,7 +142,7 @@ static void reduce_segment(dpgrad *d, int s)
         comm_reducescatter_v_sum(d->dp, d->seg_ptr[s], dst, d->counts, COMM_F32);
     } else {
         comm_reducescatter_v_sum(d->dp, d->seg_ptr[s], d->tmp, d->counts, COMM_F32);
-        OPS->add_inplace(dst, d->tmp, (int64_t)mine);
+        OPS->add_f32(dst, d->tmp, (int64_t)mine);
     }
     d->seen[s] = 1;
     d->n_reduced++;

@@ -240,6 +240,16 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->V = (int)(m->vocab / l->tp);
     md->sp = l->sp && l->tp > 1;
     md->Ns = md->sp ? md->B * md->T / l->tp : md->B * md->T;
+    /* storage: bf16 activations and GEMM weights for precision=bf16 (the
+     * trainer asks for fp32 on the CPU backend), fp32 otherwise */
+    md->ops = exec_backend();
+    md->act_bytes = l->precision == SPEC_PREC_BF16 ? 2 : 4;
+    md->act_dt = md->act_bytes == 2 ? COMM_BF16 : COMM_F32;
+    if (md->ops->set_storage(md->act_bytes == 2 ? KERN_STORE_BF16 : KERN_STORE_FP32)) {
+        snprintf(err, SPEC_ERR_LEN, "train: the %s backend cannot store %s activations", md->ops->name,
+                 spec_precision_name(l->precision));
+        return -1;
+    }
 
     /* parameters: blocks in order, then extras */
     md->n_p = exec_param_table(m, l, pp_rank, &md->p);
@@ -270,11 +280,13 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
         return -1;
     }
     md->grads = exec_mem_alloc(sizeof(float) * (size_t)md->grad_elems);
-    if (!md->params || !md->grads) {
+    /* bf16 storage: the GEMMs' copy of the weight slab (cost_layout_bytes' weight16) */
+    if (md->act_bytes == 2)
+        md->wbf = exec_mem_alloc(sizeof(uint16_t) * (size_t)md->weight_elems);
+    if (!md->params || !md->grads || (md->act_bytes == 2 && !md->wbf)) {
         snprintf(err, SPEC_ERR_LEN, "train: cannot allocate %lld parameters", (long long)off);
         return -1;
     }
-    md->ops = exec_backend();
     int64_t biggest;
     float *host = tensor_host_buffer(md, &biggest);
     if (!host) {
@@ -318,16 +330,19 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     md->recompute_full = l->recompute == SPEC_RECOMPUTE_FULL;
     md->flash = l->flash;
     md->recompute_att = l->recompute != SPEC_RECOMPUTE_NONE && !l->flash; /* flash keeps its lse */
-    int64_t per_layer = cost_shapes_sum_elems(at, na);
-    md->slot_elems = per_layer * md->chunk_max + cost_shapes_sum_elems(xt, nx);
-    md->act_elems = md->slot_elems * md->n_slots;
-    md->acts = exec_mem_alloc(sizeof(float) * (size_t)md->act_elems);
+    /* every tensor carved at its bytes in the storage (shapes.h
+     * cost_shapes_tensor_bytes, which the memory model sums) */
+    int ab = md->act_bytes;
+    int64_t per_layer = cost_shapes_sum_bytes(at, na, ab);
+    md->slot_bytes = per_layer * md->chunk_max + cost_shapes_sum_bytes(xt, nx, ab);
+    md->act_slab_bytes = md->slot_bytes * md->n_slots;
+    md->acts = exec_mem_alloc((size_t)md->act_slab_bytes);
     int ns = cost_shapes_scratch(m, l, pp_rank, st, 32);
-    md->scratch_elems = cost_shapes_sum_elems(st, ns);
-    md->scratch = exec_mem_alloc(sizeof(float) * (size_t)md->scratch_elems);
+    md->scratch_bytes = cost_shapes_sum_bytes(st, ns, ab);
+    md->scratch = exec_mem_alloc((size_t)md->scratch_bytes);
     if (!md->acts || !md->scratch) {
-        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate activations (%lld elements)",
-                 (long long)(md->act_elems + md->scratch_elems));
+        snprintf(err, SPEC_ERR_LEN, "train: cannot allocate activations (%lld bytes)",
+                 (long long)(md->act_slab_bytes + md->scratch_bytes));
         return -1;
     }
     /* block L's place in a slot is its place in its chunk: a slot holds one
@@ -335,37 +350,45 @@ int exec_model_init(exec_model *md, const spec_model *m, const spec_layout *l, i
     int64_t at_off[EXEC_LAYER_ACTS];
     int at_kept[EXEC_LAYER_ACTS] = {0};
     int64_t o = 0;
-    for (int j = 0; j < na; o += at[j].elems, j++) {
+    for (int j = 0; j < na; o += cost_shapes_tensor_bytes(&at[j], ab), j++) {
         int a = act_slot(at[j].name);
         if (a >= 0)
             at_off[a] = o, at_kept[a] = 1;
     }
+    char *acts = md->acts;
     for (int c = 0; c < md->v; c++)
         for (int L = md->chunk_lo[c]; L < md->chunk_lo[c + 1]; L++)
             for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-                md->la[L][a] = at_kept[a] ? md->acts + (int64_t)(L - md->chunk_lo[c]) * per_layer + at_off[a] : NULL;
-    float *q = md->acts + per_layer * md->chunk_max;
+                md->la[L][a] = at_kept[a] ? acts + (int64_t)(L - md->chunk_lo[c]) * per_layer + at_off[a] : NULL;
+    char *q = acts + per_layer * md->chunk_max;
     for (int j = 0; j < nx; j++) {
-        float **dst = !strcmp(xt[j].name, "lnf_in") ? &md->lnf_in : !strcmp(xt[j].name, "lnf") ? &md->lnf
-                      : !strcmp(xt[j].name, "lnf_mean") ? &md->lnf_mean : &md->lnf_rstd;
-        *dst = q;
-        q += xt[j].elems;
+        const char *n = xt[j].name;
+        if (!strcmp(n, "lnf_in"))
+            md->lnf_in = q;
+        else if (!strcmp(n, "lnf"))
+            md->lnf = q;
+        else if (!strcmp(n, "lnf_mean"))
+            md->lnf_mean = (float *)q;
+        else
+            md->lnf_rstd = (float *)q;
+        q += cost_shapes_tensor_bytes(&xt[j], ab);
     }
     q = md->scratch;
     for (int j = 0; j < ns; j++) {
         const char *n = st[j].name;
-        float **dst = !strcmp(n, "logits") ? &md->logits : !strcmp(n, "xent_stats") ? &md->xent_stats
-                      : !strcmp(n, "dres") ? &md->dres : !strcmp(n, "xfer") ? &md->xfer
-                      : !strcmp(n, "d_ln1") ? &md->d_ln1
-                      : !strcmp(n, "d_qkv") ? &md->d_qkv : !strcmp(n, "d_att") ? &md->d_att
-                      : !strcmp(n, "d_atty") ? &md->d_atty : !strcmp(n, "d_ln2") ? &md->d_ln2
-                      : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
+        void **dst = !strcmp(n, "logits") ? &md->logits : !strcmp(n, "dres") ? &md->dres
+                     : !strcmp(n, "xfer") ? &md->xfer : !strcmp(n, "d_ln1") ? &md->d_ln1
+                     : !strcmp(n, "d_qkv") ? &md->d_qkv : !strcmp(n, "d_att") ? &md->d_att
+                     : !strcmp(n, "d_atty") ? &md->d_atty : !strcmp(n, "d_ln2") ? &md->d_ln2
+                     : !strcmp(n, "d_fch") ? &md->d_fch : !strcmp(n, "d_fch_gelu") ? &md->d_fch_gelu : NULL;
         int a = !dst && !strncmp(n, "rc_", 3) ? act_slot(n + 3) : -1;
         if (a >= 0)
             dst = &md->rc[a];
         if (dst)
             *dst = q;
-        q += st[j].elems;
+        if (!strcmp(n, "xent_stats"))
+            md->xent_stats = (float *)q;
+        q += cost_shapes_tensor_bytes(&st[j], ab);
     }
     /* blocks whose activations were dropped read them from the recompute buffers */
     for (int L = 0; L < md->n_layers; L++)
@@ -425,13 +448,13 @@ static void use_slot(exec_model *md, int s)
 {
     if (md->slot == s)
         return;
-    int64_t off = (int64_t)s * md->slot_elems;
+    int64_t off = (int64_t)s * md->slot_bytes;
     for (int L = 0; L < md->n_layers; L++)
         for (int a = 0; a < EXEC_LAYER_ACTS; a++)
-            md->la[L][a] = md->kept[L][a] ? md->la0[L][a] + off : md->la0[L][a];
+            md->la[L][a] = md->kept[L][a] ? (char *)md->la0[L][a] + off : md->la0[L][a];
     if (md->has_head) {
-        md->lnf_in = md->lnf0[0] + off, md->lnf = md->lnf0[1] + off;
-        md->lnf_mean = md->lnf0[2] + off, md->lnf_rstd = md->lnf0[3] + off;
+        md->lnf_in = (char *)md->lnf0[0] + off, md->lnf = (char *)md->lnf0[1] + off;
+        md->lnf_mean = (float *)((char *)md->lnf0[2] + off), md->lnf_rstd = (float *)((char *)md->lnf0[3] + off);
     }
     md->slot = s;
 }
@@ -441,9 +464,10 @@ void exec_model_free(exec_model *md)
     if (!md)
         return;
     exec_mem_free(md->params, sizeof(float) * (size_t)md->weight_elems);
+    exec_mem_free(md->wbf, sizeof(uint16_t) * (size_t)md->weight_elems);
     exec_mem_free(md->grads, sizeof(float) * (size_t)md->grad_elems);
-    exec_mem_free(md->acts, sizeof(float) * (size_t)md->act_elems);
-    exec_mem_free(md->scratch, sizeof(float) * (size_t)md->scratch_elems);
+    exec_mem_free(md->acts, (size_t)md->act_slab_bytes);
+    exec_mem_free(md->scratch, (size_t)md->scratch_bytes);
     if (md->d_tokens)
         md->ops->free(md->d_tokens);
     if (md->ln_sync)
@@ -471,14 +495,30 @@ int exec_model_init_slice(exec_model *md, uint64_t seed, int64_t lo, int64_t hi,
     return 0;
 }
 
-/* ZeRO-3: block L's weights into the window before it computes */
+void exec_model_sync_weights(exec_model *md)
+{
+    if (md->wbf)
+        md->ops->to_bf16(md->wbf, md->params, md->weight_elems);
+}
+
+/* The weights a GEMM reads for w (a pointer into the weight slab): the
+ * bf16 copy's in bf16 storage, else w itself */
+static const void *gemm_w(const exec_model *md, const float *w)
+{
+    return md->wbf ? (const void *)(md->wbf + (w - md->params)) : (const void *)w;
+}
+
+/* ZeRO-3: block L's weights into the window before it computes (and, in
+ * bf16 storage, into its bf16 copy) */
 static void need_weights(exec_model *md, int L)
 {
     if (!md->zero3)
         return;
     const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
-    md->wgather.gather(md->wgather.ctx, md->lp[L][P_LN1W], first->offset,
-                       last->offset + last->shape.elems - first->offset);
+    int64_t count = last->offset + last->shape.elems - first->offset;
+    md->wgather.gather(md->wgather.ctx, md->lp[L][P_LN1W], first->offset, count);
+    if (md->wbf)
+        md->ops->to_bf16((uint16_t *)gemm_w(md, md->lp[L][P_LN1W]), md->lp[L][P_LN1W], count);
 }
 
 void exec_model_zero_grad(exec_model *md)
@@ -488,57 +528,62 @@ void exec_model_zero_grad(exec_model *md)
 
 /* ---- forward ---------------------------------------------------------------------- */
 
-/* Sum over the tensor-parallel group (nothing when tp = 1). */
-static void tp_sum(exec_model *md, float *x, int64_t n)
+/* Sum of n activation elements over the tensor-parallel group (nothing
+ * when tp = 1). */
+static void tp_sum(exec_model *md, void *x, int64_t n)
 {
     if (md->l.tp > 1)
-        comm_allreduce_sum(md->tpg, x, (size_t)n, COMM_F32);
+        comm_allreduce_sum(md->tpg, x, (size_t)n, md->act_dt);
 }
 
 /* sp: all-gather the token shards x (Ns rows) into xfer (all B*T rows). */
-static const float *sp_gather(exec_model *md, const float *x)
+static const void *sp_gather(exec_model *md, const void *x)
 {
-    comm_allgather(md->tpg, x, md->xfer, (size_t)md->Ns * md->C, COMM_F32);
+    comm_allgather(md->tpg, x, md->xfer, (size_t)md->Ns * md->C, md->act_dt);
     return md->xfer;
 }
 
 /* The output of a row-parallel GEMM (partial sums over tp, all B*T rows,
  * in `full`) summed over tp: in place, or with sp reduce-scattered into
  * this rank's token rows `dst` (which must not overlap full). */
-static void tp_reduce(exec_model *md, float *full, float *dst)
+static void tp_reduce(exec_model *md, void *full, void *dst)
 {
     int64_t N = (int64_t)md->B * md->T, C = md->C;
     if (md->sp)
-        comm_reducescatter_sum(md->tpg, full, dst, (size_t)md->Ns * C, COMM_F32);
+        comm_reducescatter_sum(md->tpg, full, dst, (size_t)md->Ns * C, md->act_dt);
     else
         tp_sum(md, full, N * C); /* full == dst */
 }
 
+#define F32(x) ((float *)(x)) /* a row statistic (fp32 in either storage) */
+
 /* One block forward from a[A_INP] to `out` (Ns rows of C). */
-static void block_forward(exec_model *md, int L, float *out)
+static void block_forward(exec_model *md, int L, void *out)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, NH = md->NH, HS = md->HS, F = md->F;
-    float **w = md->lp[L], **a = md->la[L];
-    md->ops->layernorm_forward(a[A_LN1], a[A_LN1_MEAN], a[A_LN1_RSTD], a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
-    const float *x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
-    md->ops->matmul_forward(a[A_QKV], x, w[P_QKVW], w[P_QKVB], N, C, 3 * NH * HS);
+    float **w = md->lp[L];
+    void **a = md->la[L];
+    md->ops->layernorm_forward(a[A_LN1], F32(a[A_LN1_MEAN]), F32(a[A_LN1_RSTD]), a[A_INP], w[P_LN1W], w[P_LN1B], Ns, C);
+    const void *x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
+    md->ops->matmul_forward(a[A_QKV], x, gemm_w(md, w[P_QKVW]), gemm_w(md, w[P_QKVB]), N, C, 3 * NH * HS);
     if (md->flash)
-        md->ops->attention_forward_flash(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS); /* A_ATT: lse */
+        md->ops->attention_forward_flash(a[A_ATTY], F32(a[A_ATT]), a[A_QKV], B, T, NH, HS); /* A_ATT: lse */
     else
         md->ops->attention_forward(a[A_ATTY], a[A_ATT], a[A_QKV], B, T, NH, HS);
     /* attention projection (row-parallel): partial sums, all-reduce (or
      * reduce-scatter), bias once, residual */
-    float *part = md->sp ? md->xfer : a[A_RES2];
-    md->ops->matmul_forward(part, a[A_ATTY], w[P_ATTPROJW], NULL, N, NH * HS, C);
+    void *part = md->sp ? md->xfer : a[A_RES2];
+    md->ops->matmul_forward(part, a[A_ATTY], gemm_w(md, w[P_ATTPROJW]), NULL, N, NH * HS, C);
     tp_reduce(md, part, a[A_RES2]);
     md->ops->add_bias(a[A_RES2], w[P_ATTPROJB], Ns, C);
     md->ops->add_inplace(a[A_RES2], a[A_INP], (int64_t)Ns * C);
-    md->ops->layernorm_forward(a[A_LN2], a[A_LN2_MEAN], a[A_LN2_RSTD], a[A_RES2], w[P_LN2W], w[P_LN2B], Ns, C);
+    md->ops->layernorm_forward(a[A_LN2], F32(a[A_LN2_MEAN]), F32(a[A_LN2_RSTD]), a[A_RES2], w[P_LN2W], w[P_LN2B], Ns,
+                               C);
     x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
-    md->ops->matmul_forward(a[A_FCH], x, w[P_FCW], w[P_FCB], N, C, F);
+    md->ops->matmul_forward(a[A_FCH], x, gemm_w(md, w[P_FCW]), gemm_w(md, w[P_FCB]), N, C, F);
     md->ops->gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
     part = md->sp ? md->xfer : out;
-    md->ops->matmul_forward(part, a[A_FCH_GELU], w[P_FCPROJW], NULL, N, F, C);
+    md->ops->matmul_forward(part, a[A_FCH_GELU], gemm_w(md, w[P_FCPROJW]), NULL, N, F, C);
     tp_reduce(md, part, out);
     md->ops->add_bias(out, w[P_FCPROJB], Ns, C);
     md->ops->add_inplace(out, a[A_RES2], (int64_t)Ns * C);
@@ -550,8 +595,8 @@ static float head_forward(exec_model *md, const int *targets)
 {
     int N = md->B * md->T, C = md->C, V = md->V;
     md->ops->layernorm_forward(md->lnf, md->lnf_mean, md->lnf_rstd, md->lnf_in, md->lnfw, md->lnfb, md->Ns, C);
-    const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
-    md->ops->matmul_forward(md->logits, x, md->wte, NULL, N, C, V);
+    const void *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
+    md->ops->matmul_forward(md->logits, x, gemm_w(md, md->wte), NULL, N, C, V);
     /* vocabulary-parallel cross-entropy: this rank holds rows [v0, v0 + V) */
     float *mx = md->xent_stats, *se = mx + N, *tl = se + N;
     int v0 = md->tp_rank * V;
@@ -562,7 +607,8 @@ static float head_forward(exec_model *md, const int *targets)
         comm_allreduce_max(md->tpg, mx, (size_t)N, COMM_F32);
         md->ops->xent_sumexp(se, md->logits, mx, N, V);
         md->ops->xent_target(tl, md->logits, targets, N, V, v0);
-        tp_sum(md, se, 2 * (int64_t)N); /* sum of exponentials and the target logit, adjacent */
+        if (md->l.tp > 1) /* sum of exponentials and the target logit, adjacent (fp32) */
+            comm_allreduce_sum(md->tpg, se, 2 * (size_t)N, COMM_F32);
     }
     md->logits_slot = md->slot;
     float *h = md->h_stats; /* max, sum-exp, target logit: adjacent */
@@ -578,7 +624,7 @@ static int chunk_embeds(const exec_model *md, int c) { return md->has_embed && c
 static int chunk_heads(const exec_model *md, int c) { return md->has_head && c == md->v - 1; }
 
 float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
-                               const float *in, float *out)
+                               const void *in, void *out)
 {
     int B = md->B, T = md->T, C = md->C, V = md->V, lo = md->chunk_lo[chunk], hi = md->chunk_lo[chunk + 1];
     int head = chunk_heads(md, chunk);
@@ -586,15 +632,15 @@ float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *t
     stage_tokens(md, &tokens, &targets);
     if (chunk_embeds(md, chunk)) {
         /* vocabulary-parallel: each rank adds its rows; positions once (tp rank 0) */
-        float *part = md->sp ? md->xfer : md->la[lo][A_INP];
+        void *part = md->sp ? md->xfer : md->la[lo][A_INP];
         md->ops->encoder_forward(part, tokens, md->wte, md->wpe, B, T, C, md->tp_rank * V, V, md->tp_rank == 0);
         tp_reduce(md, part, md->la[lo][A_INP]);
     } else
-        md->ops->copy(md->la[lo][A_INP], in, (int64_t)sizeof(float) * md->Ns * C);
+        md->ops->copy(md->la[lo][A_INP], in, (int64_t)md->act_bytes * md->Ns * C);
     for (int L = lo; L < hi; L++) {
         /* with full recompute the block's intermediates land in the shared
          * recompute buffers; only its output (the next input) is kept */
-        float *o = L + 1 < hi ? md->la[L + 1][A_INP] : head ? md->lnf_in : out;
+        void *o = L + 1 < hi ? md->la[L + 1][A_INP] : head ? md->lnf_in : out;
         need_weights(md, L);
         block_forward(md, L, o);
     }
@@ -609,10 +655,11 @@ float exec_model_forward(exec_model *md, const int *tokens, const int *targets)
 /* ---- backward ------------------------------------------------------------------------ */
 
 void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
-                               float grad_scale, const float *dout, float *din, const exec_grad_hook *hook)
+                               float grad_scale, const void *dout, void *din, const exec_grad_hook *hook)
 {
     int B = md->B, T = md->T, C = md->C, N = B * T, Ns = md->Ns, V = md->V, NH = md->NH, HS = md->HS, F = md->F;
     int lo = md->chunk_lo[chunk], hi = md->chunk_lo[chunk + 1];
+    int64_t ab = md->act_bytes;
     use_slot(md, slot);
     stage_tokens(md, &tokens, &targets);
     if (chunk_heads(md, chunk)) {
@@ -627,22 +674,23 @@ void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *t
         /* LM head (tied to wte): d lnf = dlogits @ wte (partial over the
          * vocabulary shards: all-reduced, or reduce-scattered with sp),
          * dwte += dlogits^T lnf (lnf gathered again with sp) */
-        const float *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
-        md->ops->matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, x, md->wte, N, C, V, 0.0f);
-        float *dlnf = md->sp ? md->xfer : md->d_ln1;
+        const void *x = md->sp ? sp_gather(md, md->lnf) : md->lnf;
+        md->ops->matmul_backward(md->d_ln1, md->dwte, NULL, md->logits, x, gemm_w(md, md->wte), N, C, V, 0.0f);
+        void *dlnf = md->sp ? md->xfer : md->d_ln1;
         tp_reduce(md, md->d_ln1, dlnf);
-        md->ops->memset0(md->dres, (int64_t)sizeof(float) * Ns * C);
+        md->ops->memset0(md->dres, ab * Ns * C);
         md->ops->layernorm_backward(md->dres, md->dlnfw, md->dlnfb, dlnf, md->lnf_in, md->lnfw, md->lnf_mean,
                                     md->lnf_rstd, Ns, C);
     } else {
-        md->ops->copy(md->dres, dout, (int64_t)sizeof(float) * Ns * C);
+        md->ops->copy(md->dres, dout, ab * Ns * C);
     }
     for (int L = hi - 1; L >= lo; L--) {
-        float **w = md->lp[L], **g = md->lg[L], **a = md->la[L];
+        float **w = md->lp[L], **g = md->lg[L];
+        void **a = md->la[L];
         need_weights(md, L); /* ZeRO-3: gathered again (the window held another block since) */
         if (md->recompute_full) {
             /* recompute the whole block from its kept input */
-            float *tmp_out = md->d_ln2; /* (B,T,C) scratch, free until fcproj backward */
+            void *tmp_out = md->d_ln2; /* (B,T,C) scratch, free until fcproj backward */
             block_forward(md, L, tmp_out);
         } else if (md->recompute_att) {
             md->ops->attention_forward(md->d_atty, a[A_ATT], a[A_QKV], B, T, NH, HS); /* att only */
@@ -650,40 +698,41 @@ void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *t
         /* MLP: dres is d(out); out = res2 + fcproj(gelu(fc(ln2(res2)))).
          * With sp the GEMMs see all B*T rows: dres and ln2 are gathered,
          * d ln2 reduce-scattered back to this rank's rows. */
-        const float *dy = md->sp ? sp_gather(md, md->dres) : md->dres;
-        md->ops->matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU], w[P_FCPROJW], N, F,
-                                 C, 0.0f);
+        const void *dy = md->sp ? sp_gather(md, md->dres) : md->dres;
+        md->ops->matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU],
+                                 gemm_w(md, w[P_FCPROJW]), N, F, C, 0.0f);
         md->ops->gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
-        const float *x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
-        md->ops->matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, w[P_FCW], N, C, F, 0.0f);
-        float *dx = md->sp ? md->xfer : md->d_ln2;
+        const void *x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
+        md->ops->matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, gemm_w(md, w[P_FCW]), N, C, F, 0.0f);
+        void *dx = md->sp ? md->xfer : md->d_ln2;
         tp_reduce(md, md->d_ln2, dx); /* column-parallel: input gradient summed */
-        md->ops->layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], dx, a[A_RES2], w[P_LN2W], a[A_LN2_MEAN],
-                                    a[A_LN2_RSTD], Ns, C);
+        md->ops->layernorm_backward(md->dres, g[P_LN2W], g[P_LN2B], dx, a[A_RES2], w[P_LN2W], F32(a[A_LN2_MEAN]),
+                                    F32(a[A_LN2_RSTD]), Ns, C);
         /* attention: res2 = inp + attproj(attn(qkv(ln1(inp)))) */
         dy = md->sp ? sp_gather(md, md->dres) : md->dres;
-        md->ops->matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], w[P_ATTPROJW], N, NH * HS,
-                                 C, 0.0f);
+        md->ops->matmul_backward(md->d_atty, g[P_ATTPROJW], g[P_ATTPROJB], dy, a[A_ATTY], gemm_w(md, w[P_ATTPROJW]),
+                                 N, NH * HS, C, 0.0f);
         if (md->flash)
-            md->ops->attention_backward_flash(md->d_qkv, md->d_atty, a[A_QKV], a[A_ATTY], a[A_ATT], B, T, NH, HS);
+            md->ops->attention_backward_flash(md->d_qkv, md->d_atty, a[A_QKV], a[A_ATTY], F32(a[A_ATT]), B, T, NH, HS);
         else
             md->ops->attention_backward(md->d_qkv, md->d_att, md->d_atty, a[A_QKV], a[A_ATT], B, T, NH, HS);
         x = md->sp ? sp_gather(md, a[A_LN1]) : a[A_LN1];
-        md->ops->matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, w[P_QKVW], N, C, 3 * NH * HS, 0.0f);
+        md->ops->matmul_backward(md->d_ln1, g[P_QKVW], g[P_QKVB], md->d_qkv, x, gemm_w(md, w[P_QKVW]), N, C,
+                                 3 * NH * HS, 0.0f);
         dx = md->sp ? md->xfer : md->d_ln1;
         tp_reduce(md, md->d_ln1, dx);
-        md->ops->layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], dx, a[A_INP], w[P_LN1W], a[A_LN1_MEAN],
-                                    a[A_LN1_RSTD], Ns, C);
+        md->ops->layernorm_backward(md->dres, g[P_LN1W], g[P_LN1B], dx, a[A_INP], w[P_LN1W], F32(a[A_LN1_MEAN]),
+                                    F32(a[A_LN1_RSTD]), Ns, C);
         if (hook) { /* this block's 12 tensors are contiguous in the slab */
             const exec_param *first = &md->p[L * EXEC_LAYER_PARAMS], *last = first + EXEC_LAYER_PARAMS - 1;
             hook->ready(hook->ctx, first->offset, last->offset + last->shape.elems - first->offset);
         }
     }
     if (chunk_embeds(md, chunk)) { /* dres (gathered with sp) is the same on every tp rank: each keeps its wpe gradient whole */
-        const float *d = md->sp ? sp_gather(md, md->dres) : md->dres;
+        const void *d = md->sp ? sp_gather(md, md->dres) : md->dres;
         md->ops->encoder_backward(md->dwte, md->dwpe, d, tokens, B, T, C, md->tp_rank * V, V, 1);
     } else {
-        md->ops->copy(din, md->dres, (int64_t)sizeof(float) * Ns * C);
+        md->ops->copy(din, md->dres, ab * Ns * C);
     }
     if (hook && chunk == 0) { /* the extras' last gradient (chunk v - 1's head ran its backward first) */
         int64_t off = md->p[md->n_layers * EXEC_LAYER_PARAMS].offset;

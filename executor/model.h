@@ -4,8 +4,16 @@
  * Every buffer is carved from slabs whose sizes come from costmodel/shapes.h
  * — the same inventory the cost model sums to predict memory — so the
  * measured peak (exec_mem_peak_bytes) can be checked against the prediction.
- * fp32 on the CPU. Initialisation is a pure function of (seed, tensor,
- * layer, global element index), so every layout computes the same numbers.
+ * Initialisation is a pure function of (seed, tensor, layer, global element
+ * index), so every layout computes the same numbers.
+ *
+ * Storage: fp32 throughout on the CPU and for precision=fp32. With
+ * precision=bf16 (on a device backend; kernels.h set_storage) every
+ * activation, activation gradient, pipeline message and tensor-parallel
+ * exchange of them is bf16, and the GEMMs read a bf16 copy of the weights
+ * (wbf, refreshed from the fp32 master by exec_model_sync_weights); the
+ * master weights, their gradients, the optimizer state and the row
+ * statistics stay fp32 (costmodel/cost.h cost_layout_bytes, executor).
  *
  * Tensor parallelism is Megatron's: qkv and fc column-parallel, attproj and
  * fcproj row-parallel with one all-reduce each (bias added once, after it),
@@ -82,6 +90,10 @@ typedef struct {
 
     exec_param *p;             /* every parameter tensor, storage order */
     int n_p;
+    int act_bytes;             /* bytes of an activation element: 4, or 2 in bf16 storage */
+    comm_dtype act_dt;         /* the same for the comm layer: COMM_F32 or COMM_BF16 */
+    uint16_t *wbf;             /* bf16 storage: the weight slab's bf16 copy the GEMMs read (weight_elems, laid
+                                  out as params), else NULL */
     float *params;             /* the weight slab (weight_elems): the flat vector, or with ZeRO-3 (zero 3,
                                   dp > 1) one block's window then the extras */
     int64_t weight_elems;
@@ -96,26 +108,30 @@ typedef struct {
     float *lg[EXEC_MAX_LAYERS][EXEC_LAYER_PARAMS];
     float *wte, *wpe, *lnfw, *lnfb, *dwte, *dwpe, *dlnfw, *dlnfb;
 
-    float *acts;               /* activation slab: n_slots micro-batches of every local block + extras */
+    void *acts;                /* activation slab: n_slots micro-batches of every local block + extras */
     int n_slots;               /* micro-batches in flight (cost_in_flight) */
-    int64_t slot_elems;        /* one slot: every local block's kept activations + extras */
+    int64_t slot_bytes;        /* one slot: every local block's kept activations + extras */
     int slot;                  /* the slot la / lnf_* point into now */
-    float *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* A_ATT: att (B,NH,T,T), or lse (B,NH,T) with flash */
-    float *la0[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* slot 0 (or the shared recompute buffer) */
+    /* activations in the storage type, except the fp32 statistics A_*_MEAN,
+     * A_*_RSTD and, with flash, A_ATT (its lse) */
+    void *la[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* A_ATT: att (B,NH,T,T), or lse (B,NH,T) with flash */
+    void *la0[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* slot 0 (or the shared recompute buffer) */
     unsigned char kept[EXEC_MAX_LAYERS][EXEC_LAYER_ACTS]; /* 1: per slot, 0: recompute buffer */
-    float *lnf_in, *lnf, *lnf_mean, *lnf_rstd;
-    float *lnf0[4];
+    void *lnf_in, *lnf;        /* storage type */
+    float *lnf_mean, *lnf_rstd;
+    void *lnf0[4];
     int logits_slot;           /* whose logits the scratch holds (-1: none) */
     comm_group *tpg;           /* tensor-parallel group (set by the trainer when tp > 1), not owned */
     int recompute_att;         /* att is recomputed in backward (selective, explicit attention) */
     int flash;                 /* fused attention (attn=flash): la[..][A_ATT] holds lse (B,NH,T), not att */
     int recompute_full;        /* only inp kept; the block is recomputed */
 
-    float *scratch;            /* scratch slab (shapes.h cost_shapes_scratch) */
-    float *xfer;               /* (B*T, C): sp gather / reduce-scatter buffer */
-    float *logits, *xent_stats, *dres, *d_ln1, *d_qkv, *d_att, *d_atty, *d_ln2, *d_fch, *d_fch_gelu;
-    float *rc[EXEC_LAYER_ACTS]; /* recompute buffers (NULL where kept) */
-    int64_t act_elems, scratch_elems;
+    void *scratch;             /* scratch slab (shapes.h cost_shapes_scratch) */
+    void *xfer;                /* (B*T, C): sp gather / reduce-scatter buffer */
+    void *logits, *dres, *d_ln1, *d_qkv, *d_att, *d_atty, *d_ln2, *d_fch, *d_fch_gelu; /* storage type */
+    float *xent_stats;
+    void *rc[EXEC_LAYER_ACTS]; /* recompute buffers (NULL where kept) */
+    int64_t act_slab_bytes, scratch_bytes;
 
     const struct kern_ops *ops; /* the backend every buffer above lives in (exec_backend at init) */
     int *d_tokens;              /* device backends: tokens then targets (2 B T), NULL on the host */
@@ -150,6 +166,12 @@ void exec_model_backward(exec_model *md, const int *tokens, const int *targets, 
                          const exec_grad_hook *hook);
 
 void exec_model_zero_grad(exec_model *md);
+
+/* bf16 storage: the GEMMs' bf16 copy of the weights from the fp32 master
+ * (the whole slab; ZeRO-3's blocks are converted again as each is
+ * gathered). Call after the master changes (initialisation, a checkpoint,
+ * the optimizer): train.c does before every step. No-op in fp32. */
+void exec_model_sync_weights(exec_model *md);
 
 /* ZeRO-3: write the initial weights [lo, hi) of the flat vector (a dp
  * slice) into dst (backend memory), as exec_model_init would have put
@@ -198,9 +220,9 @@ void exec_param_global_shape(const char *name, const shapes_tensor *t, int tp, i
  * gradient (NULL on the last stage), `din` receives the gradient of `in`
  * (NULL on the first stage). */
 float exec_model_stage_forward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
-                               const float *in, float *out);
+                               const void *in, void *out);
 void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *tokens, const int *targets,
-                               float grad_scale, const float *dout, float *din, const exec_grad_hook *hook);
+                               float grad_scale, const void *dout, void *din, const exec_grad_hook *hook);
 
 /* The kern_ops table (kernels/kernels.h) the executor computes with and
  * allocates from: set once, before any model is built (cmd_train's

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems,
+int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems, comm_dtype act_dt,
               char err[SPEC_ERR_LEN])
 {
     memset(pe, 0, sizeof *pe);
@@ -20,6 +20,8 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
     pe->m = m;
     pe->v = v;
     pe->act_elems = act_elems;
+    pe->act_dt = act_dt;
+    pe->act_bytes = act_elems * comm_dtype_size(act_dt);
     int cap = sched_n_ops(m, v);
     pe->ops = malloc(sizeof *pe->ops * (size_t)cap);
     pe->act_slots = cost_pipe_send_slots(kind, pe->p, pe->stage, m, v, 0);
@@ -28,10 +30,10 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
     pe->grad_req = calloc((size_t)pe->grad_slots, sizeof *pe->grad_req);
     /* the messages live where the model's activations do (exec_backend) */
     const kern_ops *ops = exec_backend();
-    pe->in_buf = ops->alloc((int64_t)(sizeof(float) * act_elems));
-    pe->grad_buf = ops->alloc((int64_t)(sizeof(float) * act_elems));
-    pe->send_act = ops->alloc((int64_t)(sizeof(float) * act_elems * (size_t)pe->act_slots));
-    pe->send_grad = ops->alloc((int64_t)(sizeof(float) * act_elems * (size_t)pe->grad_slots));
+    pe->in_buf = ops->alloc((int64_t)pe->act_bytes);
+    pe->grad_buf = ops->alloc((int64_t)pe->act_bytes);
+    pe->send_act = ops->alloc((int64_t)(pe->act_bytes * (size_t)pe->act_slots));
+    pe->send_grad = ops->alloc((int64_t)(pe->act_bytes * (size_t)pe->grad_slots));
     if (!pe->ops || !pe->act_req || !pe->grad_req || !pe->in_buf || !pe->grad_buf || !pe->send_act || !pe->send_grad) {
         snprintf(err, SPEC_ERR_LEN, "pipeline: out of memory for %d micro-batches x %d chunks of %zu elements", m,
                  v, act_elems);
@@ -70,14 +72,14 @@ void pipe_free(pipe_exec *pe)
 
 /* A free send slot of a direction: the next in turn, after its previous
  * send has completed. */
-static float *take_slot(float *bufs, comm_req **reqs, int slots, int *sent, size_t ae, int *slot)
+static void *take_slot(void *bufs, comm_req **reqs, int slots, int *sent, size_t bytes, int *slot)
 {
     *slot = (*sent)++ % slots;
     if (reqs[*slot]) {
         comm_wait(reqs[*slot]);
         reqs[*slot] = NULL;
     }
-    return bufs + (size_t)*slot * ae;
+    return (char *)bufs + (size_t)*slot * bytes;
 }
 
 double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
@@ -89,33 +91,34 @@ double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
         bwd_left[c] = pe->m;
     pe->n_act_sent = pe->n_grad_sent = 0;
     pe->peak_inflight = 0;
-    size_t ae = pe->act_elems;
+    size_t ae = pe->act_elems, ab = pe->act_bytes;
+    comm_dtype dt = pe->act_dt;
     for (int i = 0; i < pe->n_ops; i++) {
         const sched_op *o = &pe->ops[i];
         int slot = 0;
         if (o->dir == SCHED_FWD) {
             if (o->recv_peer >= 0)
-                comm_recv(pe->pp, pe->in_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
-            float *out = o->send_peer >= 0
-                             ? take_slot(pe->send_act, pe->act_req, pe->act_slots, &pe->n_act_sent, ae, &slot)
-                             : NULL;
+                comm_recv(pe->pp, pe->in_buf, ae, dt, o->recv_peer, o->recv_tag);
+            void *out = o->send_peer >= 0
+                            ? take_slot(pe->send_act, pe->act_req, pe->act_slots, &pe->n_act_sent, ab, &slot)
+                            : NULL;
             float loss = fns->forward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->in_buf : NULL, out);
             if (o->send_peer >= 0)
-                pe->act_req[slot] = comm_isend(pe->pp, out, ae, COMM_F32, o->send_peer, o->send_tag);
+                pe->act_req[slot] = comm_isend(pe->pp, out, ae, dt, o->send_peer, o->send_tag);
             else
                 loss_sum += loss;
             if (++inflight > pe->peak_inflight)
                 pe->peak_inflight = inflight;
         } else {
             if (o->recv_peer >= 0)
-                comm_recv(pe->pp, pe->grad_buf, ae, COMM_F32, o->recv_peer, o->recv_tag);
-            float *din = o->send_peer >= 0
-                             ? take_slot(pe->send_grad, pe->grad_req, pe->grad_slots, &pe->n_grad_sent, ae, &slot)
-                             : NULL;
+                comm_recv(pe->pp, pe->grad_buf, ae, dt, o->recv_peer, o->recv_tag);
+            void *din = o->send_peer >= 0
+                            ? take_slot(pe->send_grad, pe->grad_req, pe->grad_slots, &pe->n_grad_sent, ab, &slot)
+                            : NULL;
             int last = --bwd_left[o->chunk] == 0;
             fns->backward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->grad_buf : NULL, din, last);
             if (o->send_peer >= 0)
-                pe->grad_req[slot] = comm_isend(pe->pp, din, ae, COMM_F32, o->send_peer, o->send_tag);
+                pe->grad_req[slot] = comm_isend(pe->pp, din, ae, dt, o->send_peer, o->send_tag);
             inflight--;
         }
     }

@@ -26,7 +26,7 @@
  * schedules can deadlock (each blocked receive waits on a send that an
  * earlier op of the peer has already posted or will post without waiting).
  * Send buffers are held until the end of the step (one per micro-batch and
- * chunk and direction, act_elems floats each) and waited there.
+ * chunk and direction, act_elems elements of act_dt each) and waited there.
  *
  * Deliberately left out: Megatron's fused send_forward_recv_backward pairs
  * (comm_sendrecv) — the non-blocking sends make them unnecessary for
@@ -43,8 +43,8 @@
 
 typedef struct {
     void *ctx;
-    float (*forward)(void *ctx, int mb, int chunk, const float *in, float *out);
-    void (*backward)(void *ctx, int mb, int chunk, const float *dout, float *din, int last);
+    float (*forward)(void *ctx, int mb, int chunk, const void *in, void *out);
+    void (*backward)(void *ctx, int mb, int chunk, const void *dout, void *din, int last);
 } pipe_stage_fns;
 
 typedef struct {
@@ -52,10 +52,12 @@ typedef struct {
     spec_schedule kind;
     int p, stage, m, v;    /* stages, this stage, micro-batches per step, chunks per rank */
     size_t act_elems;      /* mbs * T * C: one activation message, elements */
+    comm_dtype act_dt;     /* their type (the model's storage: COMM_F32 or COMM_BF16) */
+    size_t act_bytes;      /* one message, bytes */
     sched_op *ops;         /* 2 m v ops */
     int n_ops;
-    float *in_buf, *grad_buf;   /* (act_elems) receive buffers */
-    float *send_act, *send_grad; /* (slots, act_elems) send buffers, reused once their send completed */
+    void *in_buf, *grad_buf;   /* (act_elems) receive buffers */
+    void *send_act, *send_grad; /* (slots, act_elems) send buffers, reused once their send completed */
     int act_slots, grad_slots;   /* cost_pipe_send_slots: the fewest that cannot deadlock */
     comm_req **act_req, **grad_req; /* the pending send of each slot, or NULL */
     int n_act_sent, n_grad_sent;
@@ -65,7 +67,7 @@ typedef struct {
 /* Build the executor for this rank (stage = comm_group_rank(pp)). Returns 0,
  * or -1 when the schedule is invalid for (kind, p, m, v) with a message in
  * err. */
-int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems,
+int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, size_t act_elems, comm_dtype act_dt,
               char err[SPEC_ERR_LEN]);
 void pipe_free(pipe_exec *pe);
 

@@ -185,7 +185,7 @@ static int act_slot_of(const stage_ctx *c, int mb, int chunk)
     return c->slot_of ? c->slot_of[mb * c->md->v + chunk] : mb % c->md->n_slots;
 }
 
-static float stage_fwd(void *vc, int mb, int chunk, const float *in, float *out)
+static float stage_fwd(void *vc, int mb, int chunk, const void *in, void *out)
 {
     stage_ctx *c = vc;
     exec_model *md = c->md;
@@ -197,7 +197,7 @@ static float stage_fwd(void *vc, int mb, int chunk, const float *in, float *out)
     return exec_model_stage_forward(md, chunk, slot, tk, tg, in, out);
 }
 
-static void stage_bwd(void *vc, int mb, int chunk, const float *dout, float *din, int last)
+static void stage_bwd(void *vc, int mb, int chunk, const void *dout, void *din, int last)
 {
     stage_ctx *c = vc;
     exec_model *md = c->md;
@@ -232,17 +232,18 @@ int exec_train_run(const exec_train_opts *o)
     if (l.precision != SPEC_PREC_FP32) {
         if (exec_backend_is_host()) {
             log_msg("train: the cpu backend trains in fp32 (layout said %s)", spec_precision_name(l.precision));
+            l.precision = SPEC_PREC_FP32;
         } else {
-            /* device backends: every GEMM on bf16-rounded inputs, fp32
-             * accumulation; everything is stored in fp32, so memory is
-             * predicted as fp32 */
+            /* device backends: bf16 activations and GEMM operands with fp32
+             * accumulation, fp32 master weights, gradients and optimizer
+             * state (model.h; the memory model counts the same,
+             * cost_memory_rank_exec) */
             exec_backend()->set_math(KERN_MATH_BF16);
             math = "bf16";
             if (!o->quiet)
-                log_msg("train: %s: GEMMs on bf16 inputs with fp32 accumulation; weights, activations and "
-                        "optimizer state in fp32", exec_backend()->name);
+                log_msg("train: %s: bf16 activations and GEMM weights, fp32 accumulation; fp32 master weights, "
+                        "gradients and optimizer state", exec_backend()->name);
         }
-        l.precision = SPEC_PREC_FP32;
     }
     if (spec_layout_check(&l, m, o->global_batch, -1, err)) {
         log_msg("%s", err);
@@ -282,7 +283,7 @@ int exec_train_run(const exec_train_opts *o)
     /* the memory prediction this run will be compared with; a layout the
      * GPU cannot hold is refused before any of it is allocated */
     cost_mem pred;
-    cost_memory_rank(m, &l, o->global_batch, g.pp_rank, &pred);
+    cost_memory_rank_exec(m, &l, o->global_batch, g.pp_rank, &pred);
     {
         int64_t short_of_room = exec_device_room(pred.total_bytes, err) != 0;
         if (short_of_room)
@@ -327,12 +328,12 @@ int exec_train_run(const exec_train_opts *o)
     if (l.pp > 1) {
         /* stages exchange (Ns, C): with sp each tp rank sends its token rows */
         size_t msg = (size_t)md.Ns * (size_t)m->hidden;
-        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, md.v, msg, err)) {
+        if (pipe_init(&pe, g.pp, l.schedule, (int)n_micro, md.v, msg, md.act_dt, err)) {
             log_msg("%s", err);
             return TRIAD_EXIT_INPUT;
         }
         /* its receive buffers and send slots (cost_pipe_buffer_elems counts the same) */
-        exec_mem_account((int64_t)sizeof(float) * (int64_t)(2 + pe.act_slots + pe.grad_slots) * (int64_t)msg);
+        exec_mem_account((int64_t)(2 + pe.act_slots + pe.grad_slots) * (int64_t)pe.act_bytes);
         if (md.v > 1) {
             il_slot_of = malloc(sizeof(int) * (size_t)(n_micro * md.v));
             il_free = malloc(sizeof(int) * (size_t)n_slots);
@@ -422,8 +423,8 @@ int exec_train_run(const exec_train_opts *o)
                         "math %s, global batch %lld, data %s, seed %llu\n",
                     m->name, (long long)m->layers, (long long)m->hidden, l.dp, l.tp, l.pp, l.mbs, sched, math,
                     (long long)o->global_batch, o->data, (unsigned long long)o->seed);
-            fprintf(mf, "# predicted mem_peak_bytes (triad simulate --precision fp32): %lld\n",
-                    (long long)pred.total_bytes);
+            fprintf(mf, "# predicted mem_peak_bytes (triad's executor, %s storage): %lld\n",
+                    spec_precision_name(l.precision), (long long)pred.total_bytes);
             /* for MFU: the model's FLOPs of one step (no recomputation counted), all ranks */
             fprintf(mf, "# model_flops_per_step %.6e (72 B s l h^2 (1 + s/(6h) + V/(12 l h)), B = %lld)\n",
                     cost_model_flops(m, o->global_batch), (long long)o->global_batch);
@@ -500,6 +501,7 @@ int exec_train_run(const exec_train_opts *o)
     for (int step = first_step; step <= o->steps; step++) {
         double t0 = now_s(), comm0 = comm_time_s();
         exec_model_zero_grad(&md);
+        exec_model_sync_weights(&md); /* bf16 storage: the GEMMs' copy of what the last step (or a checkpoint) set */
         double loss = 0.0;
         if (l.pp > 1) {
             stage_ctx sc = {&md, data, tok, tgt,

@@ -227,6 +227,8 @@ typedef struct kern_ops {
     /*   set_storage: how activation tensors are stored from now on
      *   (KERN_STORE_*, above); 0, or -1 when the table cannot (storage unchanged) */
     int (*set_storage)(int mode);
+    /*   add_f32: y += x, fp32 whatever the storage (gradients: ZeRO's slices) */
+    void (*add_f32)(float *y, const float *x, int64_t n);
 } kern_ops;
 
 /* bf16 <-> fp32 on the host: bits of the nearest bf16 (ties to even; NaN

@@ -72,11 +72,14 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
     cost_block_times(m, c, l, l->recompute, p, &blk);
     cost_comm cm;
     cost_comm_times(m, c, l, p, &cm);
-    double eb = cost_store_bytes(l, p);
-    double ob = eb == 4.0 ? 8.0 : 12.0; /* Adam moments, plus the fp32 master copy under 16-bit weights */
+    cost_bytes cb; /* weights, gradients, optimizer state, activations (cost_layout_bytes) */
+    cost_profile_bytes(l, p, &cb);
     int64_t dp = l->dp;
-    /* bytes per parameter after ZeRO sharding (cost_memory_rank's rule) */
-    double bpp = eb / (l->zero >= 3 ? dp : 1) + eb / (l->zero >= 2 ? dp : 1) + ob / (l->zero >= 1 ? dp : 1);
+    int zero2 = l->zero == 2 && dp > 1, zero3 = l->zero >= 3 && dp > 1;
+    /* bytes per parameter after ZeRO sharding (cost_memory_rank's rule); a
+     * bf16 copy beside fp32 weights mirrors the weights a rank holds whole */
+    double bpp = cb.weight / (l->zero >= 3 ? dp : 1) + (zero3 ? 0.0 : cb.weight16) + cb.grad / (l->zero >= 2 ? dp : 1) +
+                 cb.optim / (l->zero >= 1 ? dp : 1);
     shapes_tensor t[64];
     int n = cost_shapes_layer_params(m, l, t, 64);
     pr->p = l->pp;
@@ -92,7 +95,7 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
      * extras keep their whole gradient too (ZeRO-3: and their whole
      * weights), and a stage holds one block's window of gradients (ZeRO-3:
      * and one of weights) and a landing buffer besides */
-    int zero2 = l->zero == 2 && dp > 1, zero3 = l->zero >= 3 && dp > 1;
+    double whole_w = cb.weight + cb.weight16; /* a weight held whole, with its bf16 copy */
     int64_t mb = spec_layout_n_micro(l, batch);
     for (int s = 0; s < l->pp; s++) {
         cost_extra ex;
@@ -101,10 +104,11 @@ void plan_stage_problem_of(const spec_model *m, const spec_cluster *c, const spe
         n = cost_shapes_extra_params(m, l, s, t, 64);
         double extra_params = (double)cost_shapes_sum_elems(t, n);
         n = cost_shapes_scratch(m, l, s, t, 64);
-        mem_extra[s] = (bpp + (zero2 ? eb : zero3 ? 2.0 * eb : 0.0)) * extra_params +
-                       eb * (double)cost_shapes_sum_elems(t, n) + (zero2 ? 2.0 * eb * block : zero3 ? 3.0 * eb * block : 0.0);
+        mem_extra[s] = (bpp + (zero2 ? cb.grad : zero3 ? whole_w + cb.grad : 0.0)) * extra_params +
+                       (double)cost_shapes_sum_bytes(t, n, cb.act) +
+                       (zero2 ? 2.0 * cb.grad * block : zero3 ? (whole_w + 2.0 * cb.grad) * block : 0.0);
         n = cost_shapes_extra_acts(m, l, s, t, 64);
-        act_extra[s] = eb * (double)cost_shapes_sum_elems(t, n);
+        act_extra[s] = (double)cost_shapes_sum_bytes(t, n, cb.act);
         in_flight[s] = cost_in_flight(l, s, mb);
     }
     pr->t_extra_s = t_extra;

@@ -79,7 +79,7 @@ record() {
 }
 
 # ---- section: build ----------------------------------------------------------
-KERN_SRC=(tests/gpu/test_kern_cuda.c kernels/kernels.h kernels/cpu/*.c kernels/cuda/*.cu)
+KERN_SRC=(tests/gpu/test_kern_cuda.c kernels/kernels.h kernels/cpu/*.c kernels/cuda/*.cu kernels/cuda/*.cuh)
 build_gpu_tests() {
   # the kernels alone (kernels/cpu/*.c + kernels/cuda/*.cu), not through make,
   # so a GPU machine without the planner's packages can build it

@@ -319,6 +319,7 @@ static const kern_ops cpu_ops = {
     .sum_squares_many = cpu_sum_squares_many,
     .xent_forward = cpu_xent_forward,
     .set_storage = cpu_set_storage,
+    .add_f32 = kern_cpu_add_inplace,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

@@ -157,6 +157,7 @@ WRAP(adamw, (float *p, const float *g, float *m, float *v, int64_t n, float lr, 
 WRAP(scale, (float *x, float s, int64_t n), (x, s, n))
 WRAP(add_bias, (void *x, const float *b, int N, int C), (x, b, N, C))
 WRAP(to_bf16, (uint16_t *dst, const float *src, int64_t n), (dst, src, n))
+WRAP(add_f32, (float *y, const float *x, int64_t n), (y, x, n))
 
 static double emu_sum_squares(const float *x, int64_t n)
 {
@@ -212,6 +213,7 @@ static const kern_ops emu_ops = {
     .sum_squares_many = emu_sum_squares_many,
     .xent_forward = emu_xent_forward,
     .set_storage = emu_set_storage,
+    .add_f32 = emu_add_f32,
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

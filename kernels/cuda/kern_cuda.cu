@@ -777,6 +777,11 @@ static void cu_add_bias(void *x, const float *b, int N, int C)
     if (n > 0)
         BY_STORAGE(add_bias, x, b, n, C);
 }
+static void cu_add_f32(float *y, const float *x, int64_t n)
+{
+    if (n > 0)
+        residual<float>(y, y, x, n);
+}
 static void cu_scale(float *x, float s, int64_t n)
 {
     if (n <= 0)
@@ -1071,6 +1076,7 @@ static const kern_ops cuda_ops = {
     .sum_squares_many = cu_sum_squares_many,
     .xent_forward = cu_xent_forward,
     .set_storage = cu_set_storage,
+    .add_f32 = cu_add_f32,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

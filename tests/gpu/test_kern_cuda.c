@@ -237,6 +237,11 @@ static void bf16_storage_checks(void)
         check16("add_inplace", "y", hz, z, n, 0, BU);
         H->add_bias(hz, bf, N, C), D->add_bias(z, dbf, N, C);
         check16("add_bias", "x", hz, z, n, 0, BU);
+        /* gradients stay fp32 in bf16 storage: add_f32 */
+        float *f1 = hrand(n, 1), *f2 = hrand(n, 1), *df1 = DF(f1, n), *df2 = DF(f2, n);
+        H->add_f32(f1, f2, n), D->add_f32(df1, df2, n);
+        check("add_f32[bf16]", "y", f1, df1, n, 0, 0);
+        D->free(df1), D->free(df2), free(f1), free(f2);
     }
     /* cross-entropy on bf16 logits (N, V), the statistics fp32 */
     {

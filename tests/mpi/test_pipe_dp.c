@@ -69,9 +69,11 @@ static const float *toy_weights(toy *t, int chunk)
 static float toy_x(int dp_rank, int m, int j, int k) { return (float)((dp_rank * m + j) % 5 + k % 4 + 1); }
 static float toy_w(int s, int k) { return (s + k) % 3 == 0 ? 2.0f : 1.0f; } /* powers of two: exact products */
 
-static float toy_forward(void *ctx, int mb, int chunk, const float *in, float *out)
+static float toy_forward(void *ctx, int mb, int chunk, const void *vin, void *vout)
 {
     toy *t = ctx;
+    const float *in = vin;
+    float *out = vout;
     float *x = t->saved[mb][chunk];
     for (int k = 0; k < K; k++)
         x[k] = in ? in[k] : toy_x(t->dp_rank, t->m, mb, k);
@@ -86,9 +88,11 @@ static float toy_forward(void *ctx, int mb, int chunk, const float *in, float *o
     return out ? 0.0f : (float)loss;
 }
 
-static void toy_backward(void *ctx, int mb, int chunk, const float *dout, float *din, int last)
+static void toy_backward(void *ctx, int mb, int chunk, const void *vdout, void *vdin, int last)
 {
     toy *t = ctx;
+    const float *dout = vdout;
+    float *din = vdin;
     const float *x = t->saved[mb][chunk];
     const float *w = toy_weights(t, chunk);
     for (int k = 0; k < K; k++) {
@@ -144,7 +148,7 @@ static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero)
     }
     pipe_exec pe;
     char err[SPEC_ERR_LEN];
-    CHECK(pipe_init(&pe, g->pp, kind, M, v, K, err) == 0, "pipe_init: %s", err);
+    CHECK(pipe_init(&pe, g->pp, kind, M, v, K, COMM_F32, err) == 0, "pipe_init: %s", err);
     pipe_stage_fns fns = {&t, toy_forward, toy_backward};
     double loss = pipe_run_step(&pe, &fns);
     dpgrad_finish(&dg);

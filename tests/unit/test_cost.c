@@ -473,14 +473,16 @@ static void test_fused_attention_memory(void **state)
             cost_memory_rank_profile(&m, &a, &l, gb, r, NULL, &a100);
             assert_int_equal(a100.total_bytes, plain.total_bytes);
             double rows = (double)l.mbs * (double)(m.heads / l.tp) * (double)m.seq, S = (double)m.seq;
-            double per_block = l.recompute == SPEC_RECOMPUTE_NONE        ? rows * S - rows
-                               : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? -rows
+            /* the probabilities and their gradient in bf16 (2 bytes), the
+             * log-sum-exp fp32 (4 bytes, as every row statistic) */
+            double per_block = l.recompute == SPEC_RECOMPUTE_NONE        ? 2 * rows * S - 4 * rows
+                               : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? -4 * rows
                                                                          : 0.0;
             double layers = (double)cost_shapes_rank_layers(&m, &l, r);
-            double act = 2.0 * per_block * layers * plain.in_flight;
-            double scratch = 2.0 * (l.recompute == SPEC_RECOMPUTE_NONE        ? rows * S
-                                    : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? 2 * rows * S
-                                                                              : 2 * rows * S - rows);
+            double act = per_block * layers * plain.in_flight;
+            double scratch = l.recompute == SPEC_RECOMPUTE_NONE        ? 2 * rows * S
+                             : l.recompute == SPEC_RECOMPUTE_SELECTIVE ? 4 * rows * S
+                                                                       : 4 * rows * S - 4 * rows;
             assert_close((double)(plain.act_bytes - fused.act_bytes), act, 0, 0);
             assert_close((double)(plain.scratch_bytes - fused.scratch_bytes), scratch, 0, 0);
             assert_close((double)(plain.total_bytes - fused.total_bytes), act + scratch, 0, 0);

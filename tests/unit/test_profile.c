@@ -189,11 +189,22 @@ static void test_rows_by_precision(void **state)
     assert_close(profile_gemm_time(p, SPEC_PREC_FP32, 32, 192, 64), 1e-6, 1e-15, 0);
     /* element-wise rows serve both maths */
     assert_close(profile_kernel_time(p, "add", SPEC_PREC_BF16, 2048, 1, 1), 16384e-6, 1e-12, 0);
-    /* memory: fp32 storage in either math */
+    /* memory: what triad's executor stores in each precision — bf16: fp32
+     * weights (4 bytes), their bf16 copy (2), fp32 gradients (4) and
+     * moments (8), bf16 activations; fp32: 4 + 4 + 8 and fp32 activations */
     cost_result r32, r16;
     assert_int_equal(cost_predict(&m, &c, &l32, 8, p, &r32, err), SPEC_OK);
     assert_int_equal(cost_predict(&m, &c, &l16, 8, p, &r16, err), SPEC_OK);
-    assert_int_equal(r16.mem_peak_bytes, r32.mem_peak_bytes);
+    cost_mem e32, e16;
+    cost_memory_rank_exec(&m, &l32, 8, 0, &e32);
+    cost_memory_rank_exec(&m, &l16, 8, 0, &e16);
+    assert_int_equal(r32.mem_peak_bytes, e32.total_bytes);
+    assert_int_equal(r16.mem_peak_bytes, e16.total_bytes);
+    assert_int_equal(e32.param_bytes, 4 * e32.param_elems);
+    assert_int_equal(e16.param_bytes, 6 * e16.param_elems);
+    assert_int_equal(e16.grad_bytes, e32.grad_bytes);
+    assert_int_equal(e16.optim_bytes, e32.optim_bytes);
+    assert_true(e16.act_bytes < e32.act_bytes && e16.act_bytes > e32.act_bytes / 2); /* the row statistics stay fp32 */
     assert_true(r16.step_time_s < r32.step_time_s);
     cost_profile_free(p);
 
