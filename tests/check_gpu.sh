@@ -54,7 +54,7 @@ BUDGET_S=${BUDGET_S:-0}
 left() { if [ "$BUDGET_S" -gt 0 ]; then echo $((T0 + BUDGET_S - $(date +%s))); else echo 86400; fi; }
 # the seconds a section needs at least on one GPU: estimates (no full run has
 # been timed yet), generous, so that a section never starts to be killed
-declare -A NEED_S=([build]=150 [kernels]=20 [comm]=25 [training]=75 [bench]=150 [loop]=150)
+declare -A NEED_S=([build]=150 [kernels]=20 [comm]=25 [training]=75 [bench]=200 [loop]=150)
 # runs NAME FUNCTION: the section's function in its own shell under the
 # deadline, output to LOG/NAME.log (and here), one summary line
 run_section() {
@@ -266,6 +266,43 @@ print("%s,%s,%s,%d,%d,%.4f,%.0f,%.1f,%.1f,%.2f" % (model, prec, attn, mbs, round
 PYEOF
   done
   column -s, -t "$LOG/bench.csv" 2>/dev/null || cat "$LOG/bench.csv"
+  # where gpt2-124m's step goes: its kernels timed at the bench's micro-batch
+  # in bf16 (triad profile, one pass), each row's calls in a step (the
+  # executor's call order, as the cost model sums them), and triad's
+  # prediction of the step from that profile beside the measured one
+  local pm; pm=$(awk -F, '$1=="gpt2-124m" && $2=="bf16" && $3=="flash" {print $4}' "$LOG/bench.csv")
+  if [ -n "$pm" ]; then
+    $TR profile --device cuda --model gpt2-124m --mbs "$pm" --tp 1 --kernels-only --precision bf16 --passes 1 \
+      --samples 3 --out "$b/profile_124m.csv" --force || st=1
+    python3 - "$b/profile_124m.csv" 12 50304 <<'PYEOF' || st=1
+import sys
+L, V = int(sys.argv[2]), int(sys.argv[3])
+rows = [l.rstrip("\n").split(",") for l in open(sys.argv[1]) if l.startswith(("gemm,", "kernel,"))]
+per_layer = {"attention_fwd": 1, "attention_bwd": 1, "attention_flash_fwd": 1, "attention_flash_bwd": 1,
+             "gelu_fwd": 1, "gelu_bwd": 1, "add": 4}
+out, total = [], 0.0
+for r in rows:
+    kind, name, m, n, k, t = r[0], r[1] or "matmul_fwd", int(r[3]), int(r[4]), int(r[5]), float(r[9])
+    if name in ("attention_fwd", "attention_bwd", "scale"):
+        continue  # the bench trains attn=flash on one rank (no data-parallel mean)
+    if name in ("matmul_fwd", "matmul_bwd"):
+        calls = 1 if n == V else L
+    elif name.startswith("layernorm"):
+        calls = 2 * L + 1
+    else:
+        calls = L * per_layer[name] if name in per_layer else 1
+    fl = 2.0 * m * n * k * (1 if name == "matmul_fwd" else 2) if name.startswith("matmul") else 0
+    out.append((t * calls, name, m, n, k, t, calls, fl / t / 1e12 if fl else 0))
+    total += t * calls
+print("gpt2-124m, bf16, one step's kernels on one GPU (%.2f ms in all, no communication):" % (1e3 * total))
+print("%-20s %7s %7s %6s %10s %5s %9s %6s %8s" % ("kernel", "m", "n", "k", "ms/call", "calls", "ms/step", "share", "TFLOP/s"))
+for s, name, m, n, k, t, c, tf in sorted(out, reverse=True):
+    print("%-20s %7d %7d %6d %10.4f %5d %9.3f %5.1f%% %8s" % (name, m, n, k, 1e3 * t, c, 1e3 * s, 100 * s / total,
+          "%.1f" % tf if tf else ""))
+PYEOF
+    $TR simulate --model gpt2-124m --cluster dgx-h100-80gb --layout "mbs=$pm,attn=flash" --global-batch "$pm" \
+      --profile "$b/profile_124m.csv" | head -8 || st=1
+  fi
   return $st
 }
 if want bench; then
