@@ -92,7 +92,9 @@ __global__ void __launch_bounds__(THREADS) fwd_k(T_ *out, float *lse, const T_ *
     float *Os = (float *)(Ps + BR * LDP);
 
     const int q0 = blockIdx.x * BR, h = blockIdx.y % NH, b = blockIdx.y / NH;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, row = warp * 16 + lane;
+    /* the softmax and the rescaling of O take two lanes per row of the
+     * warp's 16 (half = which half of the columns), so every lane works */
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, row = warp * 16 + lane / 2, half = lane % 2;
     const int C = NH * HS, C3 = 3 * C;
     const T_ *base = qkv + (long long)b * T * C3 + h * HS;
 
@@ -101,7 +103,7 @@ __global__ void __launch_bounds__(THREADS) fwd_k(T_ *out, float *lse, const T_ *
         Qs[r * LDH + d] = __float2bfloat16(t < T ? ld(base[(long long)t * C3 + d]) : 0.0f);
         Os[r * LDO + d] = 0.0f;
     }
-    float m = -INFINITY, l = 0.0f; /* row state of lanes 0..15 */
+    float m = -INFINITY, l = 0.0f; /* the row's state, the same in its two lanes */
     const int last = min(q0 + BR - 1, T - 1), nkb = last / BC + 1;
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = kb * BC;
@@ -125,26 +127,28 @@ __global__ void __launch_bounds__(THREADS) fwd_k(T_ *out, float *lse, const T_ *
                 wmma::store_matrix_sync(Ss + warp * 16 * LDS + n * 16, s[n], LDS, wmma::mem_row_major);
         }
         __syncwarp();
-        if (lane < 16) { /* online softmax of row q0 + row */
+        { /* online softmax of row q0 + row: this lane's columns half, half + 2, ... */
             const int t = q0 + row;
             float *s = Ss + row * LDS, mt = m;
-            for (int j = 0; j < BC; j++) {
+            for (int j = half; j < BC; j += 2) {
                 int key = k0 + j;
                 float x = (key <= t && key < T) ? s[j] * scale : -INFINITY;
                 s[j] = x;
                 mt = fmaxf(mt, x);
             }
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
             /* mt is finite: key 0 of tile 0 is in every row's past, so m is
              * finite from the first tile on */
             float alpha = expf(m - mt), sum = 0.0f;
-            for (int j = 0; j < BC; j++) {
+            for (int j = half; j < BC; j += 2) {
                 float p = expf(s[j] - mt);
                 Ps[row * LDP + j] = __float2bfloat16(p);
                 sum += p;
             }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             l = l * alpha + sum;
             m = mt;
-            for (int d = 0; d < HS; d++)
+            for (int d = half; d < HS; d += 2)
                 Os[row * LDO + d] *= alpha;
         }
         __syncwarp();
@@ -163,13 +167,14 @@ __global__ void __launch_bounds__(THREADS) fwd_k(T_ *out, float *lse, const T_ *
         }
         __syncwarp();
     }
-    if (lane < 16 && q0 + row < T) {
+    if (q0 + row < T) {
         const int t = q0 + row;
         T_ *o = out + ((long long)b * T + t) * C + h * HS;
         float inv = 1.0f / l;
-        for (int d = 0; d < HS; d++)
+        for (int d = half; d < HS; d += 2)
             st(&o[d], Os[row * LDO + d] * inv);
-        lse[((long long)b * NH + h) * T + t] = m + logf(l);
+        if (half == 0)
+            lse[((long long)b * NH + h) * T + t] = m + logf(l);
     }
 }
 
@@ -203,7 +208,9 @@ __global__ void __launch_bounds__(THREADS)
     float *lse_s = dQs + BR * LDO, *D_s = lse_s + BR;
 
     const int k0 = blockIdx.x * BC, h = blockIdx.y % NH, b = blockIdx.y / NH;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, kr = warp * 16 + lane;
+    /* P^T and dS^T take two lanes per key row of the warp's 16 (half: which
+     * half of the query columns), so every lane works */
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, kr = warp * 16 + lane / 2, half = lane % 2;
     const int C = NH * HS, C3 = 3 * C;
     const T_ *base = qkv + (long long)b * T * C3 + h * HS;
     const T_ *dobase = dout + (long long)b * T * C + h * HS;
@@ -254,9 +261,9 @@ __global__ void __launch_bounds__(THREADS)
             }
         }
         __syncwarp();
-        if (lane < 16) { /* P^T and dS^T of key k0 + kr */
+        { /* P^T and dS^T of key k0 + kr, this lane's query columns */
             const int key = k0 + kr;
-            for (int i = 0; i < BR; i++) {
+            for (int i = half; i < BR; i += 2) {
                 int t = q0 + i;
                 float p = (t < T && key <= t) ? expf(STs[kr * LDS + i] * scale - lse_s[i]) : 0.0f;
                 PTs[kr * LDP + i] = __float2bfloat16(p);
