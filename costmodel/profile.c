@@ -356,7 +356,7 @@ static void cb_record(int ch, void *data)
     } else if (!strcmp(kind, "kernel")) {
         static const char *names[] = {"matmul_bwd", "attention_fwd", "attention_bwd", "attention_flash_fwd",
                                       "attention_flash_bwd", "layernorm_fwd",
-                                      "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "encoder_fwd",
+                                      "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "bias_residual", "encoder_fwd",
                                       "encoder_bwd", "xent_fwd", "xent_bwd", "adamw", "grad_norm",
                                       "zero_grad", "scale"};
         int known = 0;

@@ -263,10 +263,10 @@ static void f_gelu_bwd(void *a)
     kbufs *k = rot_next(a);
     P->gelu_backward(k->big, k->big2, k->big, k->n_elem);
 }
-static void f_add(void *a)
+static void f_bias_res(void *a)
 {
-    kbufs *k = rot_next(a);
-    P->add_inplace(k->y, k->x, k->n_elem);
+    kbufs *k = rot_next(a); /* y (N, C) += bias + residual x */
+    P->bias_residual(k->y, k->dw, k->x, k->N, k->C);
 }
 static void f_enc_fwd(void *a)
 {
@@ -539,7 +539,7 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
         row_kernel(c, "gelu_fwd", N * F, 1, 1, time_kernel(c, f_gelu_fwd, r));
         row_kernel(c, "gelu_bwd", N * F, 1, 1, time_kernel(c, f_gelu_bwd, r));
         r->k.n_elem = N * C;
-        row_kernel(c, "add", N * C, 1, 1, time_kernel(c, f_add, r));
+        row_kernel(c, "bias_residual", N * C, 1, 1, time_kernel(c, f_bias_res, r));
         row_kernel(c, "encoder_fwd", N, C, 1, time_kernel(c, f_enc_fwd, r));
         row_kernel(c, "encoder_bwd", N, C, 1, time_kernel(c, f_enc_bwd, r));
         row_kernel(c, "xent_fwd", N, V, 1, time_kernel(c, f_xent_fwd, r));

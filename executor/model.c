@@ -575,8 +575,7 @@ static void block_forward(exec_model *md, int L, void *out)
     void *part = md->sp ? md->xfer : a[A_RES2];
     md->ops->matmul_forward(part, a[A_ATTY], gemm_w(md, w[P_ATTPROJW]), NULL, N, NH * HS, C);
     tp_reduce(md, part, a[A_RES2]);
-    md->ops->add_bias(a[A_RES2], w[P_ATTPROJB], Ns, C);
-    md->ops->add_inplace(a[A_RES2], a[A_INP], (int64_t)Ns * C);
+    md->ops->bias_residual(a[A_RES2], w[P_ATTPROJB], a[A_INP], Ns, C);
     md->ops->layernorm_forward(a[A_LN2], F32(a[A_LN2_MEAN]), F32(a[A_LN2_RSTD]), a[A_RES2], w[P_LN2W], w[P_LN2B], Ns,
                                C);
     x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
@@ -585,8 +584,7 @@ static void block_forward(exec_model *md, int L, void *out)
     part = md->sp ? md->xfer : out;
     md->ops->matmul_forward(part, a[A_FCH_GELU], gemm_w(md, w[P_FCPROJW]), NULL, N, F, C);
     tp_reduce(md, part, out);
-    md->ops->add_bias(out, w[P_FCPROJB], Ns, C);
-    md->ops->add_inplace(out, a[A_RES2], (int64_t)Ns * C);
+    md->ops->bias_residual(out, w[P_FCPROJB], a[A_RES2], Ns, C);
 }
 
 /* The LM head and the cross-entropy statistics of the current slot into

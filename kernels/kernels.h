@@ -208,9 +208,11 @@ typedef struct kern_ops {
 
     /* For the trainer (every table):
      *   copy: dst = src, bytes, both in this table's memory (may not overlap)
-     *   add_bias: x (N,C) (an activation) += b (C, fp32) on every row */
+     *   bias_residual: x (N,C) (an activation) = (x + b) + res on every row:
+     *   b (C) fp32, res (N,C) an activation or NULL (then x + b); in fp32
+     *   exactly a bias add then a residual add, in bf16 rounded once */
     void (*copy)(void *dst, const void *src, int64_t bytes);
-    void (*add_bias)(void *x, const float *b, int N, int C);
+    void (*bias_residual)(void *x, const float *b, const void *res, int N, int C);
     /*   set_math: how every GEMM of the table computes from now on (KERN_MATH_*) */
     void (*set_math)(int mode);
     /*   sum_squares_many: out[i] (host, double) = sum of squares of

@@ -296,7 +296,7 @@ import sys
 L, V = int(sys.argv[2]), int(sys.argv[3])
 rows = [l.rstrip("\n").split(",") for l in open(sys.argv[1]) if l.startswith(("gemm,", "kernel,"))]
 per_layer = {"attention_fwd": 1, "attention_bwd": 1, "attention_flash_fwd": 1, "attention_flash_bwd": 1,
-             "gelu_fwd": 1, "gelu_bwd": 1, "add": 4}
+             "gelu_fwd": 1, "gelu_bwd": 1, "bias_residual": 2}
 out, total = [], 0.0
 for r in rows:
     kind, name, m, n, k, t = r[0], r[1] or "matmul_fwd", int(r[3]), int(r[4]), int(r[5]), float(r[9])

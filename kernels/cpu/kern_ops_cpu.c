@@ -233,13 +233,17 @@ static void cpu_add_inplace(void *y, const void *x, int64_t n)
     kern_cpu_add_inplace(f, widen(1, x, n), n);
     narrow(y, f, n);
 }
-static void cpu_add_bias(void *x, const float *b, int N, int C)
+static void cpu_bias_residual(void *x, const float *b, const void *res, int N, int C)
 {
     int64_t n = (int64_t)N * C;
     float *f = BF16 ? widen(0, x, n) : x;
+    const float *r = BF16 ? widen(1, res, n) : res;
     for (int i = 0; i < N; i++)
-        for (int c = 0; c < C; c++)
-            f[(int64_t)i * C + c] += b[c];
+        for (int c = 0; c < C; c++) {
+            int64_t k = (int64_t)i * C + c;
+            float v = f[k] + b[c]; /* rounded to fp32 here, as a separate bias add would */
+            f[k] = r ? v + r[k] : v;
+        }
     if (BF16)
         narrow(x, f, n);
 }
@@ -314,7 +318,7 @@ static const kern_ops cpu_ops = {
     .attention_backward_flash = cpu_attention_backward_flash,
     .to_bf16 = cpu_to_bf16,
     .copy = cpu_copy,
-    .add_bias = cpu_add_bias,
+    .bias_residual = cpu_bias_residual,
     .set_math = kern_cpu_set_math,
     .sum_squares_many = cpu_sum_squares_many,
     .xent_forward = cpu_xent_forward,

@@ -155,7 +155,7 @@ WRAP(xent_backward_inplace, (void *logits, const float *gmax, const float *gsum,
 WRAP(adamw, (float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
              float wd, int t), (p, g, m, v, n, lr, b1, b2, eps, wd, t))
 WRAP(scale, (float *x, float s, int64_t n), (x, s, n))
-WRAP(add_bias, (void *x, const float *b, int N, int C), (x, b, N, C))
+WRAP(bias_residual, (void *x, const float *b, const void *res, int N, int C), (x, b, res, N, C))
 WRAP(to_bf16, (uint16_t *dst, const float *src, int64_t n), (dst, src, n))
 WRAP(add_f32, (float *y, const float *x, int64_t n), (y, x, n))
 
@@ -208,7 +208,7 @@ static const kern_ops emu_ops = {
     .attention_backward_flash = emu_attention_backward_flash,
     .to_bf16 = emu_to_bf16,
     .copy = emu_copy,
-    .add_bias = emu_add_bias,
+    .bias_residual = emu_bias_residual,
     .set_math = kern_cpu_set_math, /* the CPU kernels' mode: host state, no device memory */
     .sum_squares_many = emu_sum_squares_many,
     .xent_forward = emu_xent_forward,

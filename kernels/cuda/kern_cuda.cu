@@ -8,7 +8,8 @@
  * the fp32 buffers with CUBLAS_COMPUTE_32F_FAST_16BF (bf16 tensor-core math,
  * fp32 accumulation); in bf16 storage cublasGemmEx on bf16 operands with
  * CUBLAS_COMPUTE_32F, writing bf16 activations or accumulating into fp32
- * weight gradients. Attention keeps the T x T probabilities as
+ * weight gradients, and a forward GEMM with a bias through cuBLASLt with
+ * the bias added in its epilogue (no pass that writes the bias first). Attention keeps the T x T probabilities as
  * strided-batched GEMMs over the heads of one sequence (the contract of
  * kern_cpu_attention_*), or runs fused (flash_tc.cuh on tensor cores in
  * bf16 math, exact row kernels in fp32). The rest are plain kernels: one
@@ -26,6 +27,7 @@
 #include "flash_tc.cuh"
 #include "storage.cuh"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -400,8 +402,82 @@ static void fill_bias(void *out, const void *bias, int N, int OC)
     fill_bias_k<T><<<blocks_for((int64_t)N * OC, 256), 256>>>((T *)out, (const T *)bias, N, OC);
     launchCheck();
 }
+/* bf16 storage: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias in one
+ * cuBLASLt call, the bias added to the fp32 sums in the GEMM's epilogue
+ * (CUBLASLT_EPILOGUE_BIAS, a bias of D's type) and rounded once: what
+ * fill_bias + beta = 1 computes, without writing out (N x OC) first and
+ * reading it back. The algorithm cuBLASLt's heuristic picks is kept per
+ * shape and pointer alignment (the heuristic costs tens of microseconds of
+ * host time). 0, or -1 when cuBLASLt offers none (the caller falls back). */
+static int lt_matmul_bias(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC)
+{
+    enum { SLOTS = 64 };
+    static const size_t WS = (size_t)32 << 20;
+    static cublasLtHandle_t lt;
+    static void *ws;
+    static struct {
+        int n, c, oc, align, ok;
+        cublasLtMatmulAlgo_t algo;
+    } cache[SLOTS];
+    static int n_cache;
+    if (!lt) {
+        cublasCheck(cublasLtCreate(&lt));
+        cudaCheck(cudaMalloc(&ws, WS));
+    }
+    /* the alignments (up to 16 bytes) the heuristic's choice depends on */
+    uintptr_t a = (uintptr_t)out | (uintptr_t)inp | (uintptr_t)weight | (uintptr_t)bias;
+    int align = (int)(a & 15u);
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t A, B, D;
+    cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    /* column-major: out^T (OC,N) = W (C,OC)^T x inp^T (C,N), the layouts as stored */
+    cublasCheck(cublasLtMatrixLayoutCreate(&A, CUDA_R_16BF, (uint64_t)C, (uint64_t)OC, C));
+    cublasCheck(cublasLtMatrixLayoutCreate(&B, CUDA_R_16BF, (uint64_t)C, (uint64_t)N, C));
+    cublasCheck(cublasLtMatrixLayoutCreate(&D, CUDA_R_16BF, (uint64_t)OC, (uint64_t)N, OC));
+    int i = 0;
+    while (i < n_cache && !(cache[i].n == N && cache[i].c == C && cache[i].oc == OC && cache[i].align == align))
+        i++;
+    if (i == n_cache) {
+        cublasLtMatmulPreference_t pref;
+        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+        uint64_t wsb = WS;
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+        cublasLtMatmulHeuristicResult_t h;
+        int found = 0;
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, op, A, B, D, D, pref, 1, &h, &found);
+        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        if (n_cache < SLOTS)
+            n_cache++;
+        else
+            i = SLOTS - 1; /* full: the last slot is reused */
+        cache[i].n = N, cache[i].c = C, cache[i].oc = OC, cache[i].align = align;
+        cache[i].ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+        if (cache[i].ok)
+            cache[i].algo = h.algo;
+    }
+    int rc = -1;
+    if (cache[i].ok) {
+        float one = 1.0f, zero = 0.0f;
+        cublasCheck(cublasLtMatmul(lt, op, &one, weight, A, inp, B, &zero, out, D, out, D, &cache[i].algo, ws, WS, 0));
+        rc = 0;
+    }
+    cublasCheck(cublasLtMatrixLayoutDestroy(A));
+    cublasCheck(cublasLtMatrixLayoutDestroy(B));
+    cublasCheck(cublasLtMatrixLayoutDestroy(D));
+    cublasCheck(cublasLtMatmulDescDestroy(op));
+    return rc;
+}
+
 static void cu_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC)
 {
+    if (bias && store_bf16() && lt_matmul_bias(out, inp, weight, bias, N, C, OC) == 0)
+        return;
     float beta = 0.0f;
     if (bias) {
         BY_STORAGE(fill_bias, out, bias, N, OC);
@@ -719,11 +795,15 @@ template <typename T> __global__ void residual_k(T *out, const T *a, const T *b,
     if (i < n)
         st(&out[i], ld(a[i]) + ld(b[i]));
 }
-template <typename T> __global__ void add_bias_k(T *x, const float *b, int64_t n, int C)
+/* x = (x + b) + res, one pass instead of a bias add and a residual add (one
+ * read and write of x fewer); res NULL: x + b */
+template <typename T> __global__ void bias_residual_k(T *x, const float *b, const T *res, int64_t n, int C)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        st(&x[i], ld(x[i]) + b[i % C]);
+    if (i < n) {
+        float v = ld(x[i]) + b[i % C];
+        st(&x[i], res ? v + ld(res[i]) : v);
+    }
 }
 __global__ void scale_k(float *x, float s, int64_t n)
 {
@@ -746,9 +826,9 @@ template <typename T> static void residual(void *out, const void *a, const void 
     residual_k<T><<<blocks_for(n, 256), 256>>>((T *)out, (const T *)a, (const T *)b, n);
     launchCheck();
 }
-template <typename T> static void add_bias(void *x, const float *b, int64_t n, int C)
+template <typename T> static void bias_residual(void *x, const float *b, const void *res, int64_t n, int C)
 {
-    add_bias_k<T><<<blocks_for(n, 256), 256>>>((T *)x, b, n, C);
+    bias_residual_k<T><<<blocks_for(n, 256), 256>>>((T *)x, b, (const T *)res, n, C);
     launchCheck();
 }
 static void cu_gelu_forward(void *out, const void *inp, int64_t n)
@@ -771,11 +851,11 @@ static void cu_add_inplace(void *y, const void *x, int64_t n)
     if (n > 0)
         BY_STORAGE(residual, y, y, x, n);
 }
-static void cu_add_bias(void *x, const float *b, int N, int C)
+static void cu_bias_residual(void *x, const float *b, const void *res, int N, int C)
 {
     int64_t n = (int64_t)N * C;
     if (n > 0)
-        BY_STORAGE(add_bias, x, b, n, C);
+        BY_STORAGE(bias_residual, x, b, res, n, C);
 }
 static void cu_add_f32(float *y, const float *x, int64_t n)
 {
@@ -1071,7 +1151,7 @@ static const kern_ops cuda_ops = {
     .attention_backward_flash = cu_attention_backward_flash,
     .to_bf16 = cu_to_bf16,
     .copy = cu_copy,
-    .add_bias = cu_add_bias,
+    .bias_residual = cu_bias_residual,
     .set_math = cu_set_math,
     .sum_squares_many = cu_sum_squares_many,
     .xent_forward = cu_xent_forward,

@@ -5,6 +5,7 @@
  * the wrong memory (a host pointer given as a device one, a copy past the
  * end of an allocation) this prints what and returns an error, so the
  * caller's check macro stops the program. */
+#include "include/cublasLt.h"
 #include "include/cublas_v2.h"
 #include "include/cuda_runtime.h"
 #include "include/nccl.h"
@@ -319,13 +320,14 @@ cublasStatus_t on_device(const char *call, const char *name, const void *p, size
     return CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
-/* The one GEMM every entry point calls. */
-cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+/* The one GEMM every entry point calls; bias (m values of C's type, or
+ * NULL) is added to every column before the one rounding to C's type. */
+cublasStatus_t gemm(const char *call, bool handle_ok, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, float alpha, const void *A, cudaDataType at, int lda, long long sa, const void *B,
                     cudaDataType bt, int ldb, long long sb, float beta, void *C, cudaDataType ct, int ldc,
-                    long long sc, int batch, bool round_bf16)
+                    long long sc, int batch, bool round_bf16, const void *bias = nullptr)
 {
-    if (!h)
+    if (!handle_ok)
         return CUBLAS_STATUS_NOT_INITIALIZED;
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
         (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T && tb != CUBLAS_OP_C) || m < 0 || n < 0 || k < 0 || batch < 0)
@@ -347,6 +349,8 @@ cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cu
             return st;
         if ((st = on_device(call, "C", Cg, span_bytes(m, n, ldc, ct))) != CUBLAS_STATUS_SUCCESS)
             return st;
+        if (bias && (st = on_device(call, "bias", bias, (size_t)m * type_bytes(ct))) != CUBLAS_STATUS_SUCCESS)
+            return st;
         for (int i = 0; i < m; i++)
             for (int l = 0; l < k; l++) {
                 float x = ta == CUBLAS_OP_N ? load(Ag, at, i + (long long)l * lda) : load(Ag, at, l + (long long)i * lda);
@@ -367,6 +371,8 @@ cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cu
                 double c = (double)alpha * s;
                 if (beta != 0.0f) /* beta == 0: C is not read (it may hold NaNs) */
                     c += (double)beta * (double)load(Cg, ct, ci);
+                if (bias)
+                    c += (double)load(bias, ct, i);
                 store(Cg, ct, ci, (float)c);
             }
     }
@@ -407,7 +413,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
                            int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                            const float *beta, float *C, int ldc)
 {
-    return gemm("cublasSgemm", handle, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0,
+    return gemm("cublasSgemm", handle != nullptr, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0,
                 *beta, C, CUDA_R_32F, ldc, 0, 1, false);
 }
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
@@ -415,7 +421,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          long long strideA, const float *B, int ldb, long long strideB,
                                          const float *beta, float *C, int ldc, long long strideC, int batchCount)
 {
-    return gemm("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, strideA, B,
+    return gemm("cublasSgemmStridedBatched", handle != nullptr, transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, strideA, B,
                 CUDA_R_32F, ldb, strideB, *beta, C, CUDA_R_32F, ldc, strideC, batchCount, false);
 }
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
@@ -427,7 +433,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     cublasStatus_t st = ex_types(Atype, Btype, Ctype, computeType, &r);
     if (st != CUBLAS_STATUS_SUCCESS)
         return st;
-    return gemm("cublasGemmEx", handle, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda, 0, B, Btype, ldb,
+    return gemm("cublasGemmEx", handle != nullptr, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda, 0, B, Btype, ldb,
                 0, *(const float *)beta, C, Ctype, ldc, 0, 1, r);
 }
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
@@ -441,7 +447,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     cublasStatus_t st = ex_types(Atype, Btype, Ctype, computeType, &r);
     if (st != CUBLAS_STATUS_SUCCESS)
         return st;
-    return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda,
+    return gemm("cublasGemmStridedBatchedEx", handle != nullptr, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda,
                 strideA, B, Btype, ldb, strideB, *(const float *)beta, C, Ctype, ldc, strideC, batchCount, r);
 }
 
@@ -555,5 +561,157 @@ ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, nccl
 }
 ncclResult_t ncclSend(const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
 ncclResult_t ncclRecv(void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
+
+} /* extern "C" */
+
+/* ---- cuBLASLt (include/cublasLt.h) ---------------------------------------------------- */
+
+struct cuda_emu_lt {
+    int unused;
+};
+struct cuda_emu_lt_desc {
+    cublasComputeType_t compute;
+    cudaDataType scale;
+    int32_t transa, transb;
+    uint32_t epilogue;
+    const void *bias;
+    int32_t bias_type;
+};
+struct cuda_emu_lt_layout {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct cuda_emu_lt_pref {
+    uint64_t workspace;
+};
+
+namespace {
+template <typename T> cublasStatus_t set_attr(T *dst, const void *buf, size_t size)
+{
+    if (size != sizeof(T))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(dst, buf, sizeof(T));
+    return CUBLAS_STATUS_SUCCESS;
+}
+} // namespace
+
+extern "C" {
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle)
+{
+    *handle = new cuda_emu_lt{0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle)
+{
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t computeType,
+                                        cudaDataType_t scaleType)
+{
+    *desc = new cuda_emu_lt_desc{computeType, scaleType, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc)
+{
+    delete desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t sizeInBytes)
+{
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: return set_attr(&desc->transa, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_TRANSB: return set_attr(&desc->transb, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return set_attr(&desc->epilogue, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return set_attr(&desc->bias, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return set_attr(&desc->bias_type, buf, sizeInBytes);
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type, uint64_t rows,
+                                          uint64_t cols, int64_t ld)
+{
+    *layout = new cuda_emu_lt_layout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout)
+{
+    delete layout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref)
+{
+    *pref = new cuda_emu_lt_pref{0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref)
+{
+    delete pref;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                                    size_t sizeInBytes)
+{
+    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    return set_attr(&pref->workspace, buf, sizeInBytes);
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t Adesc, cublasLtMatrixLayout_t Bdesc,
+                                              cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t pref, int requestedAlgoCount,
+                                              cublasLtMatmulHeuristicResult_t heuristicResultsArray[],
+                                              int *returnAlgoCount)
+{
+    if (!handle || !desc || !Adesc || !Bdesc || !Cdesc || !Ddesc || !pref || requestedAlgoCount < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    memset(&heuristicResultsArray[0], 0, sizeof heuristicResultsArray[0]);
+    heuristicResultsArray[0].state = CUBLAS_STATUS_SUCCESS;
+    heuristicResultsArray[0].wavesCount = 1.0f;
+    *returnAlgoCount = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc,
+                              const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspaceSizeInBytes, cudaStream_t)
+{
+    if (!desc || !Adesc || !Bdesc || !Cdesc || !Ddesc || !algo || desc->scale != CUDA_R_32F)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    /* D (m x n) = op(A) (m x k) op(B) (k x n): the layouts as stored */
+    cublasOperation_t ta = (cublasOperation_t)desc->transa, tb = (cublasOperation_t)desc->transb;
+    uint64_t m = Ddesc->rows, n = Ddesc->cols, k = ta == CUBLAS_OP_N ? Adesc->cols : Adesc->rows;
+    bool shapes = (ta == CUBLAS_OP_N ? Adesc->rows : Adesc->cols) == m &&
+                  (tb == CUBLAS_OP_N ? Bdesc->rows : Bdesc->cols) == k &&
+                  (tb == CUBLAS_OP_N ? Bdesc->cols : Bdesc->rows) == n && Cdesc->rows == m && Cdesc->cols == n &&
+                  Cdesc->type == Ddesc->type && Cdesc->ld == Ddesc->ld;
+    if (!shapes) {
+        fprintf(stderr, "cuda_emu: cublasLtMatmul: layouts disagree with the transposes or with D's shape\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (C != D) {
+        fprintf(stderr, "cuda_emu: cublasLtMatmul: C and D apart (triad's calls write in place)\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT && !bias)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    /* the bias is of D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, outside fp8 and IMMA) */
+    if (bias && (!desc->bias || (desc->bias_type != -1 && desc->bias_type != (int32_t)Ddesc->type)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    bool r;
+    cublasStatus_t st = ex_types(Adesc->type, Bdesc->type, Ddesc->type, desc->compute, &r);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return st;
+    (void)workspace, (void)workspaceSizeInBytes;
+    return gemm("cublasLtMatmul", handle != nullptr, ta, tb, (int)m, (int)n, (int)k, *(const float *)alpha, A,
+                Adesc->type, (int)Adesc->ld, 0, B, Bdesc->type, (int)Bdesc->ld, 0, *(const float *)beta, D, Ddesc->type,
+                (int)Ddesc->ld, 0, 1, r, bias ? desc->bias : nullptr);
+}
 
 } /* extern "C" */

@@ -235,8 +235,10 @@ static void bf16_storage_checks(void)
         check16("residual_forward", "out", hz, z, n, 0, BU);
         H->add_inplace(hz, hx, n), D->add_inplace(z, x, n);
         check16("add_inplace", "y", hz, z, n, 0, BU);
-        H->add_bias(hz, bf, N, C), D->add_bias(z, dbf, N, C);
-        check16("add_bias", "x", hz, z, n, 0, BU);
+        H->bias_residual(hz, bf, NULL, N, C), D->bias_residual(z, dbf, NULL, N, C);
+        check16("bias_residual", "x", hz, z, n, 0, BU);
+        H->bias_residual(hz, bf, hx, N, C), D->bias_residual(z, dbf, x, N, C);
+        check16("bias_residual+res", "x", hz, z, n, 0, BU);
         /* gradients stay fp32 in bf16 storage: add_f32 */
         float *f1 = hrand(n, 1), *f2 = hrand(n, 1), *df1 = DF(f1, n), *df2 = DF(f2, n);
         H->add_f32(f1, f2, n), D->add_f32(df1, df2, n);
@@ -438,9 +440,12 @@ int main(void)
         check("copy", "dst", x, dO, n, 0, 0);
         float *bias = hrand(1003, 1), *dbias = DF(bias, 1003);
         memcpy(o, x, sizeof(float) * (size_t)n); /* dO holds x too, from the copy */
-        H->add_bias(o, bias, 997, 1003);
-        D->add_bias(dO, dbias, 997, 1003);
-        check("add_bias", "x", o, dO, n, 0, 0);
+        H->bias_residual(o, bias, NULL, 997, 1003);
+        D->bias_residual(dO, dbias, NULL, 997, 1003);
+        check("bias_residual", "x", o, dO, n, 0, 0);
+        H->bias_residual(o, bias, y, 997, 1003);
+        D->bias_residual(dO, dbias, dy, 997, 1003);
+        check("bias_residual+res", "x", o, dO, n, 0, 0);
         D->free(dbias);
         free(bias);
         double hs = H->sum_squares(x, n), ds = D->sum_squares(dx, n);

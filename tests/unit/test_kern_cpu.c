@@ -531,17 +531,29 @@ static void test_ops_table(void **state)
     K->free(d);
 }
 
-/* The trainer's two ops (copy, add_bias) in the CPU table, by hand. */
+/* The trainer's ops copy and bias_residual in the CPU table, by hand; and
+ * in bf16 storage, (x + b) + res rounded to bf16 once. */
 static void test_copy_add_bias(void **state)
 {
     (void)state;
     const kern_ops *K = kern_ops_cpu();
-    float x[6] = {1, 2, 3, 4, 5, 6}, b[3] = {0.5f, -1, 2}, y[6];
+    float x[6] = {1, 2, 3, 4, 5, 6}, b[3] = {0.5f, -1, 2}, y[6], r[6] = {0.25f, 0, -3, 1, 2, -0.5f};
     K->copy(y, x, sizeof x);
     assert_memory_equal(y, x, sizeof x);
-    K->add_bias(y, b, 2, 3);
+    K->bias_residual(y, b, NULL, 2, 3);
     const float want[6] = {1.5f, 1, 5, 4.5f, 4, 8};
     assert_memory_equal(y, want, sizeof want);
+    K->bias_residual(y, b, r, 2, 3);
+    const float want2[6] = {2.25f, 0, 4, 6, 5, 9.5f};
+    assert_memory_equal(y, want2, sizeof want2);
+    /* bf16: 1 + 2^-8 (bias) + 2^-8 (residual) = 1 + 2^-7, representable;
+     * two roundings would round 1 + 2^-8 to 1 (ties to even) first */
+    uint16_t xb[1] = {kern_bf16_bits(1.0f)}, rb[1] = {kern_bf16_bits(1.0f / 256)};
+    float bb[1] = {1.0f / 256};
+    assert_int_equal(K->set_storage(KERN_STORE_BF16), 0);
+    K->bias_residual(xb, bb, rb, 1, 1);
+    assert_int_equal(K->set_storage(KERN_STORE_FP32), 0);
+    assert_true(kern_bf16_value(xb[0]) == 1.0f + 1.0f / 128);
 }
 
 /* bf16 math mode: round to nearest even (known bit patterns), and a GEMM
@@ -604,11 +616,11 @@ static void test_emu_device(void **state)
     assert_true(kern_emu_is_device(dx) && kern_emu_is_device(dx + N * C - 1) && !kern_emu_is_device(x));
     E->to_device(dx, x, sizeof x), E->to_device(dw, w, sizeof w), E->to_device(db, bias, sizeof bias);
     E->layernorm_forward(dy, dm, dr, dx, dw, db, N, C);
-    E->add_bias(dy, db, N, C);
+    E->bias_residual(dy, db, NULL, N, C);
     E->to_host(host, dy, sizeof host);
     float m[N], r[N];
     K->layernorm_forward(want, m, r, x, w, bias, N, C);
-    K->add_bias(want, bias, N, C);
+    K->bias_residual(want, bias, NULL, N, C);
     assert_memory_equal(host, want, sizeof want);
     assert_true(E->sum_squares(dy, N * C) == K->sum_squares(want, N * C));
     {
