@@ -243,7 +243,7 @@ fi
 
 # ---- section: bench (the GPU benchmark) --------------------------------------
 # gpt2-124m, -350m and -1558m on one GPU rank, sequence 1024, bf16 math (and
-# 124m in fp32 math too), the largest micro-batch of 16, 8, 4, 2, 1 that
+# 124m in fp32 math too), the largest micro-batch of 64, 32, 16, 8, 4, 2, 1 that
 # fits (a try that runs out of memory moves to the next), global batch =
 # micro-batch: median tokens/s of steps 3-12, MFU = model FLOPs (triad's
 # cost model, no recomputation counted; the metrics header) / step time /
@@ -263,7 +263,7 @@ bench_check() {
   for run in "gpt2-124m bf16 flash" "gpt2-124m bf16 explicit" "gpt2-124m fp32 explicit" "gpt2-350m bf16 flash" \
              "gpt2-1558m bf16 flash"; do
     set -- $run; local ok=0 tag=$1_$2_$3
-    for mbs in 16 8 4 2 1; do
+    for mbs in 64 32 16 8 4 2 1; do
       if $TR train --model $1 --layout mbs=$mbs,precision=$2,attn=$3 --global-batch $mbs \
            --data markov:vocab=4096,order=1,seed=1 --steps 12 --device cuda --quiet \
            --metrics "$b/$tag.csv" 2>"$b/$tag.err"; then ok=1; break; fi
