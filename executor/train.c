@@ -720,6 +720,9 @@ int exec_train_run(const exec_train_opts *o)
         if (o->exit_after > 0 && step == o->exit_after) {
             if (mf)
                 fclose(mf);
+            /* every rank past this step's row before any exits: the first
+             * rank gone takes the job down with it, the metrics writer too */
+            comm_barrier(g.world);
             _exit(0); /* as if the job were killed here: no cleanup, no final checkpoint */
         }
         if (lead && !o->quiet && (step == 1 || step == o->steps || step % 10 == 0)) {
