@@ -380,10 +380,16 @@ static void measured_block(const spec_model *m, const spec_cluster *c, const spe
     const char *ab = l->flash ? "attention_flash_bwd" : "attention_bwd";
     double att_f = K(p, pr, af, l->mbs * NH, m->seq, HS);
     double att_b = K(p, pr, ab, l->mbs * NH, m->seq, HS);
-    out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 2 * br + MMF(F, C) +
-                 K(p, pr, "gelu_fwd", N * F, 1, 1) + MMF(C, F);
-    out->bwd_s = MMB(C, F) + K(p, pr, "gelu_bwd", N * F, 1, 1) + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b +
-                 MMB(C3, C);
+    /* the MLP's first GEMM with its GELU, and the second's backward through
+     * the GELU: one op each (matmul_gelu_*; a GPU fuses them into the
+     * GEMM); profiles before them timed the parts */
+    double mlp_f = K(p, pr, "matmul_gelu_fwd", N, F, C), mlp_b = K(p, pr, "matmul_gelu_bwd", N, C, F);
+    if (mlp_f == 0.0)
+        mlp_f = MMF(F, C) + K(p, pr, "gelu_fwd", N * F, 1, 1);
+    if (mlp_b == 0.0)
+        mlp_b = MMB(C, F) + K(p, pr, "gelu_bwd", N * F, 1, 1);
+    out->fwd_s = 2 * ln_f + MMF(C3, C) + att_f + MMF(C, NH * HS) + 2 * br + mlp_f + MMF(C, F);
+    out->bwd_s = mlp_b + MMB(F, C) + 2 * ln_b + MMB(C, NH * HS) + att_b + MMB(C3, C);
 #undef MMF
 #undef MMB
     out->recompute_s = 0.0;
@@ -597,8 +603,10 @@ void cost_comm_times(const spec_model *m, const spec_cluster *c, const spec_layo
             /* with dp_overlap (the collectives on their own stream, the next
              * block's prefetched: DeepSpeed, FSDP) only the excess over the
              * block's compute is exposed, and the first gathers of forward
-             * and backward (zero3_edge_s); triad's executor blocks on each */
-            int overlap = profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0;
+             * and backward (zero3_edge_s). triad's executor (what a profile
+             * with kernel rows times) blocks on each, over NCCL too: there
+             * dp_overlap says its ZeRO-0 buckets overlap, not these */
+            int overlap = profile_params_of(prof_or_builtin(p, c))->dp_overlap > 0 && !profile_has_kernels(p);
             out->zero2_rs_layer_s = rs;
             if (l->zero == 2) {
                 out->zero2_bwd_layer_s = overlap ? fmax(0.0, rs - bwd) : rs;

@@ -78,7 +78,10 @@
  *    NCCL; over MPI a non-blocking all-reduce advances only inside MPI
  *    calls, and on CPU ranks the cores are busy computing, so the
  *    reduction happens when the step waits for it: exposed (0, written by
- *    `triad profile` when its collectives ran on MPI).
+ *    `triad profile` when its collectives ran on MPI). ZeRO-2 and -3's
+ *    per-block reduce-scatters and gathers overlap compute in DeepSpeed
+ *    and FSDP (1 models that); triad's executor blocks on them, so under
+ *    a profile with kernel rows they are charged whole either way.
  *  ranks, cores: written by `triad profile` — how many ranks timed the
  *    kernels at once, on how many cores. When ranks outnumber cores every
  *    measured time includes that contention; the simulator then models
@@ -252,7 +255,7 @@ static int num(load_ctx *c, int col, double *out, int allow_zero)
 
 /* The math a gemm or kernel row was timed in (its dtype field). GEMMs and
  * the kernels whose inner products round their operands in bf16 math
- * (matmul_bwd, attention) are math-dependent: an empty dtype there is fp32,
+ * (matmul_bwd, matmul_gelu_*, attention) are math-dependent: an empty dtype there is fp32,
  * what every triad profile timed before it took --precision. The others
  * run the same code in either math: empty is any. */
 static int row_prec(load_ctx *c, int math_dependent, int *out)
@@ -272,7 +275,7 @@ static int row_prec(load_ctx *c, int math_dependent, int *out)
 
 static int math_dependent_kernel(const char *name)
 {
-    return !strcmp(name, "matmul_bwd") || !strncmp(name, "attention_", 10);
+    return !strncmp(name, "matmul_", 7) || !strncmp(name, "attention_", 10);
 }
 
 static void cb_record(int ch, void *data)
@@ -358,7 +361,7 @@ static void cb_record(int ch, void *data)
                                       "attention_flash_bwd", "layernorm_fwd",
                                       "layernorm_bwd", "gelu_fwd", "gelu_bwd", "add", "bias_residual", "encoder_fwd",
                                       "encoder_bwd", "xent_fwd", "xent_bwd", "adamw", "grad_norm",
-                                      "zero_grad", "scale"};
+                                      "zero_grad", "scale", "matmul_gelu_fwd", "matmul_gelu_bwd"};
         int known = 0;
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             known |= !strcmp(c->vals[COL_NAME], names[i]);

@@ -223,6 +223,21 @@ static void f_mm_bwd(void *a)
     P->matmul_backward(k->big2, k->dw, k->mm_bias ? k->db : NULL, k->big, k->x, k->w, k->mm_n, k->mm_c,
                              k->mm_oc, 0.0f);
 }
+/* the MLP's GEMM + GELU: out, pre (N,F) in big, big2; its backward: dpre
+ * into big2 from dout big (N,C), inp x (N,F), pre z, scratch z's second
+ * half (kbufs_alloc) */
+static void f_mmg_fwd(void *a)
+{
+    kbufs *k = rot_next(a);
+    P->matmul_gelu_forward(k->big, k->big2, k->x, k->w, k->db, k->mm_n, k->mm_c, k->mm_oc);
+}
+static void f_mmg_bwd(void *a)
+{
+    kbufs *k = rot_next(a);
+    int64_t n_in = (int64_t)k->mm_n * k->mm_c;
+    P->matmul_gelu_backward(k->big2, k->dw, k->db, k->big, k->x, k->z, k->w, k->z + n_in, k->mm_n, k->mm_c,
+                            k->mm_oc);
+}
 static void f_att_fwd(void *a)
 {
     kbufs *k = rot_next(a);
@@ -407,7 +422,8 @@ static int64_t kbufs_alloc(kbufs *b, const kbufs *k, unsigned set)
     int64_t amax = N * (F > C3 ? F : C3);
     if (N * V > amax)
         amax = N * V;
-    int64_t in_max = N * (F > C ? F : C), zn = in_max > V * C ? in_max : V * C;
+    /* z: layernorm's dinp, the MLP backward's pre and scratch (2 N F), wte's gradient */
+    int64_t in_max = N * (F > C ? F : C), zn = 2 * in_max > V * C ? 2 * in_max : V * C;
     int64_t dbn = F > C3 ? (F > V ? F : V) : (C3 > V ? C3 : V), att = (int64_t)k->B * k->NH * k->T * k->T;
     unsigned s0 = 16 * set;
     b->n_x = in_max, b->n_y = N * C, b->n_z = zn, b->n_w = wmax, b->n_db = dbn, b->n_big = amax, b->n_qkv = N * C3;
@@ -528,6 +544,12 @@ static void profile_shape(prof_ctx *c, const spec_model *m, int t, int b)
             r->k.mm_bias = i < 4;
             row_kernel(c, "matmul_bwd", N, mm[i].oc, mm[i].c, time_kernel(c, f_mm_bwd, r));
         }
+        /* the MLP's first GEMM with its GELU and the second's backward
+         * through it, as model.c calls them (one op each; a GPU fuses them) */
+        r->k.mm_n = (int)N, r->k.mm_c = (int)C, r->k.mm_oc = (int)F;
+        row_kernel(c, "matmul_gelu_fwd", N, F, C, time_kernel(c, f_mmg_fwd, r));
+        r->k.mm_c = (int)F, r->k.mm_oc = (int)C;
+        row_kernel(c, "matmul_gelu_bwd", N, C, F, time_kernel(c, f_mmg_bwd, r));
         int64_t bh = (int64_t)b * r->k.NH;
         row_kernel(c, "attention_fwd", bh, r->k.T, r->k.HS, time_kernel(c, f_att_fwd, r));
         row_kernel(c, "attention_bwd", bh, r->k.T, r->k.HS, time_kernel(c, f_att_bwd, r));

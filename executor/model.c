@@ -579,8 +579,7 @@ static void block_forward(exec_model *md, int L, void *out)
     md->ops->layernorm_forward(a[A_LN2], F32(a[A_LN2_MEAN]), F32(a[A_LN2_RSTD]), a[A_RES2], w[P_LN2W], w[P_LN2B], Ns,
                                C);
     x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
-    md->ops->matmul_forward(a[A_FCH], x, gemm_w(md, w[P_FCW]), gemm_w(md, w[P_FCB]), N, C, F);
-    md->ops->gelu_forward(a[A_FCH_GELU], a[A_FCH], (int64_t)N * F);
+    md->ops->matmul_gelu_forward(a[A_FCH_GELU], a[A_FCH], x, gemm_w(md, w[P_FCW]), gemm_w(md, w[P_FCB]), N, C, F);
     part = md->sp ? md->xfer : out;
     md->ops->matmul_forward(part, a[A_FCH_GELU], gemm_w(md, w[P_FCPROJW]), NULL, N, F, C);
     tp_reduce(md, part, out);
@@ -697,9 +696,8 @@ void exec_model_stage_backward(exec_model *md, int chunk, int slot, const int *t
          * With sp the GEMMs see all B*T rows: dres and ln2 are gathered,
          * d ln2 reduce-scattered back to this rank's rows. */
         const void *dy = md->sp ? sp_gather(md, md->dres) : md->dres;
-        md->ops->matmul_backward(md->d_fch_gelu, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU],
-                                 gemm_w(md, w[P_FCPROJW]), N, F, C, 0.0f);
-        md->ops->gelu_backward(md->d_fch, a[A_FCH], md->d_fch_gelu, (int64_t)N * F);
+        md->ops->matmul_gelu_backward(md->d_fch, g[P_FCPROJW], g[P_FCPROJB], dy, a[A_FCH_GELU], a[A_FCH],
+                                      gemm_w(md, w[P_FCPROJW]), md->d_fch_gelu, N, F, C);
         const void *x = md->sp ? sp_gather(md, a[A_LN2]) : a[A_LN2];
         md->ops->matmul_backward(md->d_ln2, g[P_FCW], g[P_FCB], md->d_fch, x, gemm_w(md, w[P_FCW]), N, C, F, 0.0f);
         void *dx = md->sp ? md->xfer : md->d_ln2;

@@ -231,6 +231,23 @@ typedef struct kern_ops {
     int (*set_storage)(int mode);
     /*   add_f32: y += x, fp32 whatever the storage (gradients: ZeRO's slices) */
     void (*add_f32)(float *y, const float *x, int64_t n);
+    /*   The MLP's first GEMM and its GELU, and the second GEMM's backward
+     *   through that GELU, as one op each (a GPU computes them in the
+     *   GEMM's epilogue, as llm.c and Transformer Engine do; the CPU table
+     *   runs the ops it fuses one after the other, in fp32 bit for bit):
+     *   matmul_gelu_forward: pre (N,OC) = inp (N,C) @ weight (OC,C)^T + bias,
+     *   out (N,OC) = gelu(pre) — in bf16 storage both rounded once from the
+     *   same fp32 value (GELU of the fp32 sum, not of pre's rounding);
+     *   matmul_gelu_backward: dpre (N,C) = gelu'(pre) * (dout (N,OC) @
+     *   weight (OC,C)), the product rounded once, with dweight (OC,C) +=
+     *   dout^T inp and dbias (OC) += the column sums of dout as
+     *   matmul_backward; inp is gelu(pre), the forward's out. dscratch (N,C),
+     *   an activation buffer, may be overwritten (a table that does not fuse
+     *   the backward keeps dout @ weight there). */
+    void (*matmul_gelu_forward)(void *out, void *pre, const void *inp, const void *weight, const void *bias, int N,
+                                int C, int OC);
+    void (*matmul_gelu_backward)(void *dpre, float *dweight, float *dbias, const void *dout, const void *inp,
+                                 const void *pre, const void *weight, void *dscratch, int N, int C, int OC);
 } kern_ops;
 
 /* bf16 <-> fp32 on the host: bits of the nearest bf16 (ties to even; NaN

@@ -144,6 +144,40 @@ static void cpu_matmul_backward(void *dinp, float *dweight, float *dbias, const 
     if (dinp)
         narrow(dinp, di, ni);
 }
+/* the ops model.c would call one after the other, as one (kernels.h): in
+ * fp32 storage exactly those ops; in bf16 storage each output rounded once
+ * from the fp32 value the fused GPU epilogue holds */
+static void cpu_matmul_gelu_forward(void *out, void *pre, const void *inp, const void *weight, const void *bias,
+                                    int N, int C, int OC)
+{
+    int64_t n = (int64_t)N * OC;
+    if (!BF16) {
+        kern_cpu_matmul_forward(pre, inp, weight, bias, N, C, OC);
+        kern_cpu_gelu_forward(out, pre, n);
+        return;
+    }
+    float *p = tmp_buf(0, n), *o = tmp_buf(4, n);
+    kern_cpu_matmul_forward(p, widen(1, inp, (int64_t)N * C), widen(2, weight, (int64_t)OC * C), widen(3, bias, OC), N,
+                            C, OC);
+    kern_cpu_gelu_forward(o, p, n);
+    narrow(pre, p, n);
+    narrow(out, o, n);
+}
+static void cpu_matmul_gelu_backward(void *dpre, float *dweight, float *dbias, const void *dout, const void *inp,
+                                     const void *pre, const void *weight, void *dscratch, int N, int C, int OC)
+{
+    int64_t ni = (int64_t)N * C;
+    if (!BF16) {
+        kern_cpu_matmul_backward(dscratch, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
+        kern_cpu_gelu_backward(dpre, pre, dscratch, ni);
+        return;
+    }
+    float *di = tmp_buf(0, ni), *d = tmp_buf(4, ni);
+    kern_cpu_matmul_backward(di, dweight, dbias, widen(1, dout, (int64_t)N * OC), widen(2, inp, ni),
+                             widen(3, weight, (int64_t)OC * C), N, C, OC, 0.0f);
+    kern_cpu_gelu_backward(d, widen(5, pre, ni), di, ni);
+    narrow(dpre, d, ni);
+}
 static void cpu_attention_forward(void *out, void *att, const void *qkv, int B, int T, int NH, int HS)
 {
     if (!BF16) {
@@ -324,6 +358,8 @@ static const kern_ops cpu_ops = {
     .xent_forward = cpu_xent_forward,
     .set_storage = cpu_set_storage,
     .add_f32 = kern_cpu_add_inplace,
+    .matmul_gelu_forward = cpu_matmul_gelu_forward,
+    .matmul_gelu_backward = cpu_matmul_gelu_backward,
 };
 
 const kern_ops *kern_ops_cpu(void) { return &cpu_ops; }

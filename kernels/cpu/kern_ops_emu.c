@@ -158,6 +158,11 @@ WRAP(scale, (float *x, float s, int64_t n), (x, s, n))
 WRAP(bias_residual, (void *x, const float *b, const void *res, int N, int C), (x, b, res, N, C))
 WRAP(to_bf16, (uint16_t *dst, const float *src, int64_t n), (dst, src, n))
 WRAP(add_f32, (float *y, const float *x, int64_t n), (y, x, n))
+WRAP(matmul_gelu_forward, (void *out, void *pre, const void *inp, const void *weight, const void *bias, int N, int C,
+                           int OC), (out, pre, inp, weight, bias, N, C, OC))
+WRAP(matmul_gelu_backward, (void *dpre, float *dweight, float *dbias, const void *dout, const void *inp,
+                            const void *pre, const void *weight, void *dscratch, int N, int C, int OC),
+     (dpre, dweight, dbias, dout, inp, pre, weight, dscratch, N, C, OC))
 
 static double emu_sum_squares(const float *x, int64_t n)
 {
@@ -214,6 +219,8 @@ static const kern_ops emu_ops = {
     .xent_forward = emu_xent_forward,
     .set_storage = emu_set_storage,
     .add_f32 = emu_add_f32,
+    .matmul_gelu_forward = emu_matmul_gelu_forward,
+    .matmul_gelu_backward = emu_matmul_gelu_backward,
 };
 
 const kern_ops *kern_ops_emu(void) { return &emu_ops; }

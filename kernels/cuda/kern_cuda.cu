@@ -402,46 +402,71 @@ static void fill_bias(void *out, const void *bias, int N, int OC)
     fill_bias_k<T><<<blocks_for((int64_t)N * OC, 256), 256>>>((T *)out, (const T *)bias, N, OC);
     launchCheck();
 }
-/* bf16 storage: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias in one
- * cuBLASLt call, the bias added to the fp32 sums in the GEMM's epilogue
- * (CUBLASLT_EPILOGUE_BIAS, a bias of D's type) and rounded once: what
- * fill_bias + beta = 1 computes, without writing out (N x OC) first and
- * reading it back. The algorithm cuBLASLt's heuristic picks is kept per
- * shape and pointer alignment (the heuristic costs tens of microseconds of
- * host time). 0, or -1 when cuBLASLt offers none (the caller falls back). */
-static int lt_matmul_bias(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC)
+/* bf16 storage: one GEMM through cuBLASLt with work fused into its
+ * epilogue, on the fp32 sums before the one rounding of each output:
+ *   CUBLASLT_EPILOGUE_BIAS          D = AB + bias (a bias of D's type):
+ *     what fill_bias + beta = 1 computes, without writing D first and
+ *     reading it back;
+ *   CUBLASLT_EPILOGUE_GELU_AUX_BIAS aux = AB + bias, D = gelu(AB + bias);
+ *   CUBLASLT_EPILOGUE_DGELU         D = gelu'(aux) * AB.
+ * cuBLASLt's GELU is the tanh approximation GPT-2 and triad's gelu kernels
+ * use (a public cuBLASLt epilogue test expects gelu(-1) = -0.158806 and
+ * gelu(1) = 0.841194, the tanh form's values; the erf form's are -0.158655
+ * and 0.841345). The two forms differ by under 5e-4 (at |x| near 2), a
+ * tenth of a bf16 unit there, so either way the fused op stays within its
+ * tolerance of the CPU's; make check-gpu compares them on a GPU.
+ * Column-major, as cuBLAS sees triad's row-major tensors: D (m,n) =
+ * op(A) (m,k) B (k,n), A stored (k,m) when ta is T and (m,k) when N, B
+ * (k,n), D and aux (m,n), every leading dimension its row count. The
+ * algorithm cuBLASLt's heuristic picks is kept per call shape and pointer
+ * alignment (the heuristic costs tens of microseconds of host time).
+ * 0, or -1 when cuBLASLt offers none or the aux's leading dimension is not
+ * a multiple of 8 (cuBLASLt's rule): the caller falls back to separate
+ * kernels. */
+static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, const void *B, void *D,
+                   cublasLtEpilogue_t epi, const void *bias, const void *aux)
 {
     enum { SLOTS = 64 };
     static const size_t WS = (size_t)32 << 20;
     static cublasLtHandle_t lt;
     static void *ws;
     static struct {
-        int n, c, oc, align, ok;
+        int ta, m, n, k, epi, align, ok;
         cublasLtMatmulAlgo_t algo;
     } cache[SLOTS];
     static int n_cache;
+    if (aux && m % 8 != 0)
+        return -1;
     if (!lt) {
         cublasCheck(cublasLtCreate(&lt));
         cudaCheck(cudaMalloc(&ws, WS));
     }
     /* the alignments (up to 16 bytes) the heuristic's choice depends on */
-    uintptr_t a = (uintptr_t)out | (uintptr_t)inp | (uintptr_t)weight | (uintptr_t)bias;
+    uintptr_t a = (uintptr_t)A | (uintptr_t)B | (uintptr_t)D | (uintptr_t)bias | (uintptr_t)aux;
     int align = (int)(a & 15u);
     cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t A, B, D;
+    cublasLtMatrixLayout_t la, lb, ld;
     cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cublasOperation_t tb = CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    /* column-major: out^T (OC,N) = W (C,OC)^T x inp^T (C,N), the layouts as stored */
-    cublasCheck(cublasLtMatrixLayoutCreate(&A, CUDA_R_16BF, (uint64_t)C, (uint64_t)OC, C));
-    cublasCheck(cublasLtMatrixLayoutCreate(&B, CUDA_R_16BF, (uint64_t)C, (uint64_t)N, C));
-    cublasCheck(cublasLtMatrixLayoutCreate(&D, CUDA_R_16BF, (uint64_t)OC, (uint64_t)N, OC));
+    if (bias)
+        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux) {
+        int64_t aux_ld = m;
+        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+    }
+    if (ta == CUBLAS_OP_T)
+        cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
+    else
+        cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)m, (uint64_t)k, m));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, (uint64_t)m, (uint64_t)n, m));
     int i = 0;
-    while (i < n_cache && !(cache[i].n == N && cache[i].c == C && cache[i].oc == OC && cache[i].align == align))
+    while (i < n_cache && !(cache[i].ta == (int)ta && cache[i].m == m && cache[i].n == n && cache[i].k == k &&
+                            cache[i].epi == (int)epi && cache[i].align == align))
         i++;
     if (i == n_cache) {
         cublasLtMatmulPreference_t pref;
@@ -450,13 +475,14 @@ static int lt_matmul_bias(void *out, const void *inp, const void *weight, const 
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
         cublasLtMatmulHeuristicResult_t h;
         int found = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, op, A, B, D, D, pref, 1, &h, &found);
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 1, &h, &found);
         cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
         if (n_cache < SLOTS)
             n_cache++;
         else
             i = SLOTS - 1; /* full: the last slot is reused */
-        cache[i].n = N, cache[i].c = C, cache[i].oc = OC, cache[i].align = align;
+        cache[i].ta = (int)ta, cache[i].m = m, cache[i].n = n, cache[i].k = k, cache[i].epi = (int)epi;
+        cache[i].align = align;
         cache[i].ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
         if (cache[i].ok)
             cache[i].algo = h.algo;
@@ -464,19 +490,21 @@ static int lt_matmul_bias(void *out, const void *inp, const void *weight, const 
     int rc = -1;
     if (cache[i].ok) {
         float one = 1.0f, zero = 0.0f;
-        cublasCheck(cublasLtMatmul(lt, op, &one, weight, A, inp, B, &zero, out, D, out, D, &cache[i].algo, ws, WS, 0));
+        cublasCheck(cublasLtMatmul(lt, op, &one, A, la, B, lb, &zero, D, ld, D, ld, &cache[i].algo, ws, WS, 0));
         rc = 0;
     }
-    cublasCheck(cublasLtMatrixLayoutDestroy(A));
-    cublasCheck(cublasLtMatrixLayoutDestroy(B));
-    cublasCheck(cublasLtMatrixLayoutDestroy(D));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
     cublasCheck(cublasLtMatmulDescDestroy(op));
     return rc;
 }
 
 static void cu_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int N, int C, int OC)
 {
-    if (bias && store_bf16() && lt_matmul_bias(out, inp, weight, bias, N, C, OC) == 0)
+    /* out^T (OC,N) = W (C,OC)^T x inp^T (C,N), the bias in the epilogue */
+    if (bias && store_bf16() &&
+        lt_gemm(CUBLAS_OP_T, OC, N, C, weight, inp, out, CUBLASLT_EPILOGUE_BIAS, bias, NULL) == 0)
         return;
     float beta = 0.0f;
     if (bias) {
@@ -500,6 +528,33 @@ static void cu_matmul_backward(void *dinp, float *dweight, float *dbias, const v
         else
             colsum_add<float>(dbias, NULL, (const float *)dout, (const float *)NULL, NULL, NULL, N, OC);
     }
+}
+
+/* The MLP's GEMM + GELU and its backward (kernels.h): in bf16 storage one
+ * cuBLASLt call each (GELU_AUX_BIAS writes pre and gelu(pre) from the same
+ * fp32 sums; DGELU multiplies the fp32 product by gelu'(pre)), else, or
+ * when cuBLASLt offers no algorithm, the separate kernels */
+static void cu_gelu_forward(void *out, const void *inp, int64_t n);
+static void cu_gelu_backward(void *dinp, const void *inp, const void *dout, int64_t n);
+static void cu_matmul_gelu_forward(void *out, void *pre, const void *inp, const void *weight, const void *bias, int N,
+                                   int C, int OC)
+{
+    if (store_bf16() && bias &&
+        lt_gemm(CUBLAS_OP_T, OC, N, C, weight, inp, out, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, pre) == 0)
+        return;
+    cu_matmul_forward(pre, inp, weight, bias, N, C, OC);
+    cu_gelu_forward(out, pre, (int64_t)N * OC);
+}
+static void cu_matmul_gelu_backward(void *dpre, float *dweight, float *dbias, const void *dout, const void *inp,
+                                    const void *pre, const void *weight, void *dscratch, int N, int C, int OC)
+{
+    /* dpre^T (C,N) = gelu'(pre^T) * (W^T (C,OC) dout^T (OC,N)) */
+    if (store_bf16() && lt_gemm(CUBLAS_OP_N, C, N, OC, weight, dout, dpre, CUBLASLT_EPILOGUE_DGELU, NULL, pre) == 0) {
+        cu_matmul_backward(NULL, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
+        return;
+    }
+    cu_matmul_backward(dscratch, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
+    cu_gelu_backward(dpre, pre, dscratch, (int64_t)N * C);
 }
 
 /* ---- attention: probabilities kept, (B,NH,T,T) -------------------------- */
@@ -1157,6 +1212,8 @@ static const kern_ops cuda_ops = {
     .xent_forward = cu_xent_forward,
     .set_storage = cu_set_storage,
     .add_f32 = cu_add_f32,
+    .matmul_gelu_forward = cu_matmul_gelu_forward,
+    .matmul_gelu_backward = cu_matmul_gelu_backward,
 };
 
 extern "C" const kern_ops *kern_ops_cuda(void) { return &cuda_ops; }

@@ -11,6 +11,7 @@
 #include "include/nccl.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -322,11 +323,33 @@ cublasStatus_t on_device(const char *call, const char *name, const void *p, size
 
 /* The one GEMM every entry point calls; bias (m values of C's type, or
  * NULL) is added to every column before the one rounding to C's type. */
+/* cuBLASLt's epilogue (include/cublasLt.h): bias (D's type) added; with
+ * gelu, aux (D's type, leading dimension aux_ld) = the sum and D =
+ * gelu(sum); with dgelu, D = gelu'(aux) * the product */
+struct lt_epilogue {
+    const void *bias;
+    bool gelu, dgelu;
+    void *aux;
+    long long aux_ld;
+};
+/* GELU, tanh approximation, and its derivative */
+double gelu_tanh(double x)
+{
+    const double s = 0.7978845608028654; /* sqrt(2 / pi) */
+    return 0.5 * x * (1.0 + tanh(s * (x + 0.044715 * x * x * x)));
+}
+double gelu_tanh_grad(double x)
+{
+    const double s = 0.7978845608028654;
+    double t = tanh(s * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * s * (1.0 + 3.0 * 0.044715 * x * x);
+}
 cublasStatus_t gemm(const char *call, bool handle_ok, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, float alpha, const void *A, cudaDataType at, int lda, long long sa, const void *B,
                     cudaDataType bt, int ldb, long long sb, float beta, void *C, cudaDataType ct, int ldc,
-                    long long sc, int batch, bool round_bf16, const void *bias = nullptr)
+                    long long sc, int batch, bool round_bf16, const lt_epilogue *epi = nullptr)
 {
+    const void *bias = epi ? epi->bias : nullptr;
     if (!handle_ok)
         return CUBLAS_STATUS_NOT_INITIALIZED;
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
@@ -351,6 +374,9 @@ cublasStatus_t gemm(const char *call, bool handle_ok, cublasOperation_t ta, cubl
             return st;
         if (bias && (st = on_device(call, "bias", bias, (size_t)m * type_bytes(ct))) != CUBLAS_STATUS_SUCCESS)
             return st;
+        if (epi && epi->aux &&
+            (st = on_device(call, "aux", epi->aux, span_bytes(m, n, (int)epi->aux_ld, ct))) != CUBLAS_STATUS_SUCCESS)
+            return st;
         for (int i = 0; i < m; i++)
             for (int l = 0; l < k; l++) {
                 float x = ta == CUBLAS_OP_N ? load(Ag, at, i + (long long)l * lda) : load(Ag, at, l + (long long)i * lda);
@@ -373,6 +399,12 @@ cublasStatus_t gemm(const char *call, bool handle_ok, cublasOperation_t ta, cubl
                     c += (double)beta * (double)load(Cg, ct, ci);
                 if (bias)
                     c += (double)load(bias, ct, i);
+                if (epi && epi->gelu) { /* the sum into aux, rounded to its type, GELU of the unrounded sum into D */
+                    store(epi->aux, ct, i + (long long)j * epi->aux_ld, (float)c);
+                    c = gelu_tanh(c);
+                } else if (epi && epi->dgelu) {
+                    c *= gelu_tanh_grad((double)load(epi->aux, ct, i + (long long)j * epi->aux_ld));
+                }
                 store(Cg, ct, ci, (float)c);
             }
     }
@@ -576,6 +608,8 @@ struct cuda_emu_lt_desc {
     uint32_t epilogue;
     const void *bias;
     int32_t bias_type;
+    void *aux;
+    int64_t aux_ld;
 };
 struct cuda_emu_lt_layout {
     cudaDataType type;
@@ -611,7 +645,8 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle)
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t computeType,
                                         cudaDataType_t scaleType)
 {
-    *desc = new cuda_emu_lt_desc{computeType, scaleType, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1};
+    *desc = new cuda_emu_lt_desc{computeType, scaleType, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1,
+                                 nullptr, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc)
@@ -628,6 +663,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
     case CUBLASLT_MATMUL_DESC_EPILOGUE: return set_attr(&desc->epilogue, buf, sizeInBytes);
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return set_attr(&desc->bias, buf, sizeInBytes);
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return set_attr(&desc->bias_type, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return set_attr(&desc->aux, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return set_attr(&desc->aux_ld, buf, sizeInBytes);
     }
     return CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -698,12 +735,30 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         fprintf(stderr, "cuda_emu: cublasLtMatmul: C and D apart (triad's calls write in place)\n");
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
-    bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
-    if (desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT && !bias)
-        return CUBLAS_STATUS_NOT_SUPPORTED;
+    lt_epilogue epi = {nullptr, false, false, nullptr, 0};
+    bool bias = false, aux = false;
+    switch (desc->epilogue) {
+    case CUBLASLT_EPILOGUE_DEFAULT: break;
+    case CUBLASLT_EPILOGUE_BIAS: bias = true; break;
+    case CUBLASLT_EPILOGUE_GELU_AUX_BIAS: bias = aux = epi.gelu = true; break;
+    case CUBLASLT_EPILOGUE_DGELU: aux = epi.dgelu = true; break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
     /* the bias is of D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, outside fp8 and IMMA) */
     if (bias && (!desc->bias || (desc->bias_type != -1 && desc->bias_type != (int32_t)Ddesc->type)))
         return CUBLAS_STATUS_INVALID_VALUE;
+    /* the GELU input matrix: D's type, its leading dimension a multiple of 8, at least D's rows
+     * (cublasLt.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD) */
+    if (aux && (!desc->aux || desc->aux_ld % 8 != 0 || desc->aux_ld < (int64_t)m)) {
+        fprintf(stderr, "cuda_emu: cublasLtMatmul: GELU's aux matrix missing or its leading dimension %lld not a "
+                        "multiple of 8 at least %llu\n", (long long)desc->aux_ld, (unsigned long long)m);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    epi.bias = bias ? desc->bias : nullptr;
+    epi.aux = aux ? desc->aux : nullptr;
+    epi.aux_ld = desc->aux_ld;
+    if (aux && beta && *(const float *)beta != 0.0f)
+        return CUBLAS_STATUS_NOT_SUPPORTED; /* triad's calls: beta = 0 */
     bool r;
     cublasStatus_t st = ex_types(Adesc->type, Bdesc->type, Ddesc->type, desc->compute, &r);
     if (st != CUBLAS_STATUS_SUCCESS)
@@ -711,7 +766,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     (void)workspace, (void)workspaceSizeInBytes;
     return gemm("cublasLtMatmul", handle != nullptr, ta, tb, (int)m, (int)n, (int)k, *(const float *)alpha, A,
                 Adesc->type, (int)Adesc->ld, 0, B, Bdesc->type, (int)Bdesc->ld, 0, *(const float *)beta, D, Ddesc->type,
-                (int)Ddesc->ld, 0, 1, r, bias ? desc->bias : nullptr);
+                (int)Ddesc->ld, 0, 1, r, &epi);
 }
 
 } /* extern "C" */

@@ -21,10 +21,11 @@ M=tiny
 mpirun -np 2 $T profile --model $M --mbs 1,2 --samples 3 --min-ms 0.2 --out "$tmp/p.csv" 2> "$tmp/p.log" \
   || { cat "$tmp/p.log"; bad "profile ran"; }
 g=$(grep -c '^gemm,' "$tmp/p.csv"); k=$(grep -c '^kernel,' "$tmp/p.csv"); c=$(grep -c '^collective,' "$tmp/p.csv")
-# 2 tp degrees x 2 micro-batch sizes x (5 forward GEMMs; 5 matmul_bwd + 13 other kernels, the fused
-# attention pair among them) + the optimizer step (adamw, grad_norm, zero_grad, scale)
-[ "$g" = 20 ] && [ "$k" = 76 ] && [ "$c" -ge 16 ] && ok "profile rows: $g gemm, $k kernel, $c collective" \
-  || bad "profile rows: $g gemm (want 20), $k kernel (want 76), $c collective (want >= 16)"
+# 2 tp degrees x 2 micro-batch sizes x (5 forward GEMMs; 5 matmul_bwd + 15 other kernels, the fused
+# attention pair and the MLP's GEMM + GELU pair among them) + the optimizer step (adamw, grad_norm,
+# zero_grad, scale)
+[ "$g" = 20 ] && [ "$k" = 84 ] && [ "$c" -ge 16 ] && ok "profile rows: $g gemm, $k kernel, $c collective" \
+  || bad "profile rows: $g gemm (want 20), $k kernel (want 84), $c collective (want >= 16)"
 # collectives on the MPI comm: gradient buckets do not reduce under backward
 grep -q '^param,dp_overlap,0,' "$tmp/p.csv" && grep -q '^# .*collectives of the comm layer (MPI)' "$tmp/p.csv" \
   && ok "profile states its comm: MPI, dp_overlap 0" || bad "profile lacks 'param,dp_overlap,0' or its comm line"

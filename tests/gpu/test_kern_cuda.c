@@ -200,6 +200,31 @@ static void bf16_storage_checks(void)
         check(beta ? "matmul_backward(+=)[bf16]" : "matmul_backward[bf16]", "dweight", gw, dgw, (int64_t)OC * C, 1e-4, 1e-4);
         check(beta ? "matmul_backward(+=)[bf16]" : "matmul_backward[bf16]", "dbias", gb, dgb, OC, 1e-4, 1e-4);
     }
+    /* the MLP's GEMM + GELU, and the backward through the GELU: on a GPU
+     * cuBLASLt's GELU_AUX_BIAS and DGELU epilogues, against the CPU's
+     * separate kernels from the same fp32 sums; OC = 100 (not a multiple
+     * of 8, cuBLASLt's rule for the GELU matrix) takes the separate
+     * kernels on the GPU, which apply GELU to pre's rounding: up to half a
+     * unit of pre times gelu' (<= 1.13) more, so 2 BU for that out */
+    for (int k = 0; k < 2; k++) {
+        int oc = k == 0 ? OC : 100;
+        int64_t no = (int64_t)N * oc, ni = (int64_t)N * C;
+        uint16_t *hp, *ho, *hd, *hs;
+        void *dp = rand16(&hp, no, 1), *dout = rand16(&ho, no, 1), *dd = rand16(&hd, ni, 1), *scr = rand16(&hs, ni, 1);
+        H->matmul_gelu_forward(ho, hp, hy, hw, hbb, N, C, oc);
+        D->matmul_gelu_forward(dout, dp, y, w, dbb, N, C, oc);
+        check16(k == 0 ? "matmul_gelu_forward" : "matmul_gelu_fwd(100)", "out", ho, dout, no, 1e-3, (k + 1) * BU);
+        check16(k == 0 ? "matmul_gelu_forward" : "matmul_gelu_fwd(100)", "pre", hp, dp, no, 1e-3, BU);
+        /* backward: dpre (N,C) from dout g (N,oc), weight w (oc,C), inp y, pre x */
+        D->to_device(dgw, gw, (int64_t)oc * C * 4), D->to_device(dgb, gb, (int64_t)oc * 4);
+        H->matmul_gelu_backward(hd, gw, gb, hg, hy, hx, hw, hs, N, C, oc);
+        D->matmul_gelu_backward(dd, dgw, dgb, g, y, x, w, scr, N, C, oc);
+        check16(k == 0 ? "matmul_gelu_backward" : "matmul_gelu_bwd(100)", "dpre", hd, dd, ni, 1e-3, BU);
+        check(k == 0 ? "matmul_gelu_backward[bf16]" : "matmul_gelu_bwd(100)[bf16]", "dweight", gw, dgw,
+              (int64_t)oc * C, 1e-4, 1e-4);
+        check(k == 0 ? "matmul_gelu_backward[bf16]" : "matmul_gelu_bwd(100)[bf16]", "dbias", gb, dgb, oc, 1e-4, 1e-4);
+        D->free(dp), D->free(dout), D->free(dd), D->free(scr), free(hp), free(ho), free(hd), free(hs);
+    }
     /* attention on q (N, 3C): explicit (out into y, probabilities into a) and fused */
     {
         int64_t na = (int64_t)B * NH * T * T, nq = (int64_t)N * OC;
@@ -224,19 +249,25 @@ static void bf16_storage_checks(void)
         check16("attention_bwd_flash", "dqkv", hz, z, nq, 4.0 / 512, 4.0 / 512 + BU);
         D->free(dd), D->free(dlse), free(hd), free(lse);
     }
-    /* element-wise on x, y (N*C) */
+    /* element-wise on x, y (N*C), each op from the same inputs on both
+     * tables (the ops above left x and z one rounding apart here and there;
+     * an in-place op starts from the CPU's z) */
     {
-        int64_t n = (int64_t)N * C;
+        int64_t n = (int64_t)N * C, nb = n * (int64_t)sizeof(uint16_t);
+        D->to_device(x, hx, nb), D->to_device(y, hy, nb);
         H->gelu_forward(hz, hx, n), D->gelu_forward(z, x, n);
         check16("gelu_forward", "out", hz, z, n, 1e-3, BU);
         H->gelu_backward(hz, hx, hy, n), D->gelu_backward(z, x, y, n);
         check16("gelu_backward", "dinp", hz, z, n, 1e-3, BU);
         H->residual_forward(hz, hx, hy, n), D->residual_forward(z, x, y, n);
         check16("residual_forward", "out", hz, z, n, 0, BU);
+        D->to_device(z, hz, nb);
         H->add_inplace(hz, hx, n), D->add_inplace(z, x, n);
         check16("add_inplace", "y", hz, z, n, 0, BU);
+        D->to_device(z, hz, nb);
         H->bias_residual(hz, bf, NULL, N, C), D->bias_residual(z, dbf, NULL, N, C);
         check16("bias_residual", "x", hz, z, n, 0, BU);
+        D->to_device(z, hz, nb);
         H->bias_residual(hz, bf, hx, N, C), D->bias_residual(z, dbf, x, N, C);
         check16("bias_residual+res", "x", hz, z, n, 0, BU);
         /* gradients stay fp32 in bf16 storage: add_f32 */
@@ -387,6 +418,24 @@ int main(void)
         check("matmul_backward[bf16]", "dinp", gi, dgi, (int64_t)N * C, 1e-4, 1e-4);
         check("matmul_backward[bf16]", "dweight", gw, dgw, (int64_t)OC * C, 1e-4, 1e-4);
         H->set_math(KERN_MATH_FP32), D->set_math(KERN_MATH_FP32);
+        /* the MLP's GEMM + GELU and the backward through it (fp32 storage:
+         * the separate kernels on either table); the backward with inp x,
+         * pre a second random (N,C), dout g, weight w */
+        float *pre = hrand((int64_t)N * OC, 1), *dpre_ = DF(pre, N * OC);
+        H->matmul_gelu_forward(out, pre, x, w, b, N, C, OC);
+        D->matmul_gelu_forward(dout, dpre_, dx, dw_, db_, N, C, OC);
+        check("matmul_gelu_forward", "out", out, dout, (int64_t)N * OC, 1e-4, 1e-4);
+        check("matmul_gelu_forward", "pre", pre, dpre_, (int64_t)N * OC, 1e-4, 1e-4);
+        float *p2 = hrand((int64_t)N * C, 2), *dp2 = DF(p2, N * C), *hscr = hrand((int64_t)N * C, 1),
+              *scr = DF(hscr, N * C);
+        D->to_device(dgw, gw, (int64_t)OC * C * (int64_t)sizeof(float));
+        D->to_device(dgb, gb, (int64_t)OC * (int64_t)sizeof(float));
+        H->matmul_gelu_backward(gi, gw, gb, g, x, p2, w, hscr, N, C, OC);
+        D->matmul_gelu_backward(dgi, dgw, dgb, dg, dx, dp2, dw_, scr, N, C, OC);
+        check("matmul_gelu_backward", "dpre", gi, dgi, (int64_t)N * C, 1e-4, 1e-4);
+        check("matmul_gelu_backward", "dweight", gw, dgw, (int64_t)OC * C, 1e-4, 1e-4);
+        check("matmul_gelu_backward", "dbias", gb, dgb, OC, 1e-4, 1e-4);
+        D->free(dpre_), D->free(dp2), D->free(scr), free(pre), free(p2), free(hscr);
     }
 
     /* attention */

@@ -127,6 +127,51 @@ static void test_measured_block_is_the_executor_sum(void **state)
     unlink(path);
 }
 
+/* The MLP's GEMM + GELU and its backward through the GELU, one op each in
+ * the executor (a GPU fuses them): a profile with their rows is summed
+ * with them in place of the parts (fc GEMM + gelu_fwd, fc projection's
+ * matmul_bwd + gelu_bwd); PROFILE, without them, sums the parts. And under
+ * a profile with kernel rows ZeRO-2/3's per-block collectives are charged
+ * whole even with dp_overlap 1: triad's executor blocks on them. */
+static void test_fused_mlp_rows_and_blocking_zero(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN], text[8192];
+    snprintf(text, sizeof text, "%s%s", PROFILE,
+             "kernel,matmul_gelu_fwd,,32,256,64,,,,19e-6\n"
+             "kernel,matmul_gelu_bwd,,32,64,256,,,,23e-6\n"
+             "param,dp_overlap,1,,,,,,,\n");
+    cost_profile *p = NULL;
+    assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
+    spec_model m;
+    spec_cluster c;
+    spec_layout l;
+    assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("cpu", &c, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("mbs=1,precision=fp32", &l, err), SPEC_OK);
+    cost_block b;
+    cost_block_times(&m, &c, &l, SPEC_RECOMPUTE_NONE, p, &b);
+    double fwd = 2 * 1024e-6 + (1 + 2 + 8) * 1e-6 + 19e-6 + 256e-6 + 4 * 16384e-6;
+    double bwd = (16 + 32 + 64) * 1e-6 + 23e-6 + 512e-6 + 2 * 2048e-6;
+    assert_close(b.fwd_s, fwd, 1e-12, 0);
+    assert_close(b.bwd_s, bwd, 1e-12, 0);
+
+    spec_layout z2, z3;
+    assert_int_equal(spec_layout_parse("dp=2,zero=2,mbs=1,precision=fp32", &z2, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("dp=2,zero=3,mbs=1,precision=fp32", &z3, err), SPEC_OK);
+    cost_comm c2, c3;
+    cost_comm_times(&m, &c, &z2, p, &c2);
+    cost_comm_times(&m, &c, &z3, p, &c3);
+    assert_true(c2.zero2_rs_layer_s > 0);
+    assert_close(c2.zero2_bwd_layer_s, c2.zero2_rs_layer_s, 1e-15, 0);
+    assert_true(c3.zero3_ag_layer_s > 0);
+    assert_close(c3.zero3_fwd_layer_s, c3.zero3_ag_layer_s, 1e-15, 0);
+    assert_close(c3.zero3_bwd_layer_s, c3.zero3_ag_layer_s + c3.zero2_rs_layer_s, 1e-15, 0);
+    assert_close(c3.zero3_edge_s, 0, 0, 0);
+    cost_profile_free(p);
+    unlink(path);
+}
+
 /* Rows carry the math they were timed in (dtype). A layout is predicted
  * from the rows of its own precision only: untagged GEMM, matmul_bwd and
  * attention rows are fp32 (what profiles held before dtype), untagged
@@ -333,6 +378,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measured_block_is_the_executor_sum),
+        cmocka_unit_test(test_fused_mlp_rows_and_blocking_zero),
         cmocka_unit_test(test_loader_refuses_bad_kernel_rows),
         cmocka_unit_test(test_rows_by_precision),
         cmocka_unit_test(test_pipe_send_slots),

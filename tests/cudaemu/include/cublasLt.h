@@ -1,8 +1,15 @@
 /* cublasLt.h for tests/cudaemu: the cuBLASLt matmul triad calls (one GEMM
- * with its bias added in the epilogue), on the host (cuda_emu_rt.cc), with
- * the documented contract: D = alpha op(A) op(B) + beta C, then the bias
- * vector (one value per row of D, in D's type) added to every column when
- * the epilogue says CUBLASLT_EPILOGUE_BIAS; layouts give each matrix as
+ * with work in its epilogue), on the host (cuda_emu_rt.cc), with the
+ * documented contract: D = alpha op(A) op(B) + beta C, then, by the
+ * epilogue: BIAS adds the bias vector (one value per row of D, in D's
+ * type) to every column; GELU_AUX_BIAS adds it, stores the sum in the aux
+ * matrix (D's type, leading dimension EPILOGUE_AUX_LD: a multiple of 8 and
+ * at least D's rows) and GELU of the sum in D; DGELU multiplies the
+ * product by GELU's derivative at the aux matrix's values. GELU is the
+ * tanh approximation (the values a public cuBLASLt epilogue test expects:
+ * gelu(-1) = -0.158806, gelu(1) = 0.841194, where the erf form gives
+ * -0.158655 and 0.841345);
+ * layouts give each matrix as
  * stored (rows, cols, leading dimension) and must agree with the
  * transposes and with D's shape, or the call is refused with
  * CUBLAS_STATUS_INVALID_VALUE. The heuristic always offers one algorithm
@@ -38,9 +45,16 @@ typedef enum {
     CUBLASLT_MATMUL_DESC_TRANSB = 4,
     CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER = 11,
+    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD = 12,
     CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26
 } cublasLtMatmulDescAttributes_t;
-typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 } cublasLtEpilogue_t;
+typedef enum {
+    CUBLASLT_EPILOGUE_DEFAULT = 1,
+    CUBLASLT_EPILOGUE_BIAS = 4,
+    CUBLASLT_EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4,
+    CUBLASLT_EPILOGUE_DGELU = 64 | 128
+} cublasLtEpilogue_t;
 typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle);
