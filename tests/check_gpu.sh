@@ -314,7 +314,7 @@ for r in rows:
         calls = 2 * L + 1
     else:
         calls = L * per_layer[name] if name in per_layer else 1
-    fl = 2.0 * m * n * k * (1 if name == "matmul_fwd" else 2) if name.startswith("matmul") else 0
+    fl = 2.0 * m * n * k * (1 if name.endswith("_fwd") else 2) if name.startswith("matmul") else 0
     out.append((t * calls, name, m, n, k, t, calls, fl / t / 1e12 if fl else 0))
     total += t * calls
 print("gpt2-124m, bf16, one step's kernels on one GPU (%.2f ms in all, no communication):" % (1e3 * total))
