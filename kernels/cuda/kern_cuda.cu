@@ -34,6 +34,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define cudaCheck(call)                                                                                        \
     do {                                                                                                       \
@@ -418,11 +419,26 @@ static void fill_bias(void *out, const void *bias, int N, int OC)
  * Column-major, as cuBLAS sees triad's row-major tensors: D (m,n) =
  * op(A) (m,k) B (k,n), A stored (k,m) when ta is T and (m,k) when N, B
  * (k,n), D and aux (m,n), every leading dimension its row count. The
- * algorithm cuBLASLt's heuristic picks is kept per call shape and pointer
- * alignment (the heuristic costs tens of microseconds of host time).
- * 0, or -1 when cuBLASLt offers none or the aux's leading dimension is not
- * a multiple of 8 (cuBLASLt's rule): the caller falls back to separate
- * kernels. */
+ * algorithm cuBLASLt's heuristic picks is kept per call shape and
+ * alignments (the heuristic costs tens of microseconds of host time).
+ * Alignment: the heuristic assumes 256-byte aligned matrices unless told
+ * otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256) and
+ * may pick an algorithm a less aligned one cannot run; triad's tensors are
+ * carved from slabs at any multiple of their element size, so each
+ * matrix's true alignment (its pointer's and its rows' stride's, up to 256)
+ * is passed. Every pointer, the bias and aux ones too, must be 16-byte
+ * aligned (as llm.c requires of its cuBLASLt calls).
+ * 0, or -1 when cuBLASLt offers no algorithm, a pointer is less aligned or
+ * the aux's leading dimension is not a multiple of 8 (cuBLASLt's rule): the
+ * caller falls back to separate kernels. */
+static uint32_t lt_align(const void *p, int64_t ld)
+{
+    uintptr_t a = (uintptr_t)p | (uintptr_t)(ld * (int64_t)sizeof(bf16));
+    uint32_t al = 256;
+    while (al > 1 && a % al)
+        al /= 2;
+    return al;
+}
 static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, const void *B, void *D,
                    cublasLtEpilogue_t epi, const void *bias, const void *aux)
 {
@@ -431,19 +447,20 @@ static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, con
     static cublasLtHandle_t lt;
     static void *ws;
     static struct {
-        int ta, m, n, k, epi, align, ok;
+        int ta, m, n, k, epi, ok;
+        uint32_t al[3];
         cublasLtMatmulAlgo_t algo;
     } cache[SLOTS];
     static int n_cache;
-    if (aux && m % 8 != 0)
+    int64_t lda = ta == CUBLAS_OP_T ? k : m;
+    uint32_t al[3] = {lt_align(A, lda), lt_align(B, k), lt_align(D, m)};
+    if ((aux && m % 8 != 0) || al[0] < 16 || al[1] < 16 || al[2] < 16 || (uintptr_t)bias % 16 ||
+        (uintptr_t)aux % 16)
         return -1;
     if (!lt) {
         cublasCheck(cublasLtCreate(&lt));
         cudaCheck(cudaMalloc(&ws, WS));
     }
-    /* the alignments (up to 16 bytes) the heuristic's choice depends on */
-    uintptr_t a = (uintptr_t)A | (uintptr_t)B | (uintptr_t)D | (uintptr_t)bias | (uintptr_t)aux;
-    int align = (int)(a & 15u);
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -466,13 +483,21 @@ static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, con
     cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, (uint64_t)m, (uint64_t)n, m));
     int i = 0;
     while (i < n_cache && !(cache[i].ta == (int)ta && cache[i].m == m && cache[i].n == n && cache[i].k == k &&
-                            cache[i].epi == (int)epi && cache[i].align == align))
+                            cache[i].epi == (int)epi && !memcmp(cache[i].al, al, sizeof al)))
         i++;
     if (i == n_cache) {
         cublasLtMatmulPreference_t pref;
         cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
         uint64_t wsb = WS;
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
+                                                         sizeof al[0]));
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
+                                                         sizeof al[1]));
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
+                                                         sizeof al[2]));
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2],
+                                                         sizeof al[2]));
         cublasLtMatmulHeuristicResult_t h;
         int found = 0;
         cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 1, &h, &found);
@@ -482,7 +507,7 @@ static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, con
         else
             i = SLOTS - 1; /* full: the last slot is reused */
         cache[i].ta = (int)ta, cache[i].m = m, cache[i].n = n, cache[i].k = k, cache[i].epi = (int)epi;
-        cache[i].align = align;
+        memcpy(cache[i].al, al, sizeof al);
         cache[i].ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
         if (cache[i].ok)
             cache[i].algo = h.algo;

@@ -618,6 +618,7 @@ struct cuda_emu_lt_layout {
 };
 struct cuda_emu_lt_pref {
     uint64_t workspace;
+    uint32_t min_align[4]; /* A, B, C, D */
 };
 
 namespace {
@@ -681,7 +682,7 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout)
 }
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref)
 {
-    *pref = new cuda_emu_lt_pref{0};
+    *pref = new cuda_emu_lt_pref{0, {256, 256, 256, 256}};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref)
@@ -693,9 +694,14 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
                                                     size_t sizeInBytes)
 {
-    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    return set_attr(&pref->workspace, buf, sizeInBytes);
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: return set_attr(&pref->workspace, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: return set_attr(&pref->min_align[0], buf, sizeInBytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: return set_attr(&pref->min_align[1], buf, sizeInBytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: return set_attr(&pref->min_align[2], buf, sizeInBytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: return set_attr(&pref->min_align[3], buf, sizeInBytes);
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                                               cublasLtMatrixLayout_t Adesc, cublasLtMatrixLayout_t Bdesc,
@@ -707,6 +713,9 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (!handle || !desc || !Adesc || !Bdesc || !Cdesc || !Ddesc || !pref || requestedAlgoCount < 1)
         return CUBLAS_STATUS_INVALID_VALUE;
     memset(&heuristicResultsArray[0], 0, sizeof heuristicResultsArray[0]);
+    /* the algorithm needs what the preference allowed (the worst case) */
+    for (int i = 0; i < 4; i++)
+        heuristicResultsArray[0].algo.data[i] = pref->min_align[i];
     heuristicResultsArray[0].state = CUBLAS_STATUS_SUCCESS;
     heuristicResultsArray[0].wavesCount = 1.0f;
     *returnAlgoCount = 1;
@@ -759,6 +768,18 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     epi.aux_ld = desc->aux_ld;
     if (aux && beta && *(const float *)beta != 0.0f)
         return CUBLAS_STATUS_NOT_SUPPORTED; /* triad's calls: beta = 0 */
+    /* each matrix as aligned as the algorithm needs: its pointer and its leading dimension's bytes */
+    const void *ptr[4] = {A, B, C, D};
+    const cuda_emu_lt_layout *lay[4] = {Adesc, Bdesc, Cdesc, Ddesc};
+    for (int i = 0; i < 4; i++) {
+        uint64_t need = algo->data[i], at = (uint64_t)(uintptr_t)ptr[i] | (uint64_t)lay[i]->ld * type_bytes(lay[i]->type);
+        if (need > 1 && at % need != 0) {
+            fprintf(stderr, "cuda_emu: cublasLtMatmul: matrix %c (%p, ld %lld) is less aligned than the %llu bytes its "
+                            "algorithm was chosen for\n", "ABCD"[i], ptr[i], (long long)lay[i]->ld,
+                    (unsigned long long)need);
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
+    }
     bool r;
     cublasStatus_t st = ex_types(Adesc->type, Bdesc->type, Ddesc->type, desc->compute, &r);
     if (st != CUBLAS_STATUS_SUCCESS)

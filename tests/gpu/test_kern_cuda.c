@@ -193,6 +193,23 @@ static void bf16_storage_checks(void)
         D->matmul_forward(z, y, w, bias ? dbb : NULL, N, C, OC);
         check16(bias ? "matmul_forward+bias" : "matmul_forward", "out", hz, z, (int64_t)N * OC, 1e-3, BU);
     }
+    /* a bias 2 bytes past a 16-byte boundary: cuBLASLt's epilogues want 16,
+     * so the GPU takes the separate bias pass (and the separate GELU) */
+    {
+        uint16_t *hb2 = calloc((size_t)OC + 1, sizeof(uint16_t));
+        memcpy(hb2 + 1, hbb, sizeof(uint16_t) * (size_t)OC);
+        void *db2 = db16(hb2, OC + 1), *bias2 = (char *)db2 + sizeof(uint16_t);
+        uint16_t *hp;
+        void *dp = rand16(&hp, (int64_t)N * OC, 1);
+        H->matmul_forward(hz, hy, hw, hbb, N, C, OC);
+        D->matmul_forward(z, y, w, bias2, N, C, OC);
+        check16("matmul_forward+bias@2", "out", hz, z, (int64_t)N * OC, 1e-3, BU);
+        H->matmul_gelu_forward(hz, hp, hy, hw, hbb, N, C, OC);
+        D->matmul_gelu_forward(z, dp, y, w, bias2, N, C, OC);
+        check16("matmul_gelu_fwd+bias@2", "out", hz, z, (int64_t)N * OC, 1e-3, 2 * BU);
+        check16("matmul_gelu_fwd+bias@2", "pre", hp, dp, (int64_t)N * OC, 1e-3, BU);
+        D->free(db2), D->free(dp), free(hb2), free(hp);
+    }
     for (int beta = 0; beta <= 1; beta++) {
         H->matmul_backward(hx, gw, gb, hg, hy, hw, N, C, OC, (float)beta);
         D->matmul_backward(x, dgw, dgb, g, y, w, N, C, OC, (float)beta);

@@ -13,7 +13,11 @@
  * stored (rows, cols, leading dimension) and must agree with the
  * transposes and with D's shape, or the call is refused with
  * CUBLAS_STATUS_INVALID_VALUE. The heuristic always offers one algorithm
- * (a real GPU's may offer none: the caller must handle that). */
+ * (a real GPU's may offer none: the caller must handle that), and that
+ * algorithm needs A, B, C and D as aligned as the preference's
+ * MIN_ALIGNMENT_*_BYTES say (default 256; the pointer and the leading
+ * dimension's bytes both): a real one may, and a call on less aligned
+ * matrices is refused with CUBLAS_STATUS_INVALID_VALUE. */
 #ifndef TRIAD_CUDAEMU_CUBLASLT_H
 #define TRIAD_CUDAEMU_CUBLASLT_H
 
@@ -55,7 +59,13 @@ typedef enum {
     CUBLASLT_EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4,
     CUBLASLT_EPILOGUE_DGELU = 64 | 128
 } cublasLtEpilogue_t;
-typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8
+} cublasLtMatmulPreferenceAttributes_t;
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle);
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle);
