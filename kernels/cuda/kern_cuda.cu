@@ -448,14 +448,15 @@ static int lt_gemm(cublasOperation_t ta, int m, int n, int k, const void *A, con
     static void *ws;
     static struct {
         int ta, m, n, k, epi, ok;
-        uint32_t al[3];
+        uint32_t al[5];
         cublasLtMatmulAlgo_t algo;
     } cache[SLOTS];
     static int n_cache;
     int64_t lda = ta == CUBLAS_OP_T ? k : m;
-    uint32_t al[3] = {lt_align(A, lda), lt_align(B, k), lt_align(D, m)};
-    if ((aux && m % 8 != 0) || al[0] < 16 || al[1] < 16 || al[2] < 16 || (uintptr_t)bias % 16 ||
-        (uintptr_t)aux % 16)
+    /* A, B, D, and the bias and aux pointers, whose values the heuristic
+     * reads for their alignment too (cublasLt.h) */
+    uint32_t al[5] = {lt_align(A, lda), lt_align(B, k), lt_align(D, m), lt_align(bias, 0), lt_align(aux, m)};
+    if ((aux && m % 8 != 0) || al[0] < 16 || al[1] < 16 || al[2] < 16 || al[3] < 16 || al[4] < 16)
         return -1;
     if (!lt) {
         cublasCheck(cublasLtCreate(&lt));
