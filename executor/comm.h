@@ -87,6 +87,22 @@ void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, i
 void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int dest,
                    void *recvbuf, size_t recv_count, int src, comm_dtype t, int tag);
 
+/* One group of point-to-point transfers that complete together (blocking):
+ * every receive and send of ops[0..n) is posted at once and all are waited
+ * (MPI: Irecv/Isend by tag; NCCL: one ncclGroupStart/End). The pipeline's
+ * NCCL path (pipeline.h) pairs each op's sends with the next receives so, as
+ * Megatron's send_forward_recv_backward, no send waits in front of a receive
+ * its peer needs first. */
+typedef struct {
+    void *buf;
+    size_t count;
+    int peer, tag;
+    int is_send;
+} comm_p2p;
+void comm_exchange(comm_group *c, const comm_p2p *ops, int n, comm_dtype t);
+/* Whether the group's device-buffer calls run on NCCL. */
+int comm_group_nccl(const comm_group *c);
+
 /* Non-blocking all-reduce for data-parallel gradient buckets: start it as
  * soon as a bucket's gradients are final, wait before the optimizer. */
 typedef struct comm_req comm_req;

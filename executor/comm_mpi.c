@@ -700,6 +700,44 @@ void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int de
         comm_stage_out(c, recvbuf, hr, recv_count, t, 1);
 }
 
+int comm_group_nccl(const comm_group *c) { return c->nccl != NULL; }
+
+void comm_exchange(comm_group *c, const comm_p2p *ops, int n, comm_dtype t)
+{
+    if (n <= 0)
+        return;
+    if (n > 8)
+        COMM_DIE("comm_exchange: more than 8 transfers in one group");
+    for (int i = 0; i < n; i++)
+        comm_check_count(ops[i].count, 1);
+#if TRIAD_HAVE_CUDA
+    if (c->nccl) {
+        int dev = 1;
+        for (int i = 0; i < n; i++)
+            dev &= comm_nccl_buffers(ops[i].buf, NULL);
+        if (dev) {
+            double t0 = comm_clock();
+            comm_nccl_exchange(c->nccl, ops, n, t);
+            g_comm_s += comm_clock() - t0;
+            return;
+        }
+    }
+#endif
+    void *h[8];
+    MPI_Request rq[8];
+    for (int i = 0; i < n; i++) { /* MPI matches by tag: the order of posting is free */
+        h[i] = comm_stage_in(c, ops[i].buf, ops[i].count, t, ops[i].is_send);
+        if (ops[i].is_send)
+            mpiCheck(MPI_Isend(h[i], (int)ops[i].count, comm_mpi_type(t), ops[i].peer, ops[i].tag, c->comm, &rq[i]));
+        else
+            mpiCheck(MPI_Irecv(h[i], (int)ops[i].count, comm_mpi_type(t), ops[i].peer, ops[i].tag, c->comm, &rq[i]));
+    }
+    for (int i = 0; i < n; i++)
+        comm_idle_wait(&rq[i]);
+    for (int i = 0; i < n; i++)
+        comm_stage_out(c, ops[i].buf, h[i], ops[i].count, t, !ops[i].is_send);
+}
+
 /* ---- non-blocking all-reduce ---------------------------------------------- */
 
 comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t)

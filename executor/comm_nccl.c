@@ -184,6 +184,19 @@ void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, in
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
+void comm_nccl_exchange(comm_nccl *n, const comm_p2p *ops, int k, comm_dtype t)
+{
+    after_compute(n, n->stream);
+    ncclCheck(ncclGroupStart());
+    for (int i = 0; i < k; i++)
+        if (ops[i].is_send)
+            ncclCheck(ncclSend(ops[i].buf, ops[i].count, comm_nccl_type(t), ops[i].peer, n->comm, n->stream));
+        else
+            ncclCheck(ncclRecv(ops[i].buf, ops[i].count, comm_nccl_type(t), ops[i].peer, n->comm, n->stream));
+    ncclCheck(ncclGroupEnd());
+    cudaCheck(cudaStreamSynchronize(n->stream));
+}
+
 static void *comm_nccl_event(cudaStream_t s)
 {
     cudaEvent_t *e = malloc(sizeof *e);

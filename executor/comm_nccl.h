@@ -6,8 +6,11 @@
  * goes here. Buffers are device buffers; each call is enqueued on the
  * communicator's stream and synchronised before returning, except
  * comm_nccl_iallreduce / comm_nccl_isend, which record an event that
- * comm_nccl_wait synchronises. Sends go on a second stream so a pending send
- * never sits in front of a receive. Failures end the job (ncclCheck +
+ * comm_nccl_wait synchronises. comm_nccl_isend uses a second stream; the
+ * pipeline does not use it on NCCL (NCCL may run one communicator's
+ * operations one at a time, so a pending send can still sit in front of a
+ * receive): it exchanges through comm_nccl_exchange, one group per block of
+ * its schedule (pipeline.h). Failures end the job (ncclCheck +
  * MPI_Abort). The caller selects the device (cudaSetDevice) before init.
  */
 #ifndef TRIAD_COMM_NCCL_H
@@ -22,6 +25,8 @@ typedef struct comm_nccl comm_nccl;
 
 comm_nccl *comm_nccl_create(MPI_Comm comm, int rank, int size);
 void comm_nccl_destroy(comm_nccl *n);
+/* comm_exchange on NCCL: the sends and receives of ops[0..n) in one group. */
+void comm_nccl_exchange(comm_nccl *n, const comm_p2p *ops, int k, comm_dtype t);
 
 void comm_nccl_allreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t, int is_max);
 void comm_nccl_allgather(comm_nccl *n, const void *send, void *recv, size_t count, comm_dtype t);

@@ -41,6 +41,12 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
         return -1;
     }
     pe->n_ops = sched_build(kind, pe->p, pe->stage, m, v, pe->ops, cap);
+    pe->block = malloc(sizeof *pe->block * (size_t)cap);
+    if (!pe->block) {
+        snprintf(err, SPEC_ERR_LEN, "pipeline: out of memory for %d ops", cap);
+        pipe_free(pe);
+        return -1;
+    }
     if (pe->n_ops < 0) {
         snprintf(err, SPEC_ERR_LEN, "pipeline: schedule %s is invalid for pp=%d, micro-batches=%d, v=%d%s",
                  spec_schedule_name(kind), pe->p, m, v,
@@ -48,6 +54,9 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
         pipe_free(pe);
         return -1;
     }
+    pe->n_blocks = sched_blocks(pe->ops, pe->n_ops, v, pe->block);
+    const char *g = getenv("TRIAD_PP_GROUPED");
+    pe->grouped = g && *g ? atoi(g) != 0 : comm_group_nccl(pp);
     return 0;
 }
 
@@ -56,6 +65,7 @@ void pipe_free(pipe_exec *pe)
     if (!pe)
         return;
     free(pe->ops);
+    free(pe->block);
     free(pe->act_req);
     free(pe->grad_req);
     const kern_ops *ops = exec_backend();
@@ -82,8 +92,62 @@ static void *take_slot(void *bufs, comm_req **reqs, int slots, int *sent, size_t
     return (char *)bufs + (size_t)*slot * bytes;
 }
 
+/* pipe_run_step on NCCL: block by block, each block's inputs received in
+ * one exchange with the previous block's outputs (pipeline.h). Every send
+ * has completed when the exchange returns, so one send slot a direction is
+ * reused at once. */
+static double pipe_run_grouped(pipe_exec *pe, const pipe_stage_fns *fns)
+{
+    double loss_sum = 0;
+    int inflight = 0;
+    int *bwd_left = calloc((size_t)pe->v, sizeof(int));
+    for (int c = 0; c < pe->v; c++)
+        bwd_left[c] = pe->m;
+    pe->peak_inflight = 0;
+    size_t ae = pe->act_elems;
+    comm_p2p x[8];
+    int nx = 0;
+    for (int i = 0; i < pe->n_ops;) {
+        int end = i;
+        while (end < pe->n_ops && pe->block[end] == pe->block[i])
+            end++;
+        for (int j = i; j < end; j++) {
+            const sched_op *o = &pe->ops[j];
+            if (o->recv_peer >= 0)
+                x[nx++] = (comm_p2p){o->dir == SCHED_FWD ? pe->in_buf : pe->grad_buf, ae, o->recv_peer, o->recv_tag, 0};
+        }
+        comm_exchange(pe->pp, x, nx, pe->act_dt);
+        nx = 0;
+        for (int j = i; j < end; j++) {
+            const sched_op *o = &pe->ops[j];
+            void *out = NULL;
+            if (o->send_peer >= 0) /* the block's two sends go in different directions */
+                out = (char *)(o->dir == SCHED_FWD ? pe->send_act : pe->send_grad);
+            if (o->dir == SCHED_FWD) {
+                float loss = fns->forward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->in_buf : NULL, out);
+                if (!out)
+                    loss_sum += loss;
+                if (++inflight > pe->peak_inflight)
+                    pe->peak_inflight = inflight;
+            } else {
+                int last = --bwd_left[o->chunk] == 0;
+                fns->backward(fns->ctx, o->mb, o->chunk, o->recv_peer >= 0 ? pe->grad_buf : NULL, out, last);
+                inflight--;
+            }
+            if (out)
+                x[nx++] = (comm_p2p){out, ae, o->send_peer, o->send_tag, 1};
+        }
+        i = end;
+    }
+    comm_exchange(pe->pp, x, nx, pe->act_dt);
+    free(bwd_left);
+    return loss_sum;
+}
+
 double pipe_run_step(pipe_exec *pe, const pipe_stage_fns *fns)
 {
+    if (pe->grouped)
+        return pipe_run_grouped(pe, fns);
     double loss_sum = 0;
     int inflight = 0;
     int *bwd_left = calloc((size_t)pe->v, sizeof(int)); /* backwards left per chunk */

@@ -28,9 +28,22 @@
  * Send buffers are held until the end of the step (one per micro-batch and
  * chunk and direction, act_elems elements of act_dt each) and waited there.
  *
- * Deliberately left out: Megatron's fused send_forward_recv_backward pairs
- * (comm_sendrecv) — the non-blocking sends make them unnecessary for
- * correctness; overlap of p2p with compute beyond what isend gives.
+ * On NCCL that reasoning does not hold: NCCL matches a pair's messages in
+ * order, without tags, and gives no guarantee that two operations of one
+ * communicator progress at once — a send may sit in front of the receive
+ * its peer waits for, and 1F1B's steady state (each neighbour sends, then
+ * receives from the other) then deadlocks once messages outgrow NCCL's
+ * buffers. So when the pp group runs on NCCL (or TRIAD_PP_GROUPED=1, which
+ * runs the same order over MPI for the tests) the step runs grouped, as
+ * Megatron's send_forward_recv_backward: the ops fall into blocks
+ * (sched_blocks) and before each block one comm_exchange sends the previous
+ * block's outputs and receives this block's inputs; the last outputs go in
+ * a final exchange. Tests/unit/test_comm_schedule.c replays every schedule
+ * under NCCL's worst case: the ungrouped order deadlocks, the grouped one
+ * does not, and each pair's messages arrive in the order sent.
+ *
+ * Deliberately left out: overlap of p2p with compute beyond what isend (MPI)
+ * and the grouped exchange (NCCL) give.
  */
 #ifndef TRIAD_PIPELINE_H
 #define TRIAD_PIPELINE_H
@@ -62,6 +75,8 @@ typedef struct {
     comm_req **act_req, **grad_req; /* the pending send of each slot, or NULL */
     int n_act_sent, n_grad_sent;
     int peak_inflight;     /* largest number of chunk-forwards without their backward, last step */
+    int grouped;           /* the grouped exchange (below): on NCCL, or TRIAD_PP_GROUPED=1 */
+    int *block, n_blocks;  /* sched_blocks of ops */
 } pipe_exec;
 
 /* Build the executor for this rank (stage = comm_group_rank(pp)). Returns 0,

@@ -103,3 +103,27 @@ int sched_peak_inflight(const sched_op *ops, int n)
     }
     return peak;
 }
+
+int sched_blocks(const sched_op *ops, int n, int v, int *block)
+{
+    int first_bwd = -1, last_fwd = -1;
+    for (int i = 0; i < n; i++) {
+        if (ops[i].dir == SCHED_BWD && first_bwd < 0)
+            first_bwd = i;
+        if (ops[i].dir == SCHED_FWD)
+            last_fwd = i;
+    }
+    /* the steady state: from the forward before the first backward to the
+     * backward after the last forward, forward / backward alternating */
+    int lo = v > 1 && first_bwd > 0 && last_fwd > first_bwd ? first_bwd - 1 : n;
+    int nb = 0;
+    for (int i = 0; i < n;) {
+        int len = i >= lo && i < last_fwd + 1 && i + 1 < n && ops[i].dir == SCHED_FWD && ops[i + 1].dir == SCHED_BWD
+                      ? 2 : 1;
+        for (int k = 0; k < len; k++)
+            block[i + k] = nb;
+        nb++;
+        i += len;
+    }
+    return nb;
+}

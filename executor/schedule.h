@@ -53,6 +53,18 @@ int sched_build(spec_schedule kind, int p, int stage, int m, int v, sched_op *op
  * unique per (dir, mb, chunk) for chunk < v. */
 static inline int sched_tag(sched_dir dir, int mb, int chunk, int v) { return (mb * v + chunk) * 2 + (int)dir; }
 
+/* The op blocks of the grouped (NCCL) exchange: block[i] for each of the n
+ * ops of one rank, and the number of blocks. Every op is its own block,
+ * except that in the steady state of an interleaved schedule (v > 1) a
+ * forward and the backward after it form one (Megatron's interleaved
+ * steady state: compute both, then one group sends both outputs and
+ * receives both next inputs). The executor sends block b's outputs in the
+ * same group as block b + 1's inputs. Under NCCL's worst case (the
+ * operations of a communicator run one after another and a send completes
+ * only when its receive is posted) these groups cannot deadlock for any
+ * schedule, p and m (tests/unit/test_comm_schedule.c), where one operation
+ * per receive and per send does for 1F1B and interleaved. */
+int sched_blocks(const sched_op *ops, int n, int v, int *block);
 /* Largest number of chunk-forwards whose backward has not yet run, over the
  * op list: the peak of activations held (1F1B: min(p - i, m); GPipe: m). */
 int sched_peak_inflight(const sched_op *ops, int n);

@@ -280,13 +280,124 @@ static void test_invalid(void **state)
     assert_int_equal(sched_build(SPEC_SCHED_GPIPE, 0, 0, 6, 1, ops, CAP), -1);
 }
 
+/* NCCL's worst case: the transfers of one rank run one group after another
+ * (a group ends when each of its sends and receives has met its peer's
+ * counterpart), a pair's messages match in order without tags, and a send
+ * completes only when its receive is posted. Events of rank i: groups of
+ * (is_send, peer, tag). grouped: the executor's NCCL order (sched_blocks:
+ * block b's sends with block b+1's receives); else one group per receive and
+ * per send, in op order (the MPI order, isend then blocking recv). Returns
+ * whether every rank finishes; asserts that each match carries the tag the
+ * receiver expects. */
+typedef struct {
+    int is_send, peer, tag, grp, done;
+} xfer;
+
+static int nccl_replay(spec_schedule kind, int p, int m, int v, int grouped)
+{
+    static sched_op ops[8][CAP];
+    static xfer ev[8][2 * CAP + 2];
+    static int block[CAP];
+    int ne[8], pos[8];
+    for (int i = 0; i < p; i++) {
+        int n = sched_build(kind, p, i, m, v, ops[i], CAP), g = 0;
+        assert_true(n > 0);
+        ne[i] = pos[i] = 0;
+        if (grouped) {
+            int nb = sched_blocks(ops[i], n, v, block);
+            assert_in_range(nb, (n + 1) / 2, n);
+            for (int b = 0; b <= nb; b++) {
+                for (int k = 0; k < n; k++)
+                    if (block[k] == b - 1 && ops[i][k].send_peer >= 0)
+                        ev[i][ne[i]++] = (xfer){1, ops[i][k].send_peer, ops[i][k].send_tag, b, 0};
+                for (int k = 0; k < n; k++)
+                    if (block[k] == b && ops[i][k].recv_peer >= 0)
+                        ev[i][ne[i]++] = (xfer){0, ops[i][k].recv_peer, ops[i][k].recv_tag, b, 0};
+            }
+        } else {
+            for (int k = 0; k < n; k++) {
+                if (ops[i][k].recv_peer >= 0)
+                    ev[i][ne[i]++] = (xfer){0, ops[i][k].recv_peer, ops[i][k].recv_tag, g++, 0};
+                if (ops[i][k].send_peer >= 0)
+                    ev[i][ne[i]++] = (xfer){1, ops[i][k].send_peer, ops[i][k].send_tag, g++, 0};
+            }
+        }
+    }
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (int a = 0; a < p; a++)
+            while (pos[a] < ne[a] && ev[a][pos[a]].done)
+                pos[a]++;
+        for (int a = 0; a < p; a++) {
+            if (pos[a] == ne[a])
+                continue;
+            for (int i = pos[a]; i < ne[a] && ev[a][i].grp == ev[a][pos[a]].grp; i++) {
+                xfer *x = &ev[a][i];
+                int b = x->peer;
+                if (x->done || pos[b] == ne[b])
+                    continue;
+                for (int j = 0; j < ne[b]; j++) { /* the peer's first open counterpart, in order */
+                    xfer *y = &ev[b][j];
+                    if (y->done || y->peer != a || y->is_send == x->is_send)
+                        continue;
+                    if (y->grp == ev[b][pos[b]].grp) { /* posted now: they meet */
+                        assert_int_equal(x->tag, y->tag);
+                        x->done = y->done = 1;
+                        progress = 1;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    int finished = 1;
+    for (int a = 0; a < p; a++) {
+        while (pos[a] < ne[a] && ev[a][pos[a]].done)
+            pos[a]++;
+        finished &= pos[a] == ne[a];
+    }
+    return finished;
+}
+
+/* The grouped order never deadlocks under NCCL's worst case, for every
+ * schedule; the ungrouped one does for 1F1B and interleaved (why the
+ * executor groups on NCCL), and not for GPipe. */
+static void test_nccl_grouped_no_deadlock(void **state)
+{
+    (void)state;
+    for (int p = 2; p <= 8; p++)
+        for (int m = 1; m <= 12; m++) {
+            assert_true(nccl_replay(SPEC_SCHED_GPIPE, p, m, 1, 1));
+            assert_true(nccl_replay(SPEC_SCHED_1F1B, p, m, 1, 1));
+            assert_true(nccl_replay(SPEC_SCHED_GPIPE, p, m, 1, 0));
+            if (m >= 2)
+                assert_false(nccl_replay(SPEC_SCHED_1F1B, p, m, 1, 0));
+            if (m % p == 0)
+                for (int v = 1; v <= 3; v++)
+                    assert_true(nccl_replay(SPEC_SCHED_INTERLEAVED, p, m, v, 1));
+        }
+    assert_false(nccl_replay(SPEC_SCHED_INTERLEAVED, 2, 4, 2, 0));
+    /* stage 0 of p=2, m=4, v=2: 4 warm-up forwards, 4 steady (forward,
+     * backward) pairs, 4 cool-down backwards: 12 blocks of 16 ops */
+    sched_op ops[CAP];
+    int block[CAP], n = sched_build(SPEC_SCHED_INTERLEAVED, 2, 0, 4, 2, ops, CAP);
+    assert_int_equal(n, 16);
+    assert_int_equal(sched_blocks(ops, n, 2, block), 12);
+    assert_int_equal(block[3], 3);
+    assert_int_equal(block[4], 4), assert_int_equal(block[5], 4); /* the first pair */
+    assert_int_equal(block[15], 11);
+    /* 1F1B and GPipe: one op a block */
+    n = sched_build(SPEC_SCHED_1F1B, 4, 1, 8, 1, ops, CAP);
+    assert_int_equal(sched_blocks(ops, n, 1, block), n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_1f1b_order),      cmocka_unit_test(test_gpipe_order),
         cmocka_unit_test(test_interleaved_hand), cmocka_unit_test(test_replay_no_deadlock),
         cmocka_unit_test(test_replay_bounded_sends), cmocka_unit_test(test_inflight_matches_model),
-        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_invalid),         cmocka_unit_test(test_nccl_grouped_no_deadlock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
