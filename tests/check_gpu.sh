@@ -174,7 +174,9 @@ fi
 #     ZeRO-3 against the CPU's bf16 reference (--device emu) within 2e-4
 #     at every step, memory as predicted; tiny to the Markov source's
 #     entropy rate + 0.05;
-#  5. with two GPUs or more: dp2 on NCCL against the single GPU rank.
+#  5. with two GPUs or more: dp2, pp2 1F1B and pp2 interleaved on NCCL against
+#     the single GPU rank, and pp2 1F1B with 16 MB activations on NCCL against
+#     the MPI comm (no hang: the grouped exchange).
 train_check() {
   [ -x "$TR" ] || { echo "check_gpu: $TR missing (make it here, carry build/)"; return 1; }
   local D="--model tiny --global-batch 8 --data markov:vocab=64,order=1,seed=7 --steps 20 --lr 3e-4 --warmup 5 --quiet"
@@ -231,6 +233,21 @@ PYEOF
     mpirun -np 2 $TR train $D --layout dp=2,mbs=1,precision=fp32 --device cuda --comm nccl \
       --metrics "$t/nccl_dp2.csv" || { echo "FAIL dp=2 on NCCL"; return 1; }
     python3 tests/gpu/loss_match.py "$t/gpu1.csv" "$t/nccl_dp2.csv" 1e-4 "dp=2 on NCCL (two GPUs) vs one GPU rank" || st=1
+    # pipelines on NCCL: the grouped exchange (executor/pipeline.h)
+    for lay in "pp=2,schedule=1f1b" "pp=2,schedule=interleaved,v=2"; do
+      timeout 300 mpirun -np 2 $TR train $D --layout "$lay,mbs=1,precision=fp32" --device cuda --comm nccl \
+        --metrics "$t/nccl_$lay.csv" || { echo "FAIL $lay on NCCL"; st=1; continue; }
+      python3 tests/gpu/loss_match.py "$t/gpu1.csv" "$t/nccl_$lay.csv" 1e-4 "$lay on NCCL (two GPUs) vs one GPU rank" || st=1
+    done
+    # activations of 16 MB, beyond NCCL's buffers, where an ungrouped
+    # send-then-receive order could hang: NCCL against the MPI comm
+    local B="--model tiny,hidden=1024,heads=8,ffn=4096,seq=1024 --global-batch 16 --data markov:vocab=64,order=1,seed=7 --steps 4 --quiet"
+    for comm in nccl mpi; do
+      timeout 300 mpirun -np 2 $TR train $B --layout pp=2,mbs=4,schedule=1f1b,precision=fp32 --device cuda --comm $comm \
+        --metrics "$t/big_pp2_$comm.csv" || { echo "FAIL pp=2 with 16 MB activations on $comm (exit $?; 124: hung)"; st=1; }
+    done
+    python3 tests/gpu/loss_match.py "$t/big_pp2_mpi.csv" "$t/big_pp2_nccl.csv" 1e-4 \
+      "pp=2 1F1B, 16 MB activations: NCCL vs the MPI comm (two GPUs)" || st=1
   else
     echo "note: one GPU: NCCL under the trainer needs a GPU per rank (NCCL itself is checked at world size 1 in comm)"
   fi
