@@ -56,7 +56,12 @@ int pipe_init(pipe_exec *pe, comm_group *pp, spec_schedule kind, int m, int v, s
     }
     pe->n_blocks = sched_blocks(pe->ops, pe->n_ops, v, pe->block);
     const char *g = getenv("TRIAD_PP_GROUPED");
-    pe->grouped = g && *g ? atoi(g) != 0 : comm_group_nccl(pp);
+    if (g && *g && strcmp(g, "0") && strcmp(g, "1")) {
+        snprintf(err, SPEC_ERR_LEN, "pipeline: TRIAD_PP_GROUPED is '%s', not 0 or 1", g);
+        pipe_free(pe);
+        return -1;
+    }
+    pe->grouped = g && *g ? *g == '1' : comm_group_nccl(pp);
     return 0;
 }
 

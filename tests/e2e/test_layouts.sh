@@ -115,5 +115,10 @@ for lay in "2 pp=2,schedule=interleaved,v=2,mbs=1" "4 dp=2,pp=2,schedule=1f1b,mb
   else echo "FAIL $2: the grouped exchange differs from the default order"; fail=1; fi
   rm -f "$tmp"/grouped?.csv
 done
+TRIAD_PP_GROUPED=yes mpirun --oversubscribe -x TRIAD_PP_GROUPED -np 2 $T train $D --layout pp=2,mbs=1,precision=fp32 \
+  --steps 2 >/dev/null 2>"$tmp/grouped.err"; rc=$?
+if [ $rc -ne 0 ] && grep -q "TRIAD_PP_GROUPED is 'yes', not 0 or 1" "$tmp/grouped.err"; then
+  echo "ok   TRIAD_PP_GROUPED=yes refused (exit $rc): $(grep -m1 TRIAD_PP_GROUPED "$tmp/grouped.err")"
+else echo "FAIL TRIAD_PP_GROUPED=yes: exit $rc"; fail=1; fi
 echo "test_layouts: ${#layouts[@]} layouts: $ok match their reference, $skip skipped (not implemented by the trainer), $([ $fail -eq 0 ] && echo 0 || echo some) failed"
 exit $fail
