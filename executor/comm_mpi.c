@@ -76,6 +76,13 @@ static int comm_nccl_buffers(const void *a, const void *b);
 #define COMM_NCCL(c, a, b, stmt) ((void)0)
 #endif
 
+/* Whether a point-to-point call on buf goes to NCCL (comm_exchange takes it there). */
+#if TRIAD_HAVE_CUDA
+#define comm_nccl_p2p(c, buf) ((c)->nccl && comm_nccl_buffers((buf), NULL))
+#else
+#define comm_nccl_p2p(c, buf) 0
+#endif
+
 struct comm_req {
     MPI_Request req;
     comm_group *c;
@@ -650,7 +657,10 @@ void comm_barrier(comm_group *c)
 void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
-    COMM_NCCL(c, buf, NULL, comm_nccl_sendrecv(c->nccl, buf, count, peer, NULL, 0, -1, t));
+    if (comm_nccl_p2p(c, buf)) {
+        comm_exchange(c, &(const comm_p2p){(void *)buf, count, peer, tag, 1}, 1, t);
+        return;
+    }
     void *h = comm_stage_in(c, buf, count, t, 1);
     COMM_BLOCKING(MPI_Send(h, (int)count, comm_mpi_type(t), peer, tag, c->comm),
                   MPI_Isend(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
@@ -660,7 +670,10 @@ void comm_send(comm_group *c, const void *buf, size_t count, comm_dtype t, int p
 void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
-    COMM_NCCL(c, buf, NULL, comm_nccl_sendrecv(c->nccl, NULL, 0, -1, buf, count, peer, t));
+    if (comm_nccl_p2p(c, buf)) {
+        comm_exchange(c, &(const comm_p2p){buf, count, peer, tag, 0}, 1, t);
+        return;
+    }
     void *h = comm_stage_in(c, buf, count, t, 0);
     COMM_BLOCKING(MPI_Recv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, MPI_STATUS_IGNORE),
                   MPI_Irecv(h, (int)count, comm_mpi_type(t), peer, tag, c->comm, &rq_));
@@ -670,34 +683,13 @@ void comm_recv(comm_group *c, void *buf, size_t count, comm_dtype t, int peer, i
 void comm_sendrecv(comm_group *c, const void *sendbuf, size_t send_count, int dest,
                    void *recvbuf, size_t recv_count, int src, comm_dtype t, int tag)
 {
-    comm_check_count(send_count, 1);
-    comm_check_count(recv_count, 1);
-    if (dest < 0 && src < 0)
-        return;
-    COMM_NCCL(c, dest >= 0 ? sendbuf : NULL, src >= 0 ? recvbuf : NULL,
-              comm_nccl_sendrecv(c->nccl, sendbuf, send_count, dest, recvbuf, recv_count, src, t));
-    void *hs = dest >= 0 ? comm_stage_in(c, sendbuf, send_count, t, 1) : NULL;
-    void *hr = src >= 0 ? comm_stage_in(c, recvbuf, recv_count, t, 0) : NULL;
-    if (g_idle_wait) {
-        MPI_Request rq[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-        if (src >= 0)
-            mpiCheck(MPI_Irecv(hr, (int)recv_count, comm_mpi_type(t), src, tag, c->comm, &rq[0]));
-        if (dest >= 0)
-            mpiCheck(MPI_Isend(hs, (int)send_count, comm_mpi_type(t), dest, tag, c->comm, &rq[1]));
-        for (int i = 0; i < 2; i++)
-            if (rq[i] != MPI_REQUEST_NULL)
-                comm_idle_wait(&rq[i]);
-    } else {
-        double t0 = comm_clock();
-        mpiCheck(MPI_Sendrecv(hs, dest >= 0 ? (int)send_count : 0, comm_mpi_type(t),
-                              dest >= 0 ? dest : MPI_PROC_NULL, tag, hr, src >= 0 ? (int)recv_count : 0,
-                              comm_mpi_type(t), src >= 0 ? src : MPI_PROC_NULL, tag, c->comm, MPI_STATUS_IGNORE));
-        g_comm_s += comm_clock() - t0;
-    }
-    if (dest >= 0)
-        comm_stage_out(c, (void *)sendbuf, hs, send_count, t, 0);
+    comm_p2p x[2];
+    int n = 0;
     if (src >= 0)
-        comm_stage_out(c, recvbuf, hr, recv_count, t, 1);
+        x[n++] = (comm_p2p){recvbuf, recv_count, src, tag, 0};
+    if (dest >= 0)
+        x[n++] = (comm_p2p){(void *)sendbuf, send_count, dest, tag, 1};
+    comm_exchange(c, x, n, t);
 }
 
 int comm_group_nccl(const comm_group *c) { return c->nccl != NULL; }

@@ -171,19 +171,6 @@ void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts
     cudaCheck(cudaStreamSynchronize(s));
 }
 
-void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
-                        size_t recv_count, int src, comm_dtype t)
-{
-    after_compute(n, n->stream);
-    ncclCheck(ncclGroupStart());
-    if (dest >= 0)
-        ncclCheck(ncclSend(sendbuf, send_count, comm_nccl_type(t), dest, n->comm, n->stream));
-    if (src >= 0)
-        ncclCheck(ncclRecv(recvbuf, recv_count, comm_nccl_type(t), src, n->comm, n->stream));
-    ncclCheck(ncclGroupEnd());
-    cudaCheck(cudaStreamSynchronize(n->stream));
-}
-
 void comm_nccl_exchange(comm_nccl *n, const comm_p2p *ops, int k, comm_dtype t)
 {
     after_compute(n, n->stream);

@@ -38,9 +38,6 @@ void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const
                                const size_t *displs, comm_dtype t);
 void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts, const size_t *displs,
                                    comm_dtype t);
-/* send to dest and / or receive from src (either -1) as one NCCL group */
-void comm_nccl_sendrecv(comm_nccl *n, const void *sendbuf, size_t send_count, int dest, void *recvbuf,
-                        size_t recv_count, int src, comm_dtype t);
 /* asynchronous: returns a handle for comm_nccl_wait */
 void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t);
 void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer);
