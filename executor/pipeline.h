@@ -76,7 +76,7 @@ typedef struct {
     int n_act_sent, n_grad_sent;
     int peak_inflight;     /* largest number of chunk-forwards without their backward, last step */
     int grouped;           /* the grouped exchange (below): on NCCL, or TRIAD_PP_GROUPED=1 */
-    int *block, n_blocks;  /* sched_blocks of ops */
+    int *block;            /* sched_blocks of ops */
 } pipe_exec;
 
 /* Build the executor for this rank (stage = comm_group_rank(pp)). Returns 0,
