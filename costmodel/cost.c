@@ -457,6 +457,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
         double ag = cost_collective_s(COST_ALLGATHER, (int)t, bytes, cross, c, p);
         double one = l->sp ? rs + ag : cost_collective_s(COST_ALLREDUCE, (int)t, bytes, cross, c, p);
         out->tp_fwd_s = 2.0 * one;
+        out->tp_fwd_n = l->sp ? 4 : 2;
         /* Backward, per sub-layer (attention, MLP): the row-parallel GEMM's
          * output gradient is all-gathered with sp (the backward of the
          * forward reduce-scatter; nothing without sp), the column-parallel
@@ -482,6 +483,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
                 exposed[i] = ag + ag + rs;
         }
         out->tp_bwd_s = exposed[0] + exposed[1] + (rc == SPEC_RECOMPUTE_FULL ? 2.0 * one : 0.0);
+        out->tp_bwd_n = (l->sp ? 6 : 2) + (rc == SPEC_RECOMPUTE_FULL ? out->tp_fwd_n : 0);
     }
     shapes_tensor ts[32];
     spec_layout lp = profile_layout(l, p, c);
@@ -529,11 +531,14 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
         double rs = cost_collective_s(COST_REDUCESCATTER, (int)t, act, cross, c, p);
         double ag = cost_collective_s(COST_ALLGATHER, (int)t, act, cross, c, p);
         if (first) /* embedding partial sums scattered; its gradient gathered */
-            out->tp_fwd_s += rs, out->tp_bwd_s += ag;
-        if (last) /* final LayerNorm output gathered for the head (and again in backward) */
+            out->tp_fwd_s += rs, out->tp_bwd_s += ag, out->tp_fwd_n++, out->tp_bwd_n++;
+        if (last) { /* final LayerNorm output gathered for the head (and again in backward) */
             out->tp_fwd_s += ag, out->tp_bwd_s += rs + (profile_has_kernels(p) ? ag : 0.0);
+            out->tp_fwd_n++, out->tp_bwd_n += profile_has_kernels(p) ? 2 : 1;
+        }
     } else if (t > 1 && first) { /* vocabulary-parallel embedding: one all-reduce */
         out->tp_fwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+        out->tp_fwd_n++;
     }
     if (t > 1) {
         if (last) { /* vocabulary-parallel cross-entropy */
@@ -542,8 +547,11 @@ void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_lay
                                  cost_collective_s(COST_ALLREDUCE, (int)t, 8.0 * (double)bs, cross, c, p);
             else /* Megatron-LM: max, target logit, sum-exp */
                 out->tp_fwd_s += 3.0 * cost_collective_s(COST_ALLREDUCE, (int)t, 4.0 * (double)bs, cross, c, p);
-            if (!l->sp) /* d lnf: summed over the vocabulary shards */
+            out->tp_fwd_n += profile_has_kernels(p) ? 2 : 3;
+            if (!l->sp) { /* d lnf: summed over the vocabulary shards */
                 out->tp_bwd_s += cost_collective_s(COST_ALLREDUCE, (int)t, act, cross, c, p);
+                out->tp_bwd_n++;
+            }
         }
     }
 }

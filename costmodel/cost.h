@@ -155,6 +155,7 @@ typedef struct {
     double recompute_s; /* forward work redone in backward for the mode */
     double tp_fwd_s;    /* tp collectives in forward (2 all-reduces, or sp gathers) */
     double tp_bwd_s;    /* tp collectives in backward */
+    int tp_fwd_n, tp_bwd_n; /* how many collectives those are (each a wait, sim.c) */
     int64_t act_bytes;  /* activations kept per micro-batch (shapes.h) */
 } cost_block;
 
@@ -165,6 +166,7 @@ void cost_block_times(const spec_model *m, const spec_cluster *c, const spec_lay
  * first stage; final LayerNorm, LM head and cross-entropy on the last). */
 typedef struct {
     double fwd_s, bwd_s, tp_fwd_s, tp_bwd_s;
+    int tp_fwd_n, tp_bwd_n; /* how many collectives tp_fwd_s and tp_bwd_s are */
 } cost_extra;
 
 void cost_extra_times(const spec_model *m, const spec_cluster *c, const spec_layout *l,

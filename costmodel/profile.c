@@ -86,12 +86,22 @@
  *    kernels at once, on how many cores. When ranks outnumber cores every
  *    measured time includes that contention; the simulator then models
  *    how busy the cores really are in each layout (sim.c). 0: not stated.
+ *  wait_coll_s, wake_s: written by `triad profile` when ranks outnumber
+ *    cores. The MPI comm layer then waits by testing and sleeping, so that
+ *    a waiting rank leaves its core to a computing one, and two waits cost
+ *    more than the lockstep collective rows show. wait_coll_s: a
+ *    collective that follows compute, beyond its lockstep time — its ranks
+ *    arrive out of step, the first sleeps, and each round of the collective
+ *    then waits for a wake-up. wake_s: a receive that waited for a rank
+ *    still computing (a pipeline stage in its bubble), from the send to the
+ *    receiver's return. The simulator charges both where the cores would
+ *    otherwise idle (sim.c). 0: not measured.
  */
 static const profile_params SHEET_A100 = {0.763, 96.0, 0.80, 0.77, 0.88, 5e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 0.0, 0.5, 1.0,
-                                          0, 0};
+                                          0, 0, 0, 0};
 static const profile_params SHEET_H100 = {0.72, 128.0, 0.85, 0.80, 0.88, 4e-6, 1e-6, 30.0, 1.0, 1.0, 0.15, 1.0, 0.5, 1.0,
-                                          0, 0};
-static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0, 0};
+                                          0, 0, 0, 0};
+static const profile_params SHEET_CPU = {0.70, 32.0, 0.60, 0.50, 0.50, 2e-6, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0, 0, 0, 0};
 
 static cost_profile BUILTIN[SPEC_GPU_COUNT];
 static int builtin_ready;
@@ -99,7 +109,8 @@ static int builtin_ready;
 static const char *PARAM_NAMES[] = {"gemm_eff_max", "gemm_dim_half", "hbm_eff",           "nvlink_eff",
                                     "ib_eff",       "launch_s",      "kernel_gap_s",      "kernels_per_layer",
                                     "dropout",      "tp_bwd_overlap", "comm_sm_frac",    "flash_attention",
-                                    "attn_eff",     "dp_overlap",    "ranks",             "cores"};
+                                    "attn_eff",     "dp_overlap",    "ranks",             "cores",
+                                    "wait_coll_s",  "wake_s"};
 #define N_PARAMS ((int)(sizeof PARAM_NAMES / sizeof PARAM_NAMES[0]))
 
 static double *param_ptr(profile_params *p, int i)
@@ -107,7 +118,8 @@ static double *param_ptr(profile_params *p, int i)
     double *f[] = {&p->gemm_eff_max, &p->gemm_dim_half, &p->hbm_eff,          &p->nvlink_eff,
                    &p->ib_eff,       &p->launch_s,      &p->kernel_gap_s,       &p->kernels_per_layer,
                    &p->dropout,      &p->tp_bwd_overlap, &p->comm_sm_frac, &p->flash_attention,
-                   &p->attn_eff,     &p->dp_overlap,    &p->ranks,              &p->cores};
+                   &p->attn_eff,     &p->dp_overlap,    &p->ranks,              &p->cores,
+                   &p->wait_coll_s,  &p->wake_s};
     return f[i];
 }
 
@@ -233,7 +245,8 @@ static void cb_field(void *s, size_t len, void *data)
 static int zero_ok(const char *param)
 {
     return !strcmp(param, "dropout") || !strcmp(param, "tp_bwd_overlap") || !strcmp(param, "kernel_gap_s") ||
-           !strcmp(param, "comm_sm_frac") || !strcmp(param, "flash_attention") || !strcmp(param, "dp_overlap");
+           !strcmp(param, "comm_sm_frac") || !strcmp(param, "flash_attention") || !strcmp(param, "dp_overlap") ||
+           !strcmp(param, "wait_coll_s") || !strcmp(param, "wake_s");
 }
 
 static int num(load_ctx *c, int col, double *out, int allow_zero)

@@ -24,6 +24,10 @@ typedef struct {
     double dp_overlap;        /* 1: data-parallel buckets reduce while backward computes (NCCL on its own
                                  stream), 0: the gradient reduction is exposed (MPI on busy CPU cores) */
     double ranks, cores;      /* measured profiles: ranks that ran at once on `cores` cores (0: not stated) */
+    double wait_coll_s;       /* more ranks than cores: what a collective after compute costs beyond its
+                                 lockstep time, its ranks sleeping between polls (0: not measured) */
+    double wake_s;            /* more ranks than cores: a receive that waited for a computing rank, from the
+                                 send to the receiver's return (0: not measured) */
 } profile_params;
 
 /* prec: the math the row was timed in (SPEC_PREC_*), or PROFILE_ANY_PREC for a

@@ -176,11 +176,16 @@ int sim_run_input(const sim_input *in, int record, cost_sim **out, char err[SPEC
                     else
                         ready = bdone[op.mb * V + vs + 1] + in->p2p_s;
                 }
+                if (ready > free_at[r]) /* the rank idled: it wakes when the input is there */
+                    ready += in->wake_s;
                 double t0 = ready > free_at[r] ? ready : free_at[r];
                 double dur = op.kind == SIM_FWD ? in->fwd_s[vs] : in->bwd_s[vs];
                 size_t oi = (size_t)r * per_rank + next[r];
                 if (in->op_scale)
                     dur *= in->op_scale[oi];
+                const double *floor_s = op.kind == SIM_FWD ? in->fwd_floor_s : in->bwd_floor_s;
+                if (floor_s && dur < floor_s[vs])
+                    dur = floor_s[vs];
                 double t1 = t0 + dur;
                 if (in->op_t0)
                     in->op_t0[oi] = t0, in->op_t1[oi] = t1;
@@ -439,6 +444,17 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
     cost_profile_bytes(l, p, &cb);
     shapes_tensor ts[32];
     double tpf = 0, tpb = 0, fsum = 0, bsum = 0;
+    /* Ranks that sleep between polls (a measured profile with more ranks
+     * than cores): each collective after compute takes at least wait_coll_s
+     * (its ranks arrive out of step and each round waits for a wake-up), so
+     * an op takes at least its compute alone plus its collectives so; when
+     * other ranks compute meanwhile the cores are not idle and processor
+     * sharing is the longer of the two (sim_run_input). */
+    const profile_params *pp = p ? profile_params_of(p) : NULL;
+    double wc = pp && !o->free_comm ? pp->wait_coll_s : 0;
+    double alone = pp && pp->cores > 0 && pp->ranks > pp->cores ? pp->cores / pp->ranks : 1.0;
+    double *ffloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
+    double *bfloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
     for (int vs = 0; vs < V; vs++) {
         int layers = spec_layout_stage_layers(l, m, vs);
         double f = layers * (blk.fwd_s + blk.tp_fwd_s);
@@ -449,7 +465,18 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         }
         b += o->free_comm ? 0 : layers * cm.zero2_bwd_layer_s; /* ZeRO-2's reduce-scatters in every backward (0 otherwise) */
         int64_t a = layers * blk.act_bytes;
+        /* the op's collectives: their time and how many */
+        double cf = layers * blk.tp_fwd_s, cb_ = layers * blk.tp_bwd_s;
+        int nf = layers * blk.tp_fwd_n, nb = layers * blk.tp_bwd_n;
+        if (l->zero == 3 && !o->free_comm) {
+            cf += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
+            cb_ += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
+            nf += layers + (vs == 0), nb += 2 * layers + (vs == 0);
+        }
+        if (!o->free_comm && cm.zero2_bwd_layer_s > 0)
+            cb_ += layers * cm.zero2_bwd_layer_s, nb += layers;
         cost_extra ex;
+        memset(&ex, 0, sizeof ex);
         if (vs == 0) { /* with pp == 1 rank 0 is also the last: this covers both ends */
             cost_extra_times(m, c, l, 0, p, &ex);
             f += ex.fwd_s + ex.tp_fwd_s;
@@ -458,6 +485,11 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
             cost_extra_times(m, c, l, P - 1, p, &ex);
             f += ex.fwd_s + ex.tp_fwd_s;
             b += ex.bwd_s + ex.tp_bwd_s;
+        }
+        cf += ex.tp_fwd_s, cb_ += ex.tp_bwd_s, nf += ex.tp_fwd_n, nb += ex.tp_bwd_n;
+        if (ffloor) {
+            ffloor[vs] = (f - cf) * alone + fmax(cf * alone, nf * wc);
+            bfloor[vs] = (b - cb_) * alone + fmax(cb_ * alone, nb * wc);
         }
         if (vs == V - 1) {
             int n = cost_shapes_extra_acts(m, l, P - 1, ts, 32);
@@ -488,6 +520,14 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         int overlap = profile_params_of(p ? p : cost_profile_builtin(c->gpu))->dp_overlap > 0;
         in.dp_s[r] = o->free_comm || !overlap ? 0 : traffic;
         in.post_s[r] = o->free_comm ? 0 : cm.zero_ag_s + cm.embed_sync_s + (overlap ? 0 : traffic);
+        if (wc > 0) { /* the same collectives after compute, and the scalar ones of the step's end
+                         (train.c: the loss over pp and dp, the gradient norm over tp, pp and ZeRO's dp) */
+            double ex = (overlap ? 0 : traffic);
+            int scalars = (P > 1 ? 2 : 0) + (l->tp > 1) + (l->dp > 1 ? 1 + (l->zero >= 1) : 0);
+            in.post_s[r] = fmax(cm.zero_ag_s, cm.zero_ag_s > 0 ? wc : 0) +
+                           fmax(cm.embed_sync_s, cm.embed_sync_s > 0 ? wc : 0) + fmax(ex, ex > 0 ? wc : 0) +
+                           scalars * wc;
+        }
         in.optimizer_s[r] = cm.optimizer_s;
     }
     if (o->free_comm) {
@@ -498,8 +538,9 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         }
         in.tp_fwd_frac = in.tp_bwd_frac = 0;
     }
+    in.fwd_floor_s = ffloor, in.bwd_floor_s = bfloor;
+    in.wake_s = pp && !o->free_comm && P > 1 ? pp->wake_s : 0;
     cost_sim *s = NULL;
-    const profile_params *pp = p ? profile_params_of(p) : NULL;
     double replicas = (double)l->tp * l->dp;
     int rc = SPEC_OK;
     double *scale = NULL;
@@ -532,7 +573,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         snprintf(out->source, sizeof out->source, "simulator");
     }
     free(in.fwd_s); free(in.bwd_s); free(in.act_bytes); free(in.static_bytes); free(in.dp_s);
-    free(in.post_s); free(in.optimizer_s);
+    free(in.post_s); free(in.optimizer_s); free(ffloor); free(bfloor);
     if (rc == SPEC_OK && simp)
         *simp = s;
     else

@@ -26,6 +26,12 @@ typedef struct {
     double *post_s;          /* per rank: exposed traffic after backward (ZeRO gather, embed sync) */
     double *optimizer_s;     /* per rank */
     double tp_fwd_frac, tp_bwd_frac; /* share of fwd/bwd time that is tp comm (for the trace) */
+    /* optional, ranks that sleep between polls (profile wait_coll_s,
+     * wake_s): per virtual stage the least an op takes however idle the
+     * cores (its compute alone plus its collectives after compute), and
+     * the wake-up of a rank whose op waited for a transfer */
+    const double *fwd_floor_s, *bwd_floor_s;
+    double wake_s;
     /* optional, (p, 2 m v) by rank then op index: a factor on each compute
      * op's duration, and where each op ran (filled) */
     const double *op_scale;

@@ -659,6 +659,90 @@ static void profile_collectives(prof_ctx *c, int world, int64_t max_bytes, int n
     }
 }
 
+/* ---- waits with more ranks than cores ------------------------------------------------ */
+
+/* With more ranks than cores the MPI comm layer waits by testing and
+ * sleeping 50 us between polls (comm_mpi.c), so that a waiting rank leaves
+ * its core to a computing one. The collective rows above time the ops back
+ * to back, their ranks in lockstep; in a step they follow compute, and two
+ * waits then cost more (profile.c, the simulator charges both):
+ *  wait_coll_s: a small collective (an all-reduce of 64 KB, 2 ranks) right
+ *    after compute. The ranks arrive out of step, the first sleeps, and
+ *    each round of the collective waits for a wake-up: 0.1-0.3 ms here,
+ *    where the lockstep row of the same all-reduce is 0.03-0.2 ms.
+ *  wake_s: a receive that waited for a rank still computing, from the send
+ *    to the receiver's return (a pipeline stage leaving its bubble).
+ * Both with one pair of ranks computing while the others wait, as in a
+ * pipeline whose other stages idle. Each pass of the profile takes the
+ * median of 7 samples (coll_s: the whole collective after compute) and of
+ * 40 wakes, and the profile the median over its passes, minutes apart: a
+ * slow spell of the host lasts seconds (README), and a pass that met one
+ * timed a median wake of 1.3 ms where the others took 0.07-0.1 ms. Rank 0
+ * gets the figures; every rank takes part. */
+typedef struct { float *x, *w, *y, *buf; } wbufs;
+
+static void w_gemm(wbufs *b) { P->matmul_forward(b->y, b->x, b->w, NULL, 256, 128, 256); }
+
+static void profile_waits(prof_ctx *c, int world, double *coll_s, double *wake)
+{
+    enum { REPS = 100, SAMPLES = 7, WAKES = 40, COUNT = 16384 };
+    comm_groups g; /* tp groups of 2: ranks 0 and 1 compute, the rest wait in a receive */
+    comm_groups_init(&g, 2, world / 2, 1, COMM_BACKEND_MPI, COMM_MEM_HOST);
+    int rank = comm_group_rank(c->world);
+    double coll[SAMPLES], wk[WAKES];
+    if (rank < 2) {
+        wbufs b = {falloc(256 * 128, 1), falloc(256 * 128, 2), falloc(256 * 256, 3), falloc(COUNT, 4)};
+        w_gemm(&b); /* warm-up */
+        comm_allreduce_sum(g.tp, b.buf, COUNT, COMM_F32);
+        for (int i = 0; i < SAMPLES; i++) {
+            double t[2];
+            for (int mode = 0; mode < 2; mode++) { /* compute, compute + collective */
+                comm_barrier(g.tp);
+                double t0 = now_s();
+                for (int r = 0; r < REPS; r++) {
+                    w_gemm(&b);
+                    if (mode)
+                        comm_allreduce_sum(g.tp, b.buf, COUNT, COMM_F32);
+                }
+                t[mode] = (now_s() - t0) / REPS;
+            }
+            coll[i] = t[1] - t[0];
+        }
+        /* rank 0 computes 4 GEMMs (about 1 ms) and sends the time of the
+         * send; rank 1 has long been waiting in its receive */
+        for (int i = 0; i < WAKES; i++) {
+            double sent = 0;
+            if (rank == 0) {
+                for (int r = 0; r < 4; r++)
+                    w_gemm(&b);
+                sent = now_s();
+                comm_send(g.tp, &sent, 1, COMM_F64, 1, 12);
+            } else {
+                comm_recv(g.tp, &sent, 1, COMM_F64, 0, 12);
+                wk[i] = now_s() - sent;
+            }
+        }
+        comm_barrier(g.tp);
+        if (rank == 1)
+            comm_send(g.tp, wk, WAKES, COMM_F64, 0, 13);
+        else
+            comm_recv(g.tp, wk, WAKES, COMM_F64, 1, 13);
+        ffree(b.x), ffree(b.w), ffree(b.y), ffree(b.buf);
+        for (int r = 2; rank == 0 && r < world; r++) /* release the waiting ranks */
+            comm_send(c->world, wk, 1, COMM_F64, r, 14);
+    } else {
+        double x;
+        comm_recv(c->world, &x, 1, COMM_F64, 0, 14);
+    }
+    comm_groups_free(&g);
+    if (rank == 0) {
+        qsort(coll, SAMPLES, sizeof coll[0], cmp_double);
+        qsort(wk, WAKES, sizeof wk[0], cmp_double);
+        *coll_s = coll[SAMPLES / 2];
+        *wake = wk[WAKES / 2];
+    }
+}
+
 /* ---- command ------------------------------------------------------------------------- */
 
 /* A tensor-parallel degree of world ranks the model's shapes split by. */
@@ -861,6 +945,9 @@ int exec_cmd_profile(int argc, char **argv)
     spec_layout one;
     spec_layout_default(&one);
     int64_t max_params = cost_shapes_param_elems(&m, &one, 0);
+    /* with more ranks than cores, the comm layer's sleeping waits (profile_waits) */
+    int waits = oversub && !nccl && !kernels_only && world >= 4 && world % 2 == 0;
+    double *wait_coll = calloc((size_t)passes, sizeof(double)), *wake = calloc((size_t)passes, sizeof(double));
     for (c.pass = 0; c.pass < passes; c.pass++) {
         c.row_i = 0;
         for (int t = 1; t <= world; t++) {
@@ -879,6 +966,12 @@ int exec_cmd_profile(int argc, char **argv)
             }
         }
         profile_optimizer(&c, max_params);
+        if (waits) {
+            if (rank == 0)
+                fprintf(stderr, "triad: profile: pass %d/%ld, waits of ranks that sleep between polls\n", c.pass + 1,
+                        passes);
+            profile_waits(&c, world, &wait_coll[c.pass], &wake[c.pass]);
+        }
     }
     write_rows(&c);
     free(c.rows);
@@ -891,7 +984,17 @@ int exec_cmd_profile(int argc, char **argv)
         if (maxb > (64 << 20))
             maxb = 64 << 20;
         profile_collectives(&c, world, maxb * 4, nccl);
+        if (waits && c.f) {
+            qsort(wait_coll, (size_t)passes, sizeof wait_coll[0], cmp_double);
+            qsort(wake, (size_t)passes, sizeof wake[0], cmp_double);
+            double wc = 0.5 * (wait_coll[(passes - 1) / 2] + wait_coll[passes / 2]);
+            double wk = 0.5 * (wake[(passes - 1) / 2] + wake[passes / 2]);
+            fprintf(c.f, "param,wait_coll_s,%.4g,,,,,,,,,,,\nparam,wake_s,%.4g,,,,,,,,,,,\n", fmax(0.0, wc),
+                    fmax(0.0, wk));
+        }
     }
+    free(wait_coll);
+    free(wake);
     int rc = 0;
     if (rank == 0) {
         if (fclose(c.f) || rename(tmp, out)) {

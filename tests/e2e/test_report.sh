@@ -29,6 +29,20 @@ g=$(grep -c '^gemm,' "$tmp/p.csv"); k=$(grep -c '^kernel,' "$tmp/p.csv"); c=$(gr
 # collectives on the MPI comm: gradient buckets do not reduce under backward
 grep -q '^param,dp_overlap,0,' "$tmp/p.csv" && grep -q '^# .*collectives of the comm layer (MPI)' "$tmp/p.csv" \
   && ok "profile states its comm: MPI, dp_overlap 0" || bad "profile lacks 'param,dp_overlap,0' or its comm line"
+# ranks that fit the cores spin in their waits: no sleeping waits to measure;
+# 4 ranks on fewer cores sleep between polls, and the profile times what a
+# collective after compute and a wake-up cost (seconds, between 1 us and 0.1 s)
+! grep -q '^param,\(wait_coll_s\|wake_s\),' "$tmp/p.csv" && ok "2-rank profile: no sleeping waits measured" \
+  || bad "2-rank profile states sleeping waits"
+if [ "$(getconf _NPROCESSORS_ONLN)" -lt 4 ]; then
+  mpirun -np 4 $T profile --model $M --mbs 1 --tp 1 --samples 1 --passes 1 --min-ms 0.2 --out "$tmp/p4.csv" \
+    2> "$tmp/p4.log" || { cat "$tmp/p4.log"; bad "4-rank profile ran"; }
+  python3 - "$tmp/p4.csv" <<'PY' && ok "4-rank profile on $(getconf _NPROCESSORS_ONLN) cores: $(grep -h '^param,w' "$tmp/p4.csv" | cut -d, -f2,3 | tr '\n' ' ')" || bad "4-rank profile's waits"
+import sys
+v = {r.split(',')[1]: float(r.split(',')[2]) for r in open(sys.argv[1]) if r.startswith('param,w')}
+sys.exit(0 if set(v) == {'wait_coll_s', 'wake_s'} and all(1e-6 <= x <= 0.1 for x in v.values()) else 1)
+PY
+fi
 mpirun -np 2 $T profile --model $M --tp 3 --out "$tmp/p3.csv" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && [ "$(grep -c 'triad:' "$tmp/e.log")" = 1 ] && grep -q -- "--tp 3 does not divide" "$tmp/e.log" && [ ! -e "$tmp/p3.csv" ] \
   && ok "profile --tp 3 on 2 ranks refused: $(grep triad: "$tmp/e.log")" || bad "profile --tp 3: rc=$rc $(cat "$tmp/e.log")"

@@ -16,6 +16,7 @@
 #include "../../costmodel/cost.h"
 #include "../../costmodel/profile_impl.h"
 #include "../../costmodel/shapes.h"
+#include "../../costmodel/sim.h"
 
 static char path[64];
 
@@ -374,6 +375,51 @@ static void test_pipe_send_slots(void **state)
     assert_int_equal(a.scratch_bytes, b.scratch_bytes);
 }
 
+/* A profile taken with more ranks than cores says what the comm layer's
+ * sleeping waits cost (wait_coll_s, wake_s); the simulator charges every
+ * collective of an op at least wait_coll_s and every wait for a transfer a
+ * wake-up. With 1 s and 0.25 s every kernel is negligible and the step is
+ * the count: tiny at tp 2, pp 2, one micro-batch, 2 blocks a stage, 2
+ * all-reduces a block forward and 2 backward; stage 0's forward adds the
+ * vocabulary-parallel embedding's, stage 1's the cross-entropy's 2 (row
+ * max, then sum-exp and target) and its backward the final LayerNorm's: 20
+ * on the critical path F0 F1 B1 B0. Two of those ops waited (F1, B0). Then
+ * stage 0's step end: the tied embedding's all-reduce, the loss over pp,
+ * the gradient norm over tp and pp: 4 more. */
+static void test_sleeping_waits_counted(void **state)
+{
+    (void)state;
+    char err[SPEC_ERR_LEN], text[8192];
+    spec_model m;
+    spec_cluster c;
+    spec_layout l;
+    assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
+    assert_int_equal(spec_cluster_parse("cpu,gpus_per_node=4", &c, err), SPEC_OK);
+    assert_int_equal(spec_layout_parse("tp=2,pp=2,mbs=1,precision=fp32", &l, err), SPEC_OK);
+    double step[2];
+    for (int waits = 0; waits < 2; waits++) {
+        snprintf(text, sizeof text, "%sparam,ranks,4,,,,,,,\nparam,cores,2,,,,,,,\n%s", PROFILE,
+                 waits ? "param,wait_coll_s,1,,,,,,,\nparam,wake_s,0.25,,,,,,,\n" : "");
+        cost_profile *p = NULL;
+        assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
+        assert_close(profile_params_of(p)->wait_coll_s, waits ? 1.0 : 0.0, 0, 0);
+        cost_result r;
+        assert_int_equal(cost_sim_run(&m, &c, &l, 1, p, NULL, NULL, &r, err), SPEC_OK);
+        step[waits] = r.step_time_s;
+        cost_profile_free(p);
+    }
+    assert_true(step[0] < 1.0); /* 0.22 s */
+    assert_true(step[1] >= 20 + 2 * 0.25 + 4);
+    assert_true(step[1] <= 20 + 2 * 0.25 + 4 + step[0]);
+    /* a negative or non-numeric wait is refused */
+    cost_profile *p = NULL;
+    snprintf(text, sizeof text, "%sparam,wait_coll_s,-1,,,,,,,\n", PROFILE);
+    assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_ERR);
+    snprintf(text, sizeof text, "%sparam,wake_s,nan,,,,,,,\n", PROFILE);
+    assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_ERR);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_rows_by_precision),
         cmocka_unit_test(test_pipe_send_slots),
         cmocka_unit_test(test_speed_ratio),
+        cmocka_unit_test(test_sleeping_waits_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

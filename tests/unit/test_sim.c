@@ -81,6 +81,44 @@ static void test_contention(void **state)
     assert_true(shared >= 4 * 4 * 3.0 * 0.5 / 2 - 1e-9);
 }
 
+/* Ranks that sleep between polls: an op that waited for its input starts a
+ * wake-up later, and no op ends sooner than its floor. */
+static void test_sleeping_waits(void **state)
+{
+    (void)state;
+    synth s;
+    /* one micro-batch through p stages: every forward but the first and
+     * every backward but the last stage's waited, 2 (p - 1) wake-ups */
+    for (int p = 1; p <= 6; p++) {
+        synth_init(&s, SPEC_SCHED_1F1B, p, 1, 1, 1.0, 2.0);
+        s.in.wake_s = 0.1;
+        assert_close(run(&s, NULL), p * 3.0 + 2 * (p - 1) * 0.1, 1e-12, 0);
+    }
+    /* 1F1B, p = 2, m = 2 (f 1, b 2): stage 1 runs F0 [1.1, 2.1], B0 [2.1,
+     * 4.1] and then F1 without waiting (its input came at 2), B1 [5.1, 7.1];
+     * stage 0 runs F0, F1, then B0 from 4.2, B1 from 7.2: 9.2, not 9 */
+    synth_init(&s, SPEC_SCHED_1F1B, 2, 1, 2, 1.0, 2.0);
+    assert_close(run(&s, NULL), 9.0, 1e-12, 0);
+    s.in.wake_s = 0.1;
+    assert_close(run(&s, NULL), 9.2, 1e-12, 0);
+    /* floors: a forward of 1 that cannot end before 1.5, a backward of 2
+     * whose floor 1.8 never binds */
+    double ff[2] = {1.5, 1.5}, bf[2] = {1.8, 1.8};
+    synth_init(&s, SPEC_SCHED_GPIPE, 2, 1, 1, 1.0, 2.0);
+    s.in.fwd_floor_s = ff, s.in.bwd_floor_s = bf;
+    assert_close(run(&s, NULL), 1.5 + 1.5 + 2 + 2, 1e-12, 0);
+    /* measured 2 ranks on 1 core, each op alone runs at half its time (0.5,
+     * 1): the forwards' floor binds, the backwards' (0.8 < 1) does not */
+    ff[0] = ff[1] = 1.5, bf[0] = bf[1] = 0.8;
+    assert_close(run_contended(&s, 2, 1, 1), 1.5 + 1.5 + 1 + 1, 1e-6, 0);
+    /* two replicas always busy on one core: sharing (f 1, b 2 as measured)
+     * is longer than the floors, which change nothing */
+    synth_init(&s, SPEC_SCHED_1F1B, 1, 1, 3, 1.0, 2.0);
+    ff[0] = 0.8, bf[0] = 1.6;
+    s.in.fwd_floor_s = ff, s.in.bwd_floor_s = bf;
+    assert_close(run_contended(&s, 2, 1, 2), 3 * 3.0, 1e-6, 0);
+}
+
 /* GPipe and 1F1B: (m + p - 1)(t_f + t_b) (Narayanan et al. 2021, Sec 2.2). */
 static void test_gpipe_1f1b_closed_form(void **state)
 {
@@ -342,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_zero2_equals_closed_form),
         cmocka_unit_test(test_comm_time_with_and_without_events),
         cmocka_unit_test(test_pipeline_free_comm),     cmocka_unit_test(test_contention),
+        cmocka_unit_test(test_sleeping_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
