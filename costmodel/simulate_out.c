@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "profile_impl.h"
+
 void simulate_out_csv_header(FILE *f)
 {
     fprintf(f, "tp,pp,dp,mbs,n_micro,schedule,v,recompute,zero,sp,precision,attn,step_time_s,"
@@ -72,6 +74,15 @@ static void print_table(FILE *f, const spec_model *m, const spec_cluster *c, con
     fprintf(f, "cluster  %s: %d node(s) x %d %s, %.0f GB each, %.0f TFLOP/s peak; profile %s\n",
             c->name, c->nodes, c->gpus_per_node, spec_gpu_name(c->gpu), c->mem_gb, c->peak_tflops,
             cost_profile_name(p));
+    const profile_params *pp = p ? profile_params_of(p) : NULL;
+    if (pp && pp->cores > 0 && pp->ranks > pp->cores) {
+        fprintf(f, "         measured with %.0f ranks on %.0f cores: the simulator shares the cores among the busy ranks",
+                pp->ranks, pp->cores);
+        if (pp->wait_coll_s > 0 || pp->wake_s > 0)
+            fprintf(f, ";\n         waiting ranks sleep: %.3f ms a collective after compute, %.3f ms a wake-up",
+                    1e3 * pp->wait_coll_s, 1e3 * pp->wake_s);
+        fprintf(f, "\n");
+    }
     fprintf(f, "layout   %s, %s, global batch %lld = %lld micro-batches of %d per pipeline\n\n", lay,
             spec_precision_name(l->precision), (long long)batch, (long long)cf->n_micro, l->mbs);
     fprintf(f, "%-26s %14s %14s\n", "", "closed form", "simulator");

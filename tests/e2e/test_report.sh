@@ -42,6 +42,10 @@ import sys
 v = {r.split(',')[1]: float(r.split(',')[2]) for r in open(sys.argv[1]) if r.startswith('param,w')}
 sys.exit(0 if set(v) == {'wait_coll_s', 'wake_s'} and all(1e-6 <= x <= 0.1 for x in v.values()) else 1)
 PY
+  $T simulate --profile "$tmp/p4.csv" --model $M --cluster cpu,gpus_per_node=4 --layout tp=2,pp=2,mbs=1 \
+    --global-batch 4 --precision fp32 > "$tmp/s4.txt" 2>&1
+  grep -q "measured with 4 ranks on $(getconf _NPROCESSORS_ONLN) cores" "$tmp/s4.txt" && grep -q "waiting ranks sleep:" "$tmp/s4.txt" \
+    && ok "simulate states the profile's sharing and sleeping waits" || { cat "$tmp/s4.txt"; bad "simulate with a 4-rank profile"; }
 fi
 mpirun -np 2 $T profile --model $M --tp 3 --out "$tmp/p3.csv" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && [ "$(grep -c 'triad:' "$tmp/e.log")" = 1 ] && grep -q -- "--tp 3 does not divide" "$tmp/e.log" && [ ! -e "$tmp/p3.csv" ] \
