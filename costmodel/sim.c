@@ -451,7 +451,11 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
      * other ranks compute meanwhile the cores are not idle and processor
      * sharing is the longer of the two (sim_run_input). */
     const profile_params *pp = p ? profile_params_of(p) : NULL;
-    double wc = pp && !o->free_comm ? pp->wait_coll_s : 0;
+    /* the comm layer sleeps only where this layout puts more ranks on a
+     * node than the profile's cores (comm_mpi.c) */
+    int world = l->tp * l->dp * l->pp, node_ranks = world < c->gpus_per_node ? world : c->gpus_per_node;
+    int sleeps = pp && !o->free_comm && pp->cores > 0 && node_ranks > pp->cores;
+    double wc = sleeps ? pp->wait_coll_s : 0;
     double alone = pp && pp->cores > 0 && pp->ranks > pp->cores ? pp->cores / pp->ranks : 1.0;
     double *ffloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
     double *bfloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
@@ -539,7 +543,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         in.tp_fwd_frac = in.tp_bwd_frac = 0;
     }
     in.fwd_floor_s = ffloor, in.bwd_floor_s = bfloor;
-    in.wake_s = pp && !o->free_comm && P > 1 ? pp->wake_s : 0;
+    in.wake_s = sleeps && P > 1 ? pp->wake_s : 0;
     cost_sim *s = NULL;
     double replicas = (double)l->tp * l->dp;
     int rc = SPEC_OK;

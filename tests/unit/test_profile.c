@@ -385,7 +385,8 @@ static void test_pipe_send_slots(void **state)
  * max, then sum-exp and target) and its backward the final LayerNorm's: 20
  * on the critical path F0 F1 B1 B0. Two of those ops waited (F1, B0). Then
  * stage 0's step end: the tied embedding's all-reduce, the loss over pp,
- * the gradient norm over tp and pp: 4 more. */
+ * the gradient norm over tp and pp: 4 more. A layout of 2 ranks on the 2
+ * cores pays none of it. */
 static void test_sleeping_waits_counted(void **state)
 {
     (void)state;
@@ -411,6 +412,20 @@ static void test_sleeping_waits_counted(void **state)
     assert_true(step[0] < 1.0); /* 0.22 s */
     assert_true(step[1] >= 20 + 2 * 0.25 + 4);
     assert_true(step[1] <= 20 + 2 * 0.25 + 4 + step[0]);
+    /* 2 ranks on the profile's 2 cores spin in their waits: nothing charged */
+    spec_layout two;
+    assert_int_equal(spec_layout_parse("pp=2,mbs=1,precision=fp32", &two, err), SPEC_OK);
+    for (int waits = 0; waits < 2; waits++) {
+        snprintf(text, sizeof text, "%sparam,ranks,4,,,,,,,\nparam,cores,2,,,,,,,\n%s", PROFILE,
+                 waits ? "param,wait_coll_s,1,,,,,,,\nparam,wake_s,0.25,,,,,,,\n" : "");
+        cost_profile *p = NULL;
+        assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
+        cost_result r;
+        assert_int_equal(cost_sim_run(&m, &c, &two, 1, p, NULL, NULL, &r, err), SPEC_OK);
+        step[waits] = r.step_time_s;
+        cost_profile_free(p);
+    }
+    assert_close(step[1], step[0], 0, 0);
     /* a negative or non-numeric wait is refused */
     cost_profile *p = NULL;
     snprintf(text, sizeof text, "%sparam,wait_coll_s,-1,,,,,,,\n", PROFILE);
