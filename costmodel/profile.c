@@ -550,6 +550,11 @@ double profile_kernel_time(const cost_profile *p, const char *name, spec_precisi
 int profile_has_kernels(const cost_profile *p) { return p && p->n_kern > 0; }
 int cost_profile_is_executor(const cost_profile *p) { return profile_has_kernels(p); }
 
+int cost_profile_shares_cores(const cost_profile *p)
+{
+    return p && p->params.cores > 0 && p->params.ranks > p->params.cores;
+}
+
 int cost_profile_has_kernel(const cost_profile *p, const char *name)
 {
     for (int i = 0; p && i < p->n_kern; i++)

@@ -32,6 +32,10 @@ const char *cost_profile_name(const cost_profile *p);
  * rows): its predictions describe triad train, which runs ZeRO 0-1 and the
  * GPipe / 1F1B schedules only. */
 int cost_profile_is_executor(const cost_profile *p);
+/* 1 when the profile was measured with more ranks than cores: its times
+ * include that sharing, which the closed form charges everywhere and only
+ * the simulator follows per layout (busy ranks, sleeping waits; sim.c). */
+int cost_profile_shares_cores(const cost_profile *p);
 /* 1 when the profile can predict layouts of precision `prec`: a built-in or
  * datasheet profile always, a measured one when it timed its GEMMs in that
  * math (`triad profile --precision`). */

@@ -43,8 +43,15 @@ static void print_table(const plan_search_opts *o, const plan_result *r, int top
            (long long)o->global_batch, (long long)o->model.seq);
     printf("# %ld layouts considered, %ld predicted, %d fit in %.0f GB; searched in %.3f s\n",
            r->enumerated, r->evaluated, r->n, o->cluster.mem_gb, r->seconds);
-    printf("# step time: 'sim' = event simulator (top candidates), 'cf' = closed form;"
-           " MFU counts model FLOPs only\n\n");
+    int n_sim = 0;
+    for (int i = 0; i < r->n; i++)
+        n_sim += r->cand[i].has_sim;
+    if (n_sim == r->n && cost_profile_shares_cores(o->profile))
+        printf("# step time: 'sim' = event simulator, every layout (the profile's ranks shared its cores, which the "
+               "closed form cannot follow); MFU counts model FLOPs only\n\n");
+    else
+        printf("# step time: 'sim' = event simulator (the %d best by closed form), 'cf' = closed form;"
+               " MFU counts model FLOPs only\n\n", n_sim);
     printf("%4s %5s %3s %4s %4s %-11s %-9s %4s %2s %-4s %-8s %9s %4s %11s %7s %6s %9s %7s %s\n", "rank", "dp",
            "tp", "pp", "mbs", "schedule", "recompute", "zero", "sp", "prec", "attn", "step s", "src", "tokens/s",
            "TFLOP/s", "MFU%", "mem GB", "bubble%", "stages");

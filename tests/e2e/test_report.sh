@@ -46,6 +46,15 @@ PY
     --global-batch 4 --precision fp32 > "$tmp/s4.txt" 2>&1
   grep -q "measured with 4 ranks on $(getconf _NPROCESSORS_ONLN) cores" "$tmp/s4.txt" && grep -q "waiting ranks sleep:" "$tmp/s4.txt" \
     && ok "simulate states the profile's sharing and sleeping waits" || { cat "$tmp/s4.txt"; bad "simulate with a 4-rank profile"; }
+  # the closed form cannot follow that sharing: the plan simulates every layout
+  $T plan --profile "$tmp/p4.csv" --model $M --cluster cpu,gpus_per_node=4 --gpus 4 --global-batch 8 --top 2 \
+    > "$tmp/plan4.txt" 2>&1
+  $T plan --profile "$tmp/p4.csv" --model $M --cluster cpu,gpus_per_node=4 --gpus 4 --global-batch 8 --top 1000 \
+    --format csv > "$tmp/plan4.csv" 2>&1
+  n4=$(($(wc -l < "$tmp/plan4.csv") - 1)); s4=$(grep -c ',simulator$' "$tmp/plan4.csv")
+  grep -q "event simulator, every layout" "$tmp/plan4.txt" && [ "$n4" -gt 10 ] && [ "$s4" = "$n4" ] \
+    && ok "plan under a 4-rank profile simulates all $n4 layouts" \
+    || { head -4 "$tmp/plan4.txt"; bad "plan under a 4-rank profile: $s4 of $n4 simulated"; }
 fi
 mpirun -np 2 $T profile --model $M --tp 3 --out "$tmp/p3.csv" 2> "$tmp/e.log"; rc=$?
 [ $rc = 2 ] && [ "$(grep -c 'triad:' "$tmp/e.log")" = 1 ] && grep -q -- "--tp 3 does not divide" "$tmp/e.log" && [ ! -e "$tmp/p3.csv" ] \
