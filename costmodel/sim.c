@@ -455,7 +455,7 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
      * node than the profile's cores (comm_mpi.c) */
     int world = l->tp * l->dp * l->pp, node_ranks = world < c->gpus_per_node ? world : c->gpus_per_node;
     int sleeps = pp && !o->free_comm && pp->cores > 0 && node_ranks > pp->cores;
-    double wc = sleeps ? pp->wait_coll_s : 0;
+    double wc = sleeps ? pp->wait_coll_s : 0; /* seconds a collective after compute takes at least */
     double alone = pp && pp->cores > 0 && pp->ranks > pp->cores ? pp->cores / pp->ranks : 1.0;
     double *ffloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
     double *bfloor = wc > 0 ? calloc((size_t)V, sizeof(double)) : NULL;
@@ -470,15 +470,15 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         b += o->free_comm ? 0 : layers * cm.zero2_bwd_layer_s; /* ZeRO-2's reduce-scatters in every backward (0 otherwise) */
         int64_t a = layers * blk.act_bytes;
         /* the op's collectives: their time and how many */
-        double cf = layers * blk.tp_fwd_s, cb_ = layers * blk.tp_bwd_s;
-        int nf = layers * blk.tp_fwd_n, nb = layers * blk.tp_bwd_n;
+        double coll_f_s = layers * blk.tp_fwd_s, coll_b_s = layers * blk.tp_bwd_s;
+        int n_coll_f = layers * blk.tp_fwd_n, n_coll_b = layers * blk.tp_bwd_n;
         if (l->zero == 3 && !o->free_comm) {
-            cf += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
-            cb_ += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
-            nf += layers + (vs == 0), nb += 2 * layers + (vs == 0);
+            coll_f_s += layers * cm.zero3_fwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
+            coll_b_s += layers * cm.zero3_bwd_layer_s + (vs == 0 ? 0.5 * cm.zero3_edge_s : 0);
+            n_coll_f += layers + (vs == 0), n_coll_b += 2 * layers + (vs == 0);
         }
         if (!o->free_comm && cm.zero2_bwd_layer_s > 0)
-            cb_ += layers * cm.zero2_bwd_layer_s, nb += layers;
+            coll_b_s += layers * cm.zero2_bwd_layer_s, n_coll_b += layers;
         cost_extra ex;
         memset(&ex, 0, sizeof ex);
         if (vs == 0) { /* with pp == 1 rank 0 is also the last: this covers both ends */
@@ -490,10 +490,10 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
             f += ex.fwd_s + ex.tp_fwd_s;
             b += ex.bwd_s + ex.tp_bwd_s;
         }
-        cf += ex.tp_fwd_s, cb_ += ex.tp_bwd_s, nf += ex.tp_fwd_n, nb += ex.tp_bwd_n;
+        coll_f_s += ex.tp_fwd_s, coll_b_s += ex.tp_bwd_s, n_coll_f += ex.tp_fwd_n, n_coll_b += ex.tp_bwd_n;
         if (ffloor) {
-            ffloor[vs] = (f - cf) * alone + fmax(cf * alone, nf * wc);
-            bfloor[vs] = (b - cb_) * alone + fmax(cb_ * alone, nb * wc);
+            ffloor[vs] = (f - coll_f_s) * alone + fmax(coll_f_s * alone, n_coll_f * wc);
+            bfloor[vs] = (b - coll_b_s) * alone + fmax(coll_b_s * alone, n_coll_b * wc);
         }
         if (vs == V - 1) {
             int n = cost_shapes_extra_acts(m, l, P - 1, ts, 32);
@@ -526,11 +526,11 @@ int cost_sim_run(const spec_model *m, const spec_cluster *c, const spec_layout *
         in.post_s[r] = o->free_comm ? 0 : cm.zero_ag_s + cm.embed_sync_s + (overlap ? 0 : traffic);
         if (wc > 0) { /* the same collectives after compute, and the scalar ones of the step's end
                          (train.c: the loss over pp and dp, the gradient norm over tp, pp and ZeRO's dp) */
-            double ex = (overlap ? 0 : traffic);
+            double exposed_s = overlap ? 0 : traffic;
             int scalars = (P > 1 ? 2 : 0) + (l->tp > 1) + (l->dp > 1 ? 1 + (l->zero >= 1) : 0);
             in.post_s[r] = fmax(cm.zero_ag_s, cm.zero_ag_s > 0 ? wc : 0) +
-                           fmax(cm.embed_sync_s, cm.embed_sync_s > 0 ? wc : 0) + fmax(ex, ex > 0 ? wc : 0) +
-                           scalars * wc;
+                           fmax(cm.embed_sync_s, cm.embed_sync_s > 0 ? wc : 0) +
+                           fmax(exposed_s, exposed_s > 0 ? wc : 0) + scalars * wc;
         }
         in.optimizer_s[r] = cm.optimizer_s;
     }
