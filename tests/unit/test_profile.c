@@ -387,46 +387,40 @@ static void test_pipe_send_slots(void **state)
  * stage 0's step end: the tied embedding's all-reduce, the loss over pp,
  * the gradient norm over tp and pp: 4 more. A layout of 2 ranks on the 2
  * cores pays none of it. */
-static void test_sleeping_waits_counted(void **state)
+/* tiny's step under PROFILE measured by 4 ranks on 2 cores, with the
+ * waits (1 s a collective after compute, 0.25 s a wake-up) or without */
+static double step_of(const char *layout, int waits)
 {
-    (void)state;
     char err[SPEC_ERR_LEN], text[8192];
     spec_model m;
     spec_cluster c;
     spec_layout l;
     assert_int_equal(spec_model_parse("tiny", &m, err), SPEC_OK);
     assert_int_equal(spec_cluster_parse("cpu,gpus_per_node=4", &c, err), SPEC_OK);
-    assert_int_equal(spec_layout_parse("tp=2,pp=2,mbs=1,precision=fp32", &l, err), SPEC_OK);
-    double step[2];
-    for (int waits = 0; waits < 2; waits++) {
-        snprintf(text, sizeof text, "%sparam,ranks,4,,,,,,,\nparam,cores,2,,,,,,,\n%s", PROFILE,
-                 waits ? "param,wait_coll_s,1,,,,,,,\nparam,wake_s,0.25,,,,,,,\n" : "");
-        cost_profile *p = NULL;
-        assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
-        assert_close(profile_params_of(p)->wait_coll_s, waits ? 1.0 : 0.0, 0, 0);
-        cost_result r;
-        assert_int_equal(cost_sim_run(&m, &c, &l, 1, p, NULL, NULL, &r, err), SPEC_OK);
-        step[waits] = r.step_time_s;
-        cost_profile_free(p);
-    }
-    assert_true(step[0] < 1.0); /* 0.22 s */
-    assert_true(step[1] >= 20 + 2 * 0.25 + 4);
-    assert_true(step[1] <= 20 + 2 * 0.25 + 4 + step[0]);
+    assert_int_equal(spec_layout_parse(layout, &l, err), SPEC_OK);
+    snprintf(text, sizeof text, "%sparam,ranks,4,,,,,,,\nparam,cores,2,,,,,,,\n%s", PROFILE,
+             waits ? "param,wait_coll_s,1,,,,,,,\nparam,wake_s,0.25,,,,,,,\n" : "");
+    cost_profile *p = NULL;
+    assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
+    assert_close(profile_params_of(p)->wait_coll_s, waits ? 1.0 : 0.0, 0, 0);
+    cost_result r;
+    assert_int_equal(cost_sim_run(&m, &c, &l, 1, p, NULL, NULL, &r, err), SPEC_OK);
+    cost_profile_free(p);
+    return r.step_time_s;
+}
+
+static void test_sleeping_waits_counted(void **state)
+{
+    (void)state;
+    double plain = step_of("tp=2,pp=2,mbs=1,precision=fp32", 0);
+    double waits = step_of("tp=2,pp=2,mbs=1,precision=fp32", 1);
+    assert_true(plain < 1.0); /* 0.22 s */
+    assert_true(waits >= 20 + 2 * 0.25 + 4);
+    assert_true(waits <= 20 + 2 * 0.25 + 4 + plain);
     /* 2 ranks on the profile's 2 cores spin in their waits: nothing charged */
-    spec_layout two;
-    assert_int_equal(spec_layout_parse("pp=2,mbs=1,precision=fp32", &two, err), SPEC_OK);
-    for (int waits = 0; waits < 2; waits++) {
-        snprintf(text, sizeof text, "%sparam,ranks,4,,,,,,,\nparam,cores,2,,,,,,,\n%s", PROFILE,
-                 waits ? "param,wait_coll_s,1,,,,,,,\nparam,wake_s,0.25,,,,,,,\n" : "");
-        cost_profile *p = NULL;
-        assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_OK);
-        cost_result r;
-        assert_int_equal(cost_sim_run(&m, &c, &two, 1, p, NULL, NULL, &r, err), SPEC_OK);
-        step[waits] = r.step_time_s;
-        cost_profile_free(p);
-    }
-    assert_close(step[1], step[0], 0, 0);
+    assert_close(step_of("pp=2,mbs=1,precision=fp32", 1), step_of("pp=2,mbs=1,precision=fp32", 0), 0, 0);
     /* a negative or non-numeric wait is refused */
+    char err[SPEC_ERR_LEN], text[8192];
     cost_profile *p = NULL;
     snprintf(text, sizeof text, "%sparam,wait_coll_s,-1,,,,,,,\n", PROFILE);
     assert_int_equal(cost_profile_load(write_csv(text), &p, err), SPEC_ERR);
