@@ -945,8 +945,10 @@ int exec_cmd_profile(int argc, char **argv)
     spec_layout one;
     spec_layout_default(&one);
     int64_t max_params = cost_shapes_param_elems(&m, &one, 0);
-    /* with more ranks than cores, the comm layer's sleeping waits (profile_waits) */
-    int waits = oversub && !nccl && !kernels_only && world >= 4 && world % 2 == 0;
+    /* with more ranks than cores, the comm layer's sleeping waits
+     * (profile_waits: host buffers, so the CPU backend only; the emulated
+     * device keeps its memory from the host) */
+    int waits = oversub && !nccl && !kernels_only && exec_backend_is_host() && world >= 4 && world % 2 == 0;
     double *wait_coll = calloc((size_t)passes, sizeof(double)), *wake = calloc((size_t)passes, sizeof(double));
     for (c.pass = 0; c.pass < passes; c.pass++) {
         c.row_i = 0;

@@ -46,6 +46,11 @@ PY
     --global-batch 4 --precision fp32 > "$tmp/s4.txt" 2>&1
   grep -q "measured with 4 ranks on $(getconf _NPROCESSORS_ONLN) cores" "$tmp/s4.txt" && grep -q "waiting ranks sleep:" "$tmp/s4.txt" \
     && ok "simulate states the profile's sharing and sleeping waits" || { cat "$tmp/s4.txt"; bad "simulate with a 4-rank profile"; }
+  # the emulated device keeps its memory from the host: no waits timed there (they were, on host
+  # buffers, and the profile crashed)
+  mpirun -np 4 $T profile --model $M --device emu --mbs 1 --tp 1 --samples 1 --passes 1 --min-ms 0.2 \
+    --out "$tmp/p4e.csv" 2> "$tmp/p4e.log" && ! grep -q '^param,wait' "$tmp/p4e.csv" \
+    && ok "4-rank profile of the emulated device: written, no sleeping waits" || { tail -3 "$tmp/p4e.log"; bad "4-rank emu profile"; }
   # the closed form cannot follow that sharing: the plan simulates every layout
   $T plan --profile "$tmp/p4.csv" --model $M --cluster cpu,gpus_per_node=4 --gpus 4 --global-batch 8 --top 2 \
     > "$tmp/plan4.txt" 2>&1
