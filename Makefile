@@ -194,6 +194,8 @@ bench: all
 
 validate: all
 	@python3 tests/validate.py --triad $(BUILD)/triad
+	@echo
+	@python3 tests/validate.py --triad $(BUILD)/triad --heldout --no-plan
 
 RANKS ?= 2
 demo: all
