@@ -71,7 +71,7 @@ static void print_table(FILE *f, const spec_model *m, const spec_cluster *c, con
     fprintf(f, "model    %s: %lld layers, hidden %lld, %lld heads, ffn %lld, vocab %lld, seq %lld\n",
             m->name, (long long)m->layers, (long long)m->hidden, (long long)m->heads,
             (long long)m->ffn, (long long)m->vocab, (long long)m->seq);
-    fprintf(f, "cluster  %s: %d node(s) x %d %s, %.0f GB each, %.0f TFLOP/s peak; profile %s\n",
+    fprintf(f, "cluster  %s: %d node(s) x %d %s, %.0f GB each, %.3g TFLOP/s peak; profile %s\n",
             c->name, c->nodes, c->gpus_per_node, spec_gpu_name(c->gpu), c->mem_gb, c->peak_tflops,
             cost_profile_name(p));
     const profile_params *pp = p ? profile_params_of(p) : NULL;
