@@ -60,11 +60,13 @@ ifeq ($(HAVE_CUDA),1)
   CUDA_LINK := $(CUDA_LIBS)
 else ifeq ($(HAVE_CUDA),emu)
   # CUDA=emu: the CUDA build with tests/cudaemu in place of the toolkit (the
-  # kernels on the host, an emulated runtime, cuBLAS and NCCL at world
-  # size 1): --device cuda then runs kernels/cuda on this machine's CPU
+  # kernels on the host, an emulated runtime and cuBLAS, NCCL over MPI with
+  # an emulated GPU a rank): --device cuda then runs kernels/cuda on this
+  # machine's CPU
   EXEC_SRC += $(CUDA_ONLY_C)
   CUDA_DEFS := -DTRIAD_HAVE_CUDA=1 -DTRIAD_CUDA_EMU=1 -Itests/cudaemu/include
-  CUDA_OBJ := $(BUILD)/tests/cudaemu/kern_cuda_emu.o $(BUILD)/tests/cudaemu/cuda_emu_rt.o
+  CUDA_OBJ := $(BUILD)/tests/cudaemu/kern_cuda_emu.o $(BUILD)/tests/cudaemu/cuda_emu_rt.o \
+    $(BUILD)/tests/cudaemu/nccl_emu.o
   CUDA_LINK := -lstdc++
 else
   CUDA_DEFS := -DTRIAD_HAVE_CUDA=0
@@ -165,6 +167,9 @@ $(EMU_DIR)/kern_cuda_emu.o: $(EMU_DIR)/kern_cuda_emu.cc kernels/cuda/flash_tc.cu
 $(EMU_DIR)/cuda_emu_rt.o: tests/cudaemu/cuda_emu_rt.cc $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_DIR)/nccl_emu.o: tests/cudaemu/nccl_emu.cc $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(MPI_CFLAGS) -c $< -o $@
 $(EMU_DIR)/test_kern_cuda.o: tests/gpu/test_kern_cuda.c kernels/kernels.h $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DTRIAD_HAVE_CUDA=1 -DTRIAD_CUDA_EMU=1 -Itests/cudaemu/include -c $< -o $@

@@ -8,7 +8,6 @@
 #include "include/cublasLt.h"
 #include "include/cublas_v2.h"
 #include "include/cuda_runtime.h"
-#include "include/nccl.h"
 
 #include <chrono>
 #include <cmath>
@@ -55,11 +54,25 @@ double now_ms()
 } // namespace
 
 struct cuda_emu_stream {
-    int unused;
+    uint64_t sends; /* NCCL sends issued on this stream (nccl_emu.cc) */
 };
 struct cuda_emu_event {
     double ms;
+    cudaStream_t stream; /* where it was recorded, and that stream's sends then */
+    uint64_t sends;
 };
+
+/* Set by nccl_emu.cc: completes the NCCL sends of a stream (NULL: of every
+ * stream) up to its n-th; a synchronisation with a stream or an event
+ * waits for the sends issued before it, as on a GPU, where a send's kernel
+ * ends when its peer has received. */
+void (*cuda_emu_send_waiter)(cudaStream_t, uint64_t) = nullptr;
+uint64_t cuda_emu_stream_sends(cudaStream_t s) { return s ? s->sends : 0; }
+void cuda_emu_stream_count_send(cudaStream_t s)
+{
+    if (s)
+        s->sends++;
+}
 struct cuda_emu_cublas {
     cublasMath_t math;
 };
@@ -160,16 +173,36 @@ cudaError_t cudaMemset2DAsync(void *ptr, size_t pitch, int value, size_t width, 
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaGetDeviceCount(int *count)
+cudaError_t cudaDeviceSynchronize(void)
 {
-    *count = 1;
+    if (cuda_emu_send_waiter)
+        cuda_emu_send_waiter(nullptr, UINT64_MAX);
     return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+/* One GPU, or TRIAD_EMU_GPUS of them: each process emulates its own, so N
+ * ranks on N emulated GPUs run NCCL as on a machine with a GPU per rank */
+static int emu_gpus(void)
+{
+    const char *e = getenv("TRIAD_EMU_GPUS");
+    int n = e ? atoi(e) : 1;
+    return n >= 1 && n <= 64 ? n : 1;
+}
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    *count = emu_gpus();
+    return cudaSuccess;
+}
+static int g_device;
+cudaError_t cudaSetDevice(int device)
+{
+    if (device < 0 || device >= emu_gpus())
+        return cudaErrorInvalidDevice;
+    g_device = device;
+    return cudaSuccess;
+}
 cudaError_t cudaGetDevice(int *device)
 {
-    *device = 0;
+    *device = g_device;
     return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -207,14 +240,21 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned)
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
+    if (cuda_emu_send_waiter && stream)
+        cuda_emu_send_waiter(stream, stream->sends);
     delete stream;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+    if (cuda_emu_send_waiter)
+        cuda_emu_send_waiter(stream, stream ? stream->sends : UINT64_MAX);
+    return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t *event)
 {
-    *event = new cuda_emu_event{0.0};
+    *event = new cuda_emu_event{0.0, nullptr, 0};
     return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned) { return cudaEventCreate(event); }
@@ -223,12 +263,19 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
     delete event;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t)
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     event->ms = now_ms();
+    event->stream = stream;
+    event->sends = stream ? stream->sends : 0;
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+    if (cuda_emu_send_waiter && event->stream)
+        cuda_emu_send_waiter(event->stream, event->sends);
+    return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
     *ms = (float)(end->ms - start->ms);
@@ -482,117 +529,6 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     return gemm("cublasGemmStridedBatchedEx", handle != nullptr, transa, transb, m, n, k, *(const float *)alpha, A, Atype, lda,
                 strideA, B, Btype, ldb, strideB, *(const float *)beta, C, Ctype, ldc, strideC, batchCount, r);
 }
-
-} /* extern "C" */
-
-/* ---- NCCL at world size 1 (include/nccl.h) ---------------------------------------- */
-
-struct cuda_emu_nccl {
-    int nranks;
-};
-
-namespace {
-size_t nccl_type_bytes(ncclDataType_t t)
-{
-    switch (t) {
-    case ncclInt8: case ncclUint8: return 1;
-    case ncclFloat16: case ncclBfloat16: return 2;
-    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
-    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
-    }
-    return 0;
-}
-/* one rank's collective: recv = send (in place when they are equal), both device memory */
-ncclResult_t nccl_copy(const char *call, const void *send, void *recv, size_t count, ncclDataType_t t, ncclComm_t comm)
-{
-    size_t es = nccl_type_bytes(t), bytes = count * es;
-    if (!comm || es == 0)
-        return ncclInvalidArgument;
-    if (bytes == 0)
-        return ncclSuccess;
-    if (!cuda_emu_is_device(send, bytes) || !cuda_emu_is_device(recv, bytes)) {
-        fprintf(stderr, "cuda_emu: %s: a buffer of %zu bytes is not device memory\n", call, bytes);
-        return ncclInvalidArgument;
-    }
-    if (send != recv)
-        memmove(recv, send, bytes);
-    return ncclSuccess;
-}
-} // namespace
-
-extern "C" {
-
-const char *ncclGetErrorString(ncclResult_t result)
-{
-    switch (result) {
-    case ncclSuccess: return "no error";
-    case ncclUnhandledCudaError: return "unhandled cuda error";
-    case ncclSystemError: return "unhandled system error";
-    case ncclInternalError: return "internal error";
-    case ncclInvalidArgument: return "invalid argument";
-    case ncclInvalidUsage: return "invalid usage (the emulator runs NCCL at world size 1 only)";
-    }
-    return "unknown result";
-}
-ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
-{
-    memset(id, 0, sizeof *id);
-    memcpy(id->internal, "cuda_emu", 8);
-    return ncclSuccess;
-}
-ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank)
-{
-    if (memcmp(id.internal, "cuda_emu", 8) != 0 || rank < 0 || rank >= nranks)
-        return ncclInvalidArgument;
-    if (nranks != 1)
-        return ncclInvalidUsage;
-    *comm = new cuda_emu_nccl{nranks};
-    return ncclSuccess;
-}
-ncclResult_t ncclCommDestroy(ncclComm_t comm)
-{
-    delete comm;
-    return ncclSuccess;
-}
-ncclResult_t ncclCommCount(const ncclComm_t comm, int *count)
-{
-    *count = comm->nranks;
-    return ncclSuccess;
-}
-ncclResult_t ncclCommUserRank(const ncclComm_t, int *rank)
-{
-    *rank = 0;
-    return ncclSuccess;
-}
-ncclResult_t ncclGroupStart(void) { return ncclSuccess; }
-ncclResult_t ncclGroupEnd(void) { return ncclSuccess; }
-ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t,
-                           ncclComm_t comm, cudaStream_t)
-{
-    return nccl_copy("ncclAllReduce", sendbuff, recvbuff, count, datatype, comm);
-}
-ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, ncclDataType_t datatype,
-                           ncclComm_t comm, cudaStream_t)
-{
-    return nccl_copy("ncclAllGather", sendbuff, recvbuff, sendcount, datatype, comm);
-}
-ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, ncclDataType_t datatype,
-                               ncclRedOp_t, ncclComm_t comm, cudaStream_t)
-{
-    return nccl_copy("ncclReduceScatter", sendbuff, recvbuff, recvcount, datatype, comm);
-}
-ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
-                           ncclComm_t comm, cudaStream_t)
-{
-    return root != 0 ? ncclInvalidArgument : nccl_copy("ncclBroadcast", sendbuff, recvbuff, count, datatype, comm);
-}
-ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t,
-                        int root, ncclComm_t comm, cudaStream_t)
-{
-    return root != 0 ? ncclInvalidArgument : nccl_copy("ncclReduce", sendbuff, recvbuff, count, datatype, comm);
-}
-ncclResult_t ncclSend(const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
-ncclResult_t ncclRecv(void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) { return ncclInvalidUsage; }
 
 } /* extern "C" */
 

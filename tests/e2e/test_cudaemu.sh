@@ -19,7 +19,16 @@
 #     max: 3.4e-5 and 2.4e-5 apart when this was written), one rank and
 #     dp2·pp2 ZeRO-3 through the MPI comm, device memory = the prediction;
 #  4. the comm layer on device buffers (tests/mpi/test_comm_device.c): MPI
-#     staging at 2 ranks, NCCL at world size 1.
+#     staging at 2 ranks, NCCL at world size 1;
+#  5. NCCL with a GPU a rank (TRIAD_EMU_GPUS: each rank's process emulates
+#     its own GPU, and tests/cudaemu/nccl_emu.cc carries NCCL's calls over
+#     MPI): comm_nccl.c under every comm.h call at 2 and 4 ranks, exact
+#     (test_comm_device --nccl), and training through it — dp2·tp2 ZeRO-1
+#     with sp (buckets in flight, sp's gathers and reduce-scatters), tp2·pp2
+#     1F1B (grouped pipeline exchanges, sends in flight on their own stream)
+#     and dp2·pp2 ZeRO-3 in bf16 (grouped reduces and broadcasts of uneven
+#     slices) — equal to the same layouts through the MPI comm, memory =
+#     prediction. NCCL's own kernels and transport are not what runs here.
 # What it cannot show: speed, streams running concurrently, the GPU's own
 # arithmetic — make check-gpu on a GPU does.
 set -u
@@ -78,6 +87,24 @@ mpirun --oversubscribe -np 2 "$CB" >"$t/comm2.log" 2>&1 || { cat "$t/comm2.log";
 tail -1 "$t/comm2.log"
 mpirun -np 1 "$CB" --nccl >"$t/comm_nccl.log" 2>&1 || { cat "$t/comm_nccl.log"; echo "FAIL comm: NCCL at world size 1"; st=1; }
 tail -1 "$t/comm_nccl.log"
+
+# 5. NCCL with a GPU a rank, emulated over MPI
+for np in 2 4; do
+  TRIAD_EMU_GPUS=$np mpirun --oversubscribe -np $np "$CB" --nccl >"$t/comm_nccl$np.log" 2>&1 ||
+    { cat "$t/comm_nccl$np.log"; echo "FAIL comm: NCCL at $np ranks (emulated, a GPU a rank)"; st=1; }
+  tail -1 "$t/comm_nccl$np.log"
+done
+run_nccl() { # layout, MPI-comm reference, tolerance, what
+  TRIAD_EMU_GPUS=4 mpirun --oversubscribe -np 4 $TR train ${D/ --quiet/} --layout "$1" --device cuda --comm nccl \
+    --metrics "$t/nccl_$1.csv" >"$t/nccl.log" 2>&1 || { cat "$t/nccl.log"; echo "FAIL $1 over NCCL"; st=1; return; }
+  grep -q "collectives on NCCL" "$t/nccl.log" || { echo "FAIL $1: did not run on NCCL"; cat "$t/nccl.log"; st=1; return; }
+  LM "$2" "$t/nccl_$1.csv" "$3" "$4" --mem || st=1
+}
+run_nccl "dp=2,tp=2,zero=1,sp=1,mbs=2,precision=fp32" "$t/dp=2,tp=2,zero=1,sp=1.csv" 1e-6 \
+  "dp2·tp2 ZeRO-1 sp: NCCL (emulated, a GPU a rank) vs the MPI comm"
+run_nccl "tp=2,pp=2,schedule=1f1b,mbs=2,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
+  "tp2·pp2 1F1B: NCCL (emulated, a GPU a rank) vs one emulated rank"
+run_nccl "$lay" "$t/gpu_bf16_z3.csv" 1e-6 "bf16 $lay: NCCL (emulated, a GPU a rank) vs the MPI comm"
 
 [ $st = 0 ] && echo "test_cudaemu: ok" || echo "test_cudaemu: FAILED"
 exit $st

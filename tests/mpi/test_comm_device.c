@@ -98,14 +98,17 @@ static void test_group(comm_group *c, int wrank)
         off[0] = 0;
         for (int j = 0; j < n; j++)
             cnt[j] = (size_t)(j % 3 == 2 ? 0 : N + 37 * j - 40), off[j + 1] = off[j] + cnt[j];
+        /* values by global index with a period (1009, prime) no block
+         * offset divides: a rank reducing another block's elements is seen
+         * (with i % 11 the first offset, 4059 = 11 x 369, hid exactly that) */
         for (size_t i = 0; i < off[n]; i++)
-            h[i] = (float)((wrank + 1) * (int)(i % 11 + 1));
+            h[i] = (float)((wrank + 1) * (int)(i % 1009 + 1));
         CU(cudaMemcpy(d, h, sizeof(float) * off[n], cudaMemcpyHostToDevice));
         comm_reducescatter_v_sum(c, d, d2, cnt, COMM_F32);
         CU(cudaMemcpy(h, d2, sizeof(float) * (cnt[me] ? cnt[me] : 1), cudaMemcpyDeviceToHost));
         bad = 0;
         for (size_t i = 0; i < cnt[me]; i++)
-            bad += !(h[i] == (float)(S * (double)((off[me] + i) % 11 + 1)));
+            bad += !(h[i] == (float)(S * (double)((off[me] + i) % 1009 + 1)));
         CHECK(bad == 0, "reducescatter_v: %d wrong", bad);
         for (size_t i = 0; i < off[n]; i++)
             h[i] = i >= off[me] && i < off[me + 1] ? (float)(wrank * 10 + (int)(i % 13)) : -1.0f;

@@ -1,9 +1,9 @@
-/* nccl.h for tests/cudaemu: NCCL at world size 1, as a GPU machine with
- * one GPU runs it (two ranks on one GPU are refused by NCCL itself): every
- * collective of one rank is a copy on device memory (tests/cudaemu/
- * cuda_emu_rt.cc); a communicator of more ranks is refused with
- * ncclInvalidUsage, and send/recv (which need a peer) too. Groups
- * (ncclGroupStart/End) nest and change nothing: every call runs at once. */
+/* nccl.h for tests/cudaemu: the NCCL calls comm_nccl.c makes, emulated
+ * by tests/cudaemu/nccl_emu.cc — a communicator of one rank copies on its
+ * device memory; one of more ranks (each a process with its own emulated
+ * GPU: TRIAD_EMU_GPUS=N makes each process see N devices, so that N ranks
+ * pass the one-GPU-a-rank check) carries its collectives and sends over
+ * MPI. Semantics and what is left out: nccl_emu.cc. */
 #ifndef TRIAD_CUDAEMU_NCCL_H
 #define TRIAD_CUDAEMU_NCCL_H
 
