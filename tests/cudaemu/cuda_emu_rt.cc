@@ -54,25 +54,21 @@ double now_ms()
 } // namespace
 
 struct cuda_emu_stream {
-    uint64_t sends; /* NCCL sends issued on this stream (nccl_emu.cc) */
+    uint64_t nccl_ops; /* NCCL operations issued on this stream (nccl_emu.cc) */
 };
 struct cuda_emu_event {
     double ms;
-    cudaStream_t stream; /* where it was recorded, and that stream's sends then */
-    uint64_t sends;
+    cudaStream_t stream; /* where it was recorded, and that stream's NCCL operations then */
+    uint64_t nccl_ops;
 };
 
-/* Set by nccl_emu.cc: completes the NCCL sends of a stream (NULL: of every
- * stream) up to its n-th; a synchronisation with a stream or an event
- * waits for the sends issued before it, as on a GPU, where a send's kernel
- * ends when its peer has received. */
-void (*cuda_emu_send_waiter)(cudaStream_t, uint64_t) = nullptr;
-uint64_t cuda_emu_stream_sends(cudaStream_t s) { return s ? s->sends : 0; }
-void cuda_emu_stream_count_send(cudaStream_t s)
-{
-    if (s)
-        s->sends++;
-}
+/* Set by nccl_emu.cc: completes the NCCL operations in flight on a stream
+ * (NULL: on every stream) up to its n-th. A synchronisation with a stream,
+ * with an event recorded on it, or with the device completes the
+ * operations issued before it, as on a GPU, where a collective's or a
+ * send's kernel ends when its peers have done their part. */
+void (*cuda_emu_nccl_waiter)(cudaStream_t, uint64_t) = nullptr;
+uint64_t cuda_emu_stream_count_nccl(cudaStream_t s) { return s ? ++s->nccl_ops : 0; }
 struct cuda_emu_cublas {
     cublasMath_t math;
 };
@@ -175,8 +171,8 @@ cudaError_t cudaMemset2DAsync(void *ptr, size_t pitch, int value, size_t width, 
 
 cudaError_t cudaDeviceSynchronize(void)
 {
-    if (cuda_emu_send_waiter)
-        cuda_emu_send_waiter(nullptr, UINT64_MAX);
+    if (cuda_emu_nccl_waiter)
+        cuda_emu_nccl_waiter(nullptr, UINT64_MAX);
     return cudaSuccess;
 }
 /* One GPU, or TRIAD_EMU_GPUS of them: each process emulates its own, so N
@@ -240,15 +236,15 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned)
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
-    if (cuda_emu_send_waiter && stream)
-        cuda_emu_send_waiter(stream, stream->sends);
+    if (cuda_emu_nccl_waiter && stream)
+        cuda_emu_nccl_waiter(stream, stream->nccl_ops);
     delete stream;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
-    if (cuda_emu_send_waiter)
-        cuda_emu_send_waiter(stream, stream ? stream->sends : UINT64_MAX);
+    if (cuda_emu_nccl_waiter)
+        cuda_emu_nccl_waiter(stream, stream ? stream->nccl_ops : UINT64_MAX);
     return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
@@ -267,13 +263,13 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     event->ms = now_ms();
     event->stream = stream;
-    event->sends = stream ? stream->sends : 0;
+    event->nccl_ops = stream ? stream->nccl_ops : 0;
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
-    if (cuda_emu_send_waiter && event->stream)
-        cuda_emu_send_waiter(event->stream, event->sends);
+    if (cuda_emu_nccl_waiter && event->stream)
+        cuda_emu_nccl_waiter(event->stream, event->nccl_ops);
     return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)

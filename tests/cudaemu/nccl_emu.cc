@@ -4,23 +4,31 @@
  * and sends over MPI, which the program using NCCL has initialised (triad
  * does, MPI launches its ranks). So comm_nccl.c runs its multi-rank code —
  * communicators per group from a unique id, grouped reduces, broadcasts and
- * send/receive pairs, sends left in flight on their own stream — on a
- * machine without GPUs; NCCL's own algorithms, kernels and transport are
- * not what runs (make check-gpu runs those).
+ * send/receive pairs, collectives and sends left in flight on their own
+ * streams — on a machine without GPUs; NCCL's own algorithms, kernels and
+ * transport are not what runs (make check-gpu runs those).
+ *
+ * In flight, as on a GPU: a collective or a send outside a group is issued
+ * (MPI's nonblocking form, on copies of its inputs taken then) and ends
+ * only when its stream, an event recorded on that stream after it, or the
+ * device is synchronised. Until then its output buffer holds a signalling
+ * NaN (poison_byte), so a read that did not wait computes with NaN;
+ * at the end the output must still hold them and the inputs must be what
+ * they were at the call, or the emulator names the call and aborts: a
+ * program that writes a buffer an operation in flight reads or writes has
+ * a race a GPU would make silent. Receives, and sends inside
+ * ncclGroupStart/End, use the caller's buffers and end at the outer
+ * ncclGroupEnd (so a pair of exchanges cannot deadlock).
  *
  * Semantics kept from NCCL's documentation: every buffer is device memory
- * of the count and type given; a collective runs when called, in the order
- * the ranks call them; inside ncclGroupStart/End sends and receives are
- * posted at once and complete at the outermost ncclGroupEnd (so a pair of
- * exchanges cannot deadlock), collectives run as they are called; a send
- * outside a group is left in flight and completes when its stream, an
- * event recorded on it after the send, or the device is synchronised — as
- * a send kernel ends only once its peer has received. Sends and receives
- * match per peer in issue order. bf16 reductions widen to fp32, reduce and
- * round once (to nearest even), as the MPI comm layer does.
+ * of the count and type given; collectives are issued in the order the
+ * ranks call them; sends and receives match per peer in issue order. bf16
+ * reductions widen to fp32, reduce and round once (to nearest even), as the
+ * MPI comm layer does.
  *
- * Left out: ncclAvg and ncclProd; communicators split from others; the
- * nonblocking communicator API. A communicator of one rank needs no MPI. */
+ * Left out: ncclAvg and ncclProd; fp16; communicators split from others;
+ * the nonblocking communicator API. A communicator of one rank needs no
+ * MPI: its collectives are copies, done at the call. */
 #include "include/cuda_runtime.h"
 #include "include/nccl.h"
 
@@ -34,9 +42,8 @@
 #include <unistd.h>
 #include <vector>
 
-extern void (*cuda_emu_send_waiter)(cudaStream_t, uint64_t);
-uint64_t cuda_emu_stream_sends(cudaStream_t s);
-void cuda_emu_stream_count_send(cudaStream_t s);
+extern void (*cuda_emu_nccl_waiter)(cudaStream_t, uint64_t);
+uint64_t cuda_emu_stream_count_nccl(cudaStream_t s);
 
 struct cuda_emu_nccl {
     int nranks, rank;
@@ -47,13 +54,23 @@ namespace {
 
 const int TAG_INIT = 29000, TAG_P2P = 7; /* world tags of the id exchange; p2p on the communicator */
 
-struct pending_send {
+/* an operation in flight: its MPI request, its stream and place there, the
+ * output it will write and the input it read at the call */
+struct inflight {
+    const char *call;
     MPI_Request req;
     cudaStream_t stream;
-    uint64_t seq; /* the stream's send count after this one */
+    uint64_t seq;
+    unsigned char *out;              /* output buffer (poisoned until the end), or NULL */
+    size_t out_bytes;
+    std::vector<unsigned char> res;  /* what MPI writes, copied to out at the end */
+    size_t res_off;                  /* where in res the output starts (reduce-scatter: my block) */
+    int bf16;                        /* res holds fp32, out takes bf16 */
+    const unsigned char *in;         /* an input the call read (not also the output), or NULL */
+    std::vector<unsigned char> in_copy, send; /* the input as read; what MPI sends */
 };
-std::vector<pending_send> g_sends;          /* sends outside a group, in flight */
-std::vector<MPI_Request> g_group;           /* sends and receives of the open group */
+std::vector<inflight *> g_ops;     /* in issue order */
+std::vector<MPI_Request> g_group;  /* sends and receives of the open group */
 int g_group_depth;
 int g_ids; /* unique ids this process made */
 
@@ -132,48 +149,142 @@ ncclResult_t check(const char *call, ncclComm_t comm, const void *a, const void 
 
 ncclResult_t mpi_ok(int e) { return e == MPI_SUCCESS ? ncclSuccess : ncclSystemError; }
 
-void wait_sends(cudaStream_t s, uint64_t upto)
+/* The output of an operation in flight: 0x7fa0 in every 16 bits, a
+ * signalling NaN as bf16 and as fp32 (0x7fa07fa0), which arithmetic turns
+ * into another pattern (a quiet NaN), so that scaling or accumulating into
+ * the buffer before the wait is seen, and a read computes NaN. */
+unsigned char poison_byte(size_t i) { return i % 2 ? 0x7f : 0xa0; }
+
+[[noreturn]] void race(const inflight *op, const char *what)
 {
-    for (size_t i = 0; i < g_sends.size();) {
-        if (!s || (g_sends[i].stream == s && g_sends[i].seq <= upto)) {
-            MPI_Wait(&g_sends[i].req, MPI_STATUS_IGNORE);
-            g_sends.erase(g_sends.begin() + (long)i);
+    int r = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    fprintf(stderr, "cuda_emu: [rank %d] %s: %s while the call was in flight (a race on a GPU)\n", r, op->call, what);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+    abort();
+}
+
+/* the end of an operation: MPI's part done, the buffers left alone, the output written */
+void finish(inflight *op)
+{
+    MPI_Wait(&op->req, MPI_STATUS_IGNORE);
+    /* the input as it was, but where it is also the output (in place) */
+    for (size_t i = 0; op->in && i < op->in_copy.size(); i++) {
+        const unsigned char *p = op->in + i;
+        int in_out = op->out && p >= op->out && p < op->out + op->out_bytes;
+        if (!in_out && *p != op->in_copy[i])
+            race(op, "its input was written");
+    }
+    if (op->out) {
+        for (size_t i = 0; i < op->out_bytes; i++)
+            if (op->out[i] != poison_byte(i))
+                race(op, "its output was written");
+        if (op->bf16) {
+            const float *f = (const float *)(op->res.data() + op->res_off);
+            for (size_t i = 0; i < op->out_bytes / 2; i++) {
+                uint16_t h = f32_to_bf16(f[i]);
+                memcpy(op->out + 2 * i, &h, 2);
+            }
+        } else {
+            memcpy(op->out, op->res.data() + op->res_off, op->out_bytes);
+        }
+    }
+    delete op;
+}
+
+/* complete the operations of stream s (every stream when NULL) issued up to its upto-th */
+void wait_ops(cudaStream_t s, uint64_t upto)
+{
+    for (size_t i = 0; i < g_ops.size();) {
+        inflight *op = g_ops[i];
+        if (!s || (op->stream == s && op->seq <= upto)) {
+            g_ops.erase(g_ops.begin() + (long)i);
+            finish(op);
         } else {
             i++;
         }
     }
 }
 
-/* a reduction of count elements over the communicator: to every rank
- * (root < 0) or to root; bf16 through fp32 */
+/* A new operation writing out_bytes at out (NULL: none) and reading
+ * in_bytes at in (NULL, or in == out: nothing beyond the output): the
+ * input copied for MPI (widened to fp32 for a bf16 reduction), the output
+ * poisoned. The caller starts MPI's part on op->send and op->res. */
+inflight *begin(const char *call, cudaStream_t stream, const void *in, size_t in_bytes, void *out, size_t out_bytes,
+                size_t res_bytes, int widen_bf16)
+{
+    inflight *op = new inflight();
+    op->call = call;
+    op->req = MPI_REQUEST_NULL;
+    op->stream = stream;
+    op->bf16 = widen_bf16;
+    if (in && in_bytes) {
+        const unsigned char *p = (const unsigned char *)in;
+        if (widen_bf16) {
+            op->send.resize(in_bytes * 2);
+            for (size_t i = 0; i < in_bytes / 2; i++) {
+                uint16_t h;
+                memcpy(&h, p + 2 * i, 2);
+                float f = bf16_to_f32(h);
+                memcpy(op->send.data() + 4 * i, &f, 4);
+            }
+        } else {
+            op->send.assign(p, p + in_bytes);
+        }
+        if (in != out) { /* an input apart from the output: it must stay as it is */
+            op->in = p;
+            op->in_copy.assign(p, p + in_bytes);
+        }
+    }
+    op->res.resize(res_bytes ? res_bytes : 1);
+    if (out && out_bytes) {
+        op->out = (unsigned char *)out;
+        op->out_bytes = out_bytes;
+        for (size_t i = 0; i < out_bytes; i++)
+            op->out[i] = poison_byte(i);
+    }
+    return op;
+}
+
+/* queue op on its stream (an operation on the default stream ends at once) */
+ncclResult_t launch(inflight *op, int mpi_err)
+{
+    if (mpi_err != MPI_SUCCESS) {
+        delete op;
+        return ncclSystemError;
+    }
+    cuda_emu_nccl_waiter = wait_ops;
+    if (!op->stream) {
+        finish(op);
+        return ncclSuccess;
+    }
+    op->seq = cuda_emu_stream_count_nccl(op->stream);
+    g_ops.push_back(op);
+    return ncclSuccess;
+}
+
+/* a reduction of count elements over the communicator, to every rank
+ * (root < 0) or to root; out_off: where the output starts in the result
+ * (elements), out_count: how many it takes */
 ncclResult_t reduce(const char *call, const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op,
-                    int root, ncclComm_t comm)
+                    int root, size_t out_off, size_t out_count, ncclComm_t comm, cudaStream_t stream)
 {
     MPI_Op mop;
     if (mpi_op(op, &mop))
         return bad(call, "only sum, max and min are emulated");
     if (t == ncclFloat16)
         return bad(call, "fp16 is not emulated");
-    int me_root = root < 0 || root == comm->rank;
-    if (t == ncclBfloat16) {
-        std::vector<float> a(count), r(me_root ? count : 0);
-        for (size_t i = 0; i < count; i++)
-            a[i] = bf16_to_f32(((const uint16_t *)send)[i]);
-        int e = root < 0 ? MPI_Allreduce(a.data(), r.data(), (int)count, MPI_FLOAT, mop, comm->comm)
-                         : MPI_Reduce(a.data(), me_root ? r.data() : nullptr, (int)count, MPI_FLOAT, mop, root,
-                                      comm->comm);
-        if (e != MPI_SUCCESS)
-            return ncclSystemError;
-        if (me_root)
-            for (size_t i = 0; i < count; i++)
-                ((uint16_t *)recv)[i] = f32_to_bf16(r[i]);
-        return ncclSuccess;
-    }
-    MPI_Datatype mt = mpi_type(t);
-    const void *sb = send == recv && me_root ? MPI_IN_PLACE : send;
-    if (root < 0)
-        return mpi_ok(MPI_Allreduce(sb, recv, (int)count, mt, mop, comm->comm));
-    return mpi_ok(MPI_Reduce(sb, me_root ? recv : nullptr, (int)count, mt, mop, root, comm->comm));
+    int bf = t == ncclBfloat16, me_root = root < 0 || root == comm->rank;
+    size_t es = type_bytes(t), wes = bf ? 4 : es;
+    inflight *o = begin(call, stream, send, count * es, me_root ? recv : nullptr, me_root ? out_count * es : 0,
+                        me_root ? count * wes : 0, bf);
+    o->res_off = out_off * wes;
+    MPI_Datatype mt = bf ? MPI_FLOAT : mpi_type(t);
+    int e = root < 0 ? MPI_Iallreduce(o->send.data(), o->res.data(), (int)count, mt, mop, comm->comm, &o->req)
+                     : MPI_Ireduce(o->send.data(), me_root ? o->res.data() : nullptr, (int)count, mt, mop, root,
+                                   comm->comm, &o->req);
+    return launch(o, e);
 }
 
 } // namespace
@@ -264,7 +375,6 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int
     if (crank != rank)
         return bad("ncclCommInitRank", "the MPI communicator's order differs from the ranks given");
     *comm = new cuda_emu_nccl{nranks, rank, c};
-    cuda_emu_send_waiter = wait_sends;
     return ncclSuccess;
 }
 
@@ -273,7 +383,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm)
     if (!comm)
         return ncclSuccess;
     if (comm->comm != MPI_COMM_NULL) {
-        wait_sends(nullptr, UINT64_MAX);
+        wait_ops(nullptr, UINT64_MAX);
         MPI_Comm_free(&comm->comm);
     }
     delete comm;
@@ -308,7 +418,7 @@ ncclResult_t ncclGroupEnd(void)
 }
 
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
-                           ncclComm_t comm, cudaStream_t)
+                           ncclComm_t comm, cudaStream_t stream)
 {
     size_t bytes = count * type_bytes(datatype);
     if (ncclResult_t r = check("ncclAllReduce", comm, sendbuff, recvbuff, bytes))
@@ -318,11 +428,11 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, n
             memmove(recvbuff, sendbuff, bytes);
         return ncclSuccess;
     }
-    return reduce("ncclAllReduce", sendbuff, recvbuff, count, datatype, op, -1, comm);
+    return reduce("ncclAllReduce", sendbuff, recvbuff, count, datatype, op, -1, 0, count, comm, stream);
 }
 
 ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
-                        int root, ncclComm_t comm, cudaStream_t)
+                        int root, ncclComm_t comm, cudaStream_t stream)
 {
     size_t bytes = count * type_bytes(datatype);
     if (!comm || root < 0 || root >= comm->nranks)
@@ -334,17 +444,19 @@ ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, nccl
             memmove(recvbuff, sendbuff, bytes);
         return ncclSuccess;
     }
-    return reduce("ncclReduce", sendbuff, recvbuff, count, datatype, op, root, comm);
+    return reduce("ncclReduce", sendbuff, recvbuff, count, datatype, op, root, 0, count, comm, stream);
 }
 
-/* each rank's recvcount elements of the sum: block r of sendbuff summed over the ranks */
+/* each rank's recvcount elements of the sum: block r of sendbuff summed
+ * over the ranks (the emulator reduces it all and keeps its block) */
 ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, ncclDataType_t datatype,
-                               ncclRedOp_t op, ncclComm_t comm, cudaStream_t)
+                               ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream)
 {
     size_t es = type_bytes(datatype);
     if (!comm)
         return bad("ncclReduceScatter", "no communicator");
-    if (ncclResult_t r = check("ncclReduceScatter", comm, sendbuff, nullptr, recvcount * es * (size_t)comm->nranks))
+    size_t all = recvcount * (size_t)comm->nranks;
+    if (ncclResult_t r = check("ncclReduceScatter", comm, sendbuff, nullptr, all * es))
         return r;
     if (ncclResult_t r = check("ncclReduceScatter", comm, recvbuff, nullptr, recvcount * es))
         return r;
@@ -353,50 +465,51 @@ ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recv
             memmove(recvbuff, sendbuff, recvcount * es);
         return ncclSuccess;
     }
-    /* the sum everywhere, then this rank's block (the emulator's way, not NCCL's ring) */
-    std::vector<unsigned char> all(recvcount * es * (size_t)comm->nranks);
-    memcpy(all.data(), sendbuff, all.size());
-    if (ncclResult_t r = reduce("ncclReduceScatter", all.data(), all.data(), recvcount * (size_t)comm->nranks,
-                                datatype, op, -1, comm))
-        return r;
-    memcpy(recvbuff, all.data() + recvcount * es * (size_t)comm->rank, recvcount * es);
-    return ncclSuccess;
+    return reduce("ncclReduceScatter", sendbuff, recvbuff, all, datatype, op, -1, recvcount * (size_t)comm->rank,
+                  recvcount, comm, stream);
 }
 
 ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, ncclDataType_t datatype,
-                           ncclComm_t comm, cudaStream_t)
+                           ncclComm_t comm, cudaStream_t stream)
 {
-    size_t es = type_bytes(datatype);
+    size_t bytes = sendcount * type_bytes(datatype);
     if (!comm)
         return bad("ncclAllGather", "no communicator");
-    if (ncclResult_t r = check("ncclAllGather", comm, sendbuff, nullptr, sendcount * es))
+    if (ncclResult_t r = check("ncclAllGather", comm, sendbuff, nullptr, bytes))
         return r;
-    if (ncclResult_t r = check("ncclAllGather", comm, recvbuff, nullptr, sendcount * es * (size_t)comm->nranks))
+    if (ncclResult_t r = check("ncclAllGather", comm, recvbuff, nullptr, bytes * (size_t)comm->nranks))
         return r;
     if (comm->nranks == 1) {
         if (sendbuff != recvbuff)
-            memmove(recvbuff, sendbuff, sendcount * es);
+            memmove(recvbuff, sendbuff, bytes);
         return ncclSuccess;
     }
-    /* in place when sendbuff is this rank's block of recvbuff (NCCL's rule) */
-    const void *sb = sendbuff == (const char *)recvbuff + sendcount * es * (size_t)comm->rank ? MPI_IN_PLACE : sendbuff;
-    return mpi_ok(MPI_Allgather(sb, (int)(sendcount * es), MPI_BYTE, recvbuff, (int)(sendcount * es), MPI_BYTE,
-                                comm->comm));
+    /* in place (sendbuff this rank's block of recvbuff, NCCL's rule) the
+     * input is copied before the output is poisoned */
+    inflight *o = begin("ncclAllGather", stream, sendbuff, bytes, recvbuff, bytes * (size_t)comm->nranks,
+                        bytes * (size_t)comm->nranks, 0);
+    return launch(o, MPI_Iallgather(o->send.data(), (int)bytes, MPI_BYTE, o->res.data(), (int)bytes, MPI_BYTE,
+                                    comm->comm, &o->req));
 }
 
 ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
-                           ncclComm_t comm, cudaStream_t)
+                           ncclComm_t comm, cudaStream_t stream)
 {
     size_t bytes = count * type_bytes(datatype);
     if (!comm || root < 0 || root >= comm->nranks)
         return bad("ncclBroadcast", "root outside the communicator");
-    if (ncclResult_t r = check("ncclBroadcast", comm, comm->rank == root ? sendbuff : nullptr, recvbuff, bytes))
+    int me_root = comm->rank == root;
+    if (ncclResult_t r = check("ncclBroadcast", comm, me_root ? sendbuff : nullptr, recvbuff, bytes))
         return r;
-    if (comm->rank == root && sendbuff != recvbuff)
-        memmove(recvbuff, sendbuff, bytes);
-    if (comm->nranks == 1)
+    if (comm->nranks == 1) {
+        if (sendbuff != recvbuff)
+            memmove(recvbuff, sendbuff, bytes);
         return ncclSuccess;
-    return mpi_ok(MPI_Bcast(recvbuff, (int)bytes, MPI_BYTE, root, comm->comm));
+    }
+    inflight *o = begin("ncclBroadcast", stream, me_root ? sendbuff : nullptr, bytes, recvbuff, bytes, bytes, 0);
+    if (me_root)
+        o->res = o->send; /* the root's result is its input */
+    return launch(o, MPI_Ibcast(o->res.data(), (int)bytes, MPI_BYTE, root, comm->comm, &o->req));
 }
 
 ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
@@ -407,16 +520,15 @@ ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatyp
         return bad("ncclSend", "peer outside the communicator, or the sender itself");
     if (ncclResult_t r = check("ncclSend", comm, sendbuff, nullptr, bytes))
         return r;
-    MPI_Request rq;
-    if (MPI_Isend(sendbuff, (int)bytes, MPI_BYTE, peer, TAG_P2P, comm->comm, &rq) != MPI_SUCCESS)
-        return ncclSystemError;
-    if (g_group_depth > 0) {
+    if (g_group_depth > 0) { /* ends at the outer ncclGroupEnd */
+        MPI_Request rq;
+        if (MPI_Isend(sendbuff, (int)bytes, MPI_BYTE, peer, TAG_P2P, comm->comm, &rq) != MPI_SUCCESS)
+            return ncclSystemError;
         g_group.push_back(rq);
-    } else {
-        cuda_emu_stream_count_send(stream);
-        g_sends.push_back({rq, stream, cuda_emu_stream_sends(stream)});
+        return ncclSuccess;
     }
-    return ncclSuccess;
+    inflight *o = begin("ncclSend", stream, sendbuff, bytes, nullptr, 0, 0, 0);
+    return launch(o, MPI_Isend(o->send.data(), (int)bytes, MPI_BYTE, peer, TAG_P2P, comm->comm, &o->req));
 }
 
 ncclResult_t ncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,

@@ -22,12 +22,15 @@
 #     staging at 2 ranks, NCCL at world size 1;
 #  5. NCCL with a GPU a rank (TRIAD_EMU_GPUS: each rank's process emulates
 #     its own GPU, and tests/cudaemu/nccl_emu.cc carries NCCL's calls over
-#     MPI): comm_nccl.c under every comm.h call at 2 and 4 ranks, exact
-#     (test_comm_device --nccl), and training through it — dp2·tp2 ZeRO-1
-#     with sp (buckets in flight, sp's gathers and reduce-scatters), tp2·pp2
-#     1F1B (grouped pipeline exchanges, sends in flight on their own stream)
-#     and dp2·pp2 ZeRO-3 in bf16 (grouped reduces and broadcasts of uneven
-#     slices) — equal to the same layouts through the MPI comm, memory =
+#     MPI, each left in flight until its stream or an event after it is
+#     synchronised, its output poisoned meanwhile and its buffers checked
+#     untouched at the end): comm_nccl.c under every comm.h call at 2 and 4
+#     ranks, exact (test_comm_device --nccl), and training through it —
+#     dp2·tp2 ZeRO-1 with sp (sp's gathers and reduce-scatters), dp4 with
+#     five gradient buckets all-reduced under backward, tp2·pp2 1F1B both
+#     with grouped exchanges and with sends in flight on their own stream,
+#     dp2·pp2 ZeRO-3 in bf16 (grouped reduces and broadcasts of uneven
+#     slices) — equal to one emulated rank or the MPI comm, memory =
 #     prediction. NCCL's own kernels and transport are not what runs here.
 # What it cannot show: speed, streams running concurrently, the GPU's own
 # arithmetic — make check-gpu on a GPU does.
@@ -94,16 +97,20 @@ for np in 2 4; do
     { cat "$t/comm_nccl$np.log"; echo "FAIL comm: NCCL at $np ranks (emulated, a GPU a rank)"; st=1; }
   tail -1 "$t/comm_nccl$np.log"
 done
-run_nccl() { # layout, MPI-comm reference, tolerance, what
+run_nccl() { # layout, reference, tolerance, what [, more train options]
   TRIAD_EMU_GPUS=4 mpirun --oversubscribe -np 4 $TR train ${D/ --quiet/} --layout "$1" --device cuda --comm nccl \
-    --metrics "$t/nccl_$1.csv" >"$t/nccl.log" 2>&1 || { cat "$t/nccl.log"; echo "FAIL $1 over NCCL"; st=1; return; }
+    --metrics "$t/nccl_$1.csv" ${5:-} >"$t/nccl.log" 2>&1 || { cat "$t/nccl.log"; echo "FAIL $1 over NCCL"; st=1; return; }
   grep -q "collectives on NCCL" "$t/nccl.log" || { echo "FAIL $1: did not run on NCCL"; cat "$t/nccl.log"; st=1; return; }
   LM "$2" "$t/nccl_$1.csv" "$3" "$4" --mem || st=1
 }
 run_nccl "dp=2,tp=2,zero=1,sp=1,mbs=2,precision=fp32" "$t/dp=2,tp=2,zero=1,sp=1.csv" 1e-6 \
   "dp2·tp2 ZeRO-1 sp: NCCL (emulated, a GPU a rank) vs the MPI comm"
+run_nccl "dp=4,mbs=1,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
+  "dp4, 5 buckets all-reduced under backward: NCCL (emulated, a GPU a rank) vs one emulated rank" "--bucket-mb 0.02"
 run_nccl "tp=2,pp=2,schedule=1f1b,mbs=2,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
-  "tp2·pp2 1F1B: NCCL (emulated, a GPU a rank) vs one emulated rank"
+  "tp2·pp2 1F1B, grouped exchanges: NCCL (emulated, a GPU a rank) vs one emulated rank"
+TRIAD_PP_GROUPED=0 run_nccl "tp=2,pp=2,schedule=1f1b,mbs=1,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
+  "tp2·pp2 1F1B, sends in flight: NCCL (emulated, a GPU a rank) vs one emulated rank"
 run_nccl "$lay" "$t/gpu_bf16_z3.csv" 1e-6 "bf16 $lay: NCCL (emulated, a GPU a rank) vs the MPI comm"
 
 [ $st = 0 ] && echo "test_cudaemu: ok" || echo "test_cudaemu: FAILED"
