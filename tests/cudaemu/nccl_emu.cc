@@ -29,6 +29,7 @@
  * Left out: ncclAvg and ncclProd; fp16; communicators split from others;
  * the nonblocking communicator API. A communicator of one rank needs no
  * MPI: its collectives are copies, done at the call. */
+#include "include/cuda_bf16.h"
 #include "include/cuda_runtime.h"
 #include "include/nccl.h"
 
@@ -112,23 +113,6 @@ int mpi_op(ncclRedOp_t op, MPI_Op *out)
     }
 }
 
-float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) /* NaN stays NaN */
-        return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 ncclResult_t bad(const char *call, const char *what)
 {
     fprintf(stderr, "cuda_emu: %s: %s\n", call, what);
@@ -183,8 +167,8 @@ void finish(inflight *op)
         if (op->bf16) {
             const float *f = (const float *)(op->res.data() + op->res_off);
             for (size_t i = 0; i < op->out_bytes / 2; i++) {
-                uint16_t h = f32_to_bf16(f[i]);
-                memcpy(op->out + 2 * i, &h, 2);
+                __nv_bfloat16 h = __float2bfloat16(f[i]);
+                memcpy(op->out + 2 * i, &h.bits, 2);
             }
         } else {
             memcpy(op->out, op->res.data() + op->res_off, op->out_bytes);
@@ -224,9 +208,9 @@ inflight *begin(const char *call, cudaStream_t stream, const void *in, size_t in
         if (widen_bf16) {
             op->send.resize(in_bytes * 2);
             for (size_t i = 0; i < in_bytes / 2; i++) {
-                uint16_t h;
-                memcpy(&h, p + 2 * i, 2);
-                float f = bf16_to_f32(h);
+                __nv_bfloat16 h;
+                memcpy(&h.bits, p + 2 * i, 2);
+                float f = __bfloat162float(h);
                 memcpy(op->send.data() + 4 * i, &f, 4);
             }
         } else {
