@@ -74,11 +74,13 @@
  *    ~450-550 backward on H100 for head size 128 (about half of 989).
  *  dp_overlap: Megatron-LM and PyTorch DDP start each gradient bucket's
  *    all-reduce (NCCL, its own stream) as soon as the bucket is final and
- *    backward goes on meanwhile (1). triad's executor does the same with
- *    NCCL; over MPI a non-blocking all-reduce advances only inside MPI
- *    calls, and on CPU ranks the cores are busy computing, so the
- *    reduction happens when the step waits for it: exposed (0, written by
- *    `triad profile` when its collectives ran on MPI). ZeRO-2 and -3's
+ *    backward goes on meanwhile (1); Megatron's distributed optimizer
+ *    reduce-scatters its buckets so. triad's executor does both with NCCL
+ *    (ZeRO-0's all-reduces, ZeRO-1's reduce-scatters, dpgrad.h); over
+ *    MPI a non-blocking collective advances only inside MPI calls, and on
+ *    CPU ranks the cores are busy computing, so the reduction happens when
+ *    the step waits for it: exposed (0, written by `triad profile` when
+ *    its collectives ran on MPI). ZeRO-2 and -3's
  *    per-block reduce-scatters and gathers overlap compute in DeepSpeed
  *    and FSDP (1 models that); triad's executor blocks on them, so under
  *    a profile with kernel rows they are charged whole either way.

@@ -42,8 +42,9 @@ static void usage(FILE *f)
             "rank), mpi (host buffers; GPU buffers staged through host memory, so several\n"
             "ranks may share one GPU), auto (the default: nccl where it can run, else mpi).\n"
             "--bucket-mb: data-parallel gradient buckets of this many MB (1e6 bytes); each\n"
-            "starts its all-reduce as soon as backward has finished its blocks, under the rest\n"
-            "of backward (and, with pp > 1, under the pipeline's last backwards).\n");
+            "starts its all-reduce (zero=1: its reduce-scatter to the ZeRO slices) as soon as\n"
+            "backward has finished its blocks, under the rest of backward (and, with pp > 1,\n"
+            "under the pipeline's last backwards).\n");
 }
 
 static int parse_double(const char *name, const char *s, double lo, double *out)

@@ -107,6 +107,10 @@ int comm_group_nccl(const comm_group *c);
  * soon as a bucket's gradients are final, wait before the optimizer. */
 typedef struct comm_req comm_req;
 comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t);
+/* Non-blocking comm_reducescatter_v_sum (ZeRO-1's gradient buckets, as
+ * Megatron's distributed optimizer overlaps them with backward): send must
+ * stay untouched and recv unread until comm_wait. counts is copied. */
+comm_req *comm_ireducescatter_v_sum(comm_group *c, const void *send, void *recv, const size_t *counts, comm_dtype t);
 void comm_wait(comm_req *r); /* frees r */
 
 /* Non-blocking send (added for the pipeline executor): buf must stay

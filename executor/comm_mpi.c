@@ -92,6 +92,10 @@ struct comm_req {
     comm_dtype t;
     int is_send;     /* comm_isend: nothing comes back */
     void *nccl_event;/* NCCL: the event to synchronise, else NULL */
+    const void *send;/* comm_ireducescatter_v_sum: the caller's send buffer, */
+    void *send_host; /*   its staged copy (freed at the wait), */
+    int *ic;         /*   MPI's counts (kept until the wait, as MPI asks) */
+    char one[8];     /*   and MPI's buffer when I receive nothing */
 };
 
 static void comm_fail(int err, const char *call, const char *file, int line)
@@ -576,6 +580,16 @@ static size_t comm_v_counts(const comm_group *c, const size_t *counts, comm_dtyp
     return total;
 }
 
+/* the one rank that receives anything, or -1 when none or several do */
+static int comm_v_sole_owner(const comm_group *c, const size_t *counts)
+{
+    int owners = 0, root = -1;
+    for (int q = 0; q < c->size; q++)
+        if (counts[q])
+            owners++, root = q;
+    return owners == 1 ? root : -1;
+}
+
 void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const size_t *counts, comm_dtype t)
 {
     int *ic = comm_xmalloc(2 * sizeof(int) * (size_t)c->size), *id = ic + c->size;
@@ -594,11 +608,8 @@ void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const
     void *hr = comm_stage_in(c, recv, mine, t, 0);
     char one[8]; /* MPI wants a buffer even for no elements */
     void *r = hr ? hr : one;
-    int owners = 0, root = 0;
-    for (int q = 0; q < c->size; q++)
-        if (counts[q])
-            owners++, root = q;
-    if (owners == 1) {
+    int root = comm_v_sole_owner(c, counts);
+    if (root >= 0) {
         /* one rank gets it all: a reduce to it (Open MPI's MPI_Reduce_scatter
          * takes a path 6-8x slower for counts like {n, 0}: 1.3 ms against
          * 0.17 for 0.8 MB on 2 ranks of this machine) */
@@ -607,7 +618,7 @@ void comm_reducescatter_v_sum(comm_group *c, const void *send, void *recv, const
             memmove(r, hs, mine * comm_dtype_size(t));
         COMM_BLOCKING(MPI_Reduce(sb, r, ic[root], comm_mpi_type(t), MPI_SUM, root, c->comm),
                       MPI_Ireduce(sb, r, ic[root], comm_mpi_type(t), MPI_SUM, root, c->comm, &rq_));
-    } else if (owners > 1) {
+    } else if (total) {
         COMM_BLOCKING(MPI_Reduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm),
                       MPI_Ireduce_scatter(hs, r, ic, comm_mpi_type(t), MPI_SUM, c->comm, &rq_));
     }
@@ -730,18 +741,25 @@ void comm_exchange(comm_group *c, const comm_p2p *ops, int n, comm_dtype t)
         comm_stage_out(c, ops[i].buf, h[i], ops[i].count, t, !ops[i].is_send);
 }
 
-/* ---- non-blocking all-reduce ---------------------------------------------- */
+/* ---- non-blocking calls ----------------------------------------------------- */
+
+static comm_req *comm_req_new(comm_group *c, void *user, size_t count, comm_dtype t, int is_send)
+{
+    comm_req *r = comm_xmalloc(sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    r->user = user;
+    r->count = count;
+    r->t = t;
+    r->is_send = is_send;
+    r->req = MPI_REQUEST_NULL;
+    return r;
+}
 
 comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype t)
 {
     comm_check_count(count, 1);
-    comm_req *r = comm_xmalloc(sizeof *r);
-    r->c = c;
-    r->user = buf;
-    r->count = count;
-    r->t = t;
-    r->is_send = 0;
-    r->nccl_event = NULL;
+    comm_req *r = comm_req_new(c, buf, count, t, 0);
 #if TRIAD_HAVE_CUDA
     if (c->nccl && comm_nccl_buffers(buf, NULL)) {
         r->nccl_event = comm_nccl_iallreduce(c->nccl, buf, count, t);
@@ -763,6 +781,39 @@ comm_req *comm_iallreduce_sum(comm_group *c, void *buf, size_t count, comm_dtype
     return r;
 }
 
+comm_req *comm_ireducescatter_v_sum(comm_group *c, const void *send, void *recv, const size_t *counts, comm_dtype t)
+{
+    int *ic = comm_xmalloc(2 * sizeof(int) * (size_t)c->size), *id = ic + c->size;
+    size_t *displs = comm_xmalloc(sizeof(size_t) * (size_t)c->size);
+    size_t total = comm_v_counts(c, counts, t, ic, id, displs), mine = counts[c->rank];
+    comm_req *r = comm_req_new(c, mine ? recv : NULL, mine, t, 0);
+#if TRIAD_HAVE_CUDA
+    if (c->nccl && comm_nccl_buffers(send, mine ? recv : NULL)) {
+        double t_ = comm_clock();
+        r->nccl_event = comm_nccl_ireducescatter_v(c->nccl, send, recv, counts, displs, t);
+        g_comm_s += comm_clock() - t_;
+        free(ic), free(displs);
+        return r;
+    }
+#endif
+    free(displs);
+    r->ic = ic;
+    r->send = send;
+    r->send_host = comm_stage_in(c, send, total, t, 1);
+    r->host = comm_stage_in(c, r->user, mine, t, 0);
+    void *rb = r->host ? r->host : r->one;
+    int root = comm_v_sole_owner(c, counts);
+    if (root >= 0) { /* one rank gets it all: a reduce to it (comm_reducescatter_v_sum) */
+        const void *sb = c->rank == root ? MPI_IN_PLACE : r->send_host;
+        if (c->rank == root)
+            memmove(rb, r->send_host, mine * comm_dtype_size(t));
+        mpiCheck(MPI_Ireduce(sb, rb, ic[root], comm_mpi_type(t), MPI_SUM, root, c->comm, &r->req));
+    } else if (total) {
+        mpiCheck(MPI_Ireduce_scatter(r->send_host, rb, ic, comm_mpi_type(t), MPI_SUM, c->comm, &r->req));
+    }
+    return r;
+}
+
 void comm_wait(comm_req *r)
 {
     if (!r)
@@ -777,6 +828,10 @@ void comm_wait(comm_req *r)
     }
 #endif
     comm_idle_wait(&r->req);
+    if (r->ic) { /* a reduce-scatter: its staged send copy goes, my slice comes back */
+        comm_stage_out(r->c, (void *)r->send, r->send_host, 0, r->t, 0);
+        free(r->ic);
+    }
     if (r->is_send) {
         comm_stage_out(r->c, r->user, r->host, r->count, r->t, 0);
     } else if (r->t == COMM_BF16) {
@@ -797,13 +852,7 @@ void comm_wait(comm_req *r)
 comm_req *comm_isend(comm_group *c, const void *buf, size_t count, comm_dtype t, int peer, int tag)
 {
     comm_check_count(count, 1);
-    comm_req *r = comm_xmalloc(sizeof *r);
-    r->c = c;
-    r->user = (void *)buf;
-    r->count = count;
-    r->t = t;
-    r->is_send = 1;
-    r->nccl_event = NULL;
+    comm_req *r = comm_req_new(c, (void *)buf, count, t, 1);
 #if TRIAD_HAVE_CUDA
     if (c->nccl && comm_nccl_buffers(buf, NULL)) {
         r->nccl_event = comm_nccl_isend(c->nccl, buf, count, t, peer);

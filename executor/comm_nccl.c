@@ -137,8 +137,9 @@ void comm_nccl_broadcast(comm_nccl *n, void *buf, size_t count, comm_dtype t, in
     cudaCheck(cudaStreamSynchronize(n->stream));
 }
 
-void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
-                               const size_t *displs, comm_dtype t)
+/* the uneven reduce-scatter enqueued on the comm stream, which it returns */
+static cudaStream_t issue_reducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                                          const size_t *displs, comm_dtype t)
 {
     int me = 0, size = 0;
     ncclCheck(ncclCommUserRank(n->comm, &me));
@@ -151,7 +152,13 @@ void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const
             ncclCheck(ncclReduce((const char *)send + displs[r] * es, r == me ? recv : (void *)send, counts[r],
                                  comm_nccl_type(t), ncclSum, r, n->comm, s));
     ncclCheck(ncclGroupEnd());
-    cudaCheck(cudaStreamSynchronize(s));
+    return s;
+}
+
+void comm_nccl_reducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                               const size_t *displs, comm_dtype t)
+{
+    cudaCheck(cudaStreamSynchronize(issue_reducescatter_v(n, send, recv, counts, displs, t)));
 }
 
 void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts, const size_t *displs,
@@ -199,6 +206,12 @@ void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t)
     ncclCheck(ncclAllReduce(buf, buf, count, comm_nccl_type(t), ncclSum, n->comm,
                             after_compute(n, n->stream)));
     return comm_nccl_event(n->stream);
+}
+
+void *comm_nccl_ireducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                                 const size_t *displs, comm_dtype t)
+{
+    return comm_nccl_event(issue_reducescatter_v(n, send, recv, counts, displs, t));
 }
 
 void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer)

@@ -5,7 +5,8 @@
  * communicator, ncclCommInitRank) and every call of comm.h on that group
  * goes here. Buffers are device buffers; each call is enqueued on the
  * communicator's stream and synchronised before returning, except
- * comm_nccl_iallreduce / comm_nccl_isend, which record an event that
+ * comm_nccl_iallreduce, comm_nccl_ireducescatter_v and comm_nccl_isend,
+ * which record an event that
  * comm_nccl_wait synchronises. comm_nccl_isend uses a second stream; the
  * pipeline does not use it on NCCL (NCCL may run one communicator's
  * operations one at a time, so a pending send can still sit in front of a
@@ -40,6 +41,8 @@ void comm_nccl_allgather_v_inplace(comm_nccl *n, void *buf, const size_t *counts
                                    comm_dtype t);
 /* asynchronous: returns a handle for comm_nccl_wait */
 void *comm_nccl_iallreduce(comm_nccl *n, void *buf, size_t count, comm_dtype t);
+void *comm_nccl_ireducescatter_v(comm_nccl *n, const void *send, void *recv, const size_t *counts,
+                                 const size_t *displs, comm_dtype t);
 void *comm_nccl_isend(comm_nccl *n, const void *buf, size_t count, comm_dtype t, int peer);
 void comm_nccl_wait(void *handle);
 

@@ -148,12 +148,23 @@ static void reduce_segment(dpgrad *d, int s)
     d->n_reduced++;
 }
 
+/* bucket b's reduction: zero 0 all-reduces it in place; zero 1
+ * reduce-scatters it into its part of my slice (the buckets tile the
+ * vector, so their parts tile the slice) */
 static void dpgrad_start(dpgrad *d, int b)
 {
-    if (d->bucket_req[b] || d->bucket_hi[b] == d->bucket_lo[b])
+    size_t lo = d->bucket_lo[b], hi = d->bucket_hi[b];
+    if (d->bucket_req[b] || hi == lo)
         return;
-    d->bucket_req[b] = comm_iallreduce_sum(d->dp, d->grads + d->bucket_lo[b], d->bucket_hi[b] - d->bucket_lo[b],
-                                           COMM_F32);
+    if (d->zero == 0) {
+        d->bucket_req[b] = comm_iallreduce_sum(d->dp, d->grads + lo, hi - lo, COMM_F32);
+        return;
+    }
+    size_t mlo, mhi;
+    slice_counts(d, lo, hi);
+    dpgrad_slice(d, &mlo, &mhi);
+    float *dst = d->counts[comm_group_rank(d->dp)] ? d->shard_grad + ((lo > mlo ? lo : mlo) - mlo) : NULL;
+    d->bucket_req[b] = comm_ireducescatter_v_sum(d->dp, d->grads + lo, dst, d->counts, COMM_F32);
 }
 
 void dpgrad_mark_ready(dpgrad *d, int s)
@@ -168,7 +179,7 @@ void dpgrad_mark_ready(dpgrad *d, int s)
         return;
     }
     int b = d->seg_bucket[s];
-    if (--d->bucket_left[b] == 0 && d->zero == 0 && comm_group_size(d->dp) > 1) {
+    if (--d->bucket_left[b] == 0 && comm_group_size(d->dp) > 1) {
         dpgrad_start(d, b);
         d->n_early++;
     }
@@ -178,10 +189,7 @@ void dpgrad_finish(dpgrad *d)
 {
     int n = comm_group_size(d->dp);
     float inv = 1.0f / (float)n;
-    if (d->zero == 1) {
-        slice_counts(d, 0, d->n_elems);
-        comm_reducescatter_v_sum(d->dp, d->grads, d->shard_grad, d->counts, COMM_F32);
-    } else if (d->zero >= 2) {
+    if (d->zero >= 2) {
         for (int s = 0; s < d->n_seg; s++) {
             if (!d->per_micro[s]) {
                 reduce_segment(d, s);
@@ -192,14 +200,15 @@ void dpgrad_finish(dpgrad *d)
             }
         }
         memset(d->seen, 0, (size_t)d->n_seg);
-    } else if (n > 1) {
+    } else if (n > 1 || d->zero == 1) {
         for (int b = 0; b < d->n_buckets; b++)
             dpgrad_start(d, b);
         for (int b = 0; b < d->n_buckets; b++) {
             comm_wait(d->bucket_req[b]);
             d->bucket_req[b] = NULL;
         }
-        OPS->scale(d->grads, inv, (int64_t)d->n_elems);
+        if (d->zero == 0)
+            OPS->scale(d->grads, inv, (int64_t)d->n_elems);
     }
     if (d->zero >= 1 && n > 1)
         OPS->scale(d->shard_grad, inv, (int64_t)d->shard_elems);

@@ -23,8 +23,11 @@
  * with AdamW (m and v exist only for it) and all-gathers the parameters in
  * place (comm_allgather_v_inplace). No padded copy of anything is made: the
  * reductions are comm_reducescatter_v_sum straight from the gradients.
- *   zero 1 (optimizer state partitioned): one reduce-scatter of the whole
- *     vector at dpgrad_finish; marking does nothing.
+ *   zero 1 (optimizer state partitioned): the buckets as zero 0, each
+ *     reduce-scattered (comm_ireducescatter_v_sum) into its part of my
+ *     slice as soon as it is final, under the rest of backward, as
+ *     Megatron-LM's distributed optimizer does with overlap_grad_reduce;
+ *     dpgrad_finish starts the rest, waits and divides my slice by dp.
  *   zero 2 (gradients partitioned too): segments flagged per_micro[s] (the
  *     blocks, which may then share one gradient window) are reduce-scattered
  *     at EVERY dpgrad_mark_ready — after each micro-batch's backward of the
@@ -82,7 +85,7 @@ typedef struct {
     size_t tmp_elems;      /* min(shard_elems, the largest per_micro segment) */
     size_t *counts;        /* ZeRO: (dp) scratch for the uneven collectives */
     unsigned char *seen;   /* zero 2: (n_seg) segment already added into shard_grad this step */
-    int n_early;           /* zero 0: buckets started by dpgrad_mark_ready (under backward) since the last finish */
+    int n_early;           /* zero 0, 1: buckets started by dpgrad_mark_ready (under backward) since the last finish */
     int last_early;        /* n_early of the step dpgrad_finish last completed */
     int n_reduced;         /* zero 2: segment reductions since the last finish */
     int last_reduced;      /* n_reduced of the step dpgrad_finish last completed (its own included) */

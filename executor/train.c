@@ -541,9 +541,10 @@ int exec_train_run(const exec_train_opts *o)
         double norm;
         if (l.dp > 1) {
             dpgrad_finish(&dg); /* mean over dp (or my ZeRO slice of it) */
-            if (step == first_step && lead && !o->quiet && l.zero == 0)
-                log_msg("train: data-parallel gradients in %d bucket%s (--bucket-mb %g), %d of them all-reduced "
-                        "under backward", dg.n_buckets, dg.n_buckets == 1 ? "" : "s", o->bucket_mb, dg.last_early);
+            if (step == first_step && lead && !o->quiet && l.zero <= 1)
+                log_msg("train: data-parallel gradients in %d bucket%s (--bucket-mb %g), %d of them %s under "
+                        "backward", dg.n_buckets, dg.n_buckets == 1 ? "" : "s", o->bucket_mb, dg.last_early,
+                        l.zero ? "reduce-scattered to their ZeRO-1 slices" : "all-reduced");
             if (step == first_step && lead && !o->quiet && l.zero == 2)
                 log_msg("train: ZeRO-2: %d reduce-scatters a step (each block after each of its %lld backward%s, "
                         "the embedding once); gradients held: one block's window, the embedding's and a 1/%d slice",

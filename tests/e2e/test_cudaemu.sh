@@ -26,7 +26,8 @@
 #     synchronised, its output poisoned meanwhile and its buffers checked
 #     untouched at the end): comm_nccl.c under every comm.h call at 2 and 4
 #     ranks, exact (test_comm_device --nccl), and training through it —
-#     dp2·tp2 ZeRO-1 with sp (sp's gathers and reduce-scatters), dp4 with
+#     dp2·tp2 ZeRO-1 with sp (sp's gathers and reduce-scatters; four
+#     gradient buckets reduce-scattered under backward), dp4 with
 #     five gradient buckets all-reduced under backward, tp2·pp2 1F1B both
 #     with grouped exchanges and with sends in flight on their own stream,
 #     dp2·pp2 ZeRO-3 in bf16 (grouped reduces and broadcasts of uneven
@@ -97,16 +98,19 @@ for np in 2 4; do
     { cat "$t/comm_nccl$np.log"; echo "FAIL comm: NCCL at $np ranks (emulated, a GPU a rank)"; st=1; }
   tail -1 "$t/comm_nccl$np.log"
 done
-run_nccl() { # layout, reference, tolerance, what [, more train options]
+run_nccl() { # layout, reference, tolerance, what [, more train options [, a line the log must hold]]
   TRIAD_EMU_GPUS=4 mpirun --oversubscribe -np 4 $TR train ${D/ --quiet/} --layout "$1" --device cuda --comm nccl \
     --metrics "$t/nccl_$1.csv" ${5:-} >"$t/nccl.log" 2>&1 || { cat "$t/nccl.log"; echo "FAIL $1 over NCCL"; st=1; return; }
   grep -q "collectives on NCCL" "$t/nccl.log" || { echo "FAIL $1: did not run on NCCL"; cat "$t/nccl.log"; st=1; return; }
+  [ -z "${6:-}" ] || grep -q "$6" "$t/nccl.log" || { echo "FAIL $1: no line '$6'"; cat "$t/nccl.log"; st=1; return; }
   LM "$2" "$t/nccl_$1.csv" "$3" "$4" --mem || st=1
 }
 run_nccl "dp=2,tp=2,zero=1,sp=1,mbs=2,precision=fp32" "$t/dp=2,tp=2,zero=1,sp=1.csv" 1e-6 \
-  "dp2·tp2 ZeRO-1 sp: NCCL (emulated, a GPU a rank) vs the MPI comm"
+  "dp2·tp2 ZeRO-1 sp, 4 buckets reduce-scattered under backward: NCCL (emulated, a GPU a rank) vs the MPI comm" \
+  "--bucket-mb 0.02" "in 4 buckets (--bucket-mb 0.02), 4 of them reduce-scattered to their ZeRO-1 slices"
 run_nccl "dp=4,mbs=1,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
-  "dp4, 5 buckets all-reduced under backward: NCCL (emulated, a GPU a rank) vs one emulated rank" "--bucket-mb 0.02"
+  "dp4, 5 buckets all-reduced under backward: NCCL (emulated, a GPU a rank) vs one emulated rank" "--bucket-mb 0.02" \
+  "in 5 buckets (--bucket-mb 0.02), 5 of them all-reduced"
 run_nccl "tp=2,pp=2,schedule=1f1b,mbs=2,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
   "tp2·pp2 1F1B, grouped exchanges: NCCL (emulated, a GPU a rank) vs one emulated rank"
 TRIAD_PP_GROUPED=0 run_nccl "tp=2,pp=2,schedule=1f1b,mbs=1,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \

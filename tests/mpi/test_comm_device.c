@@ -110,6 +110,42 @@ static void test_group(comm_group *c, int wrank)
         for (size_t i = 0; i < cnt[me]; i++)
             bad += !(h[i] == (float)(S * (double)((off[me] + i) % 1009 + 1)));
         CHECK(bad == 0, "reducescatter_v: %d wrong", bad);
+        /* the same non-blocking (d, d2 as above), beside a second one that
+         * gives all 37 elements of d3 to the last rank (into d4); waited in
+         * reverse, counts changed after the calls */
+        float *d3, *d4;
+        CU(cudaMalloc((void **)&d3, sizeof(float) * 37));
+        CU(cudaMalloc((void **)&d4, sizeof(float) * 37));
+        size_t c2[64];
+        for (int j = 0; j < n; j++)
+            c2[j] = j == n - 1 ? 37 : 0;
+        for (size_t i = 0; i < off[n]; i++)
+            h[i] = (float)((wrank + 1) * (int)(i % 1009 + 2));
+        CU(cudaMemcpy(d, h, sizeof(float) * off[n], cudaMemcpyHostToDevice));
+        for (int i = 0; i < 37; i++)
+            h[i] = (float)((wrank + 1) * (i + 5));
+        CU(cudaMemcpy(d3, h, sizeof(float) * 37, cudaMemcpyHostToDevice));
+        comm_req *q1 = comm_ireducescatter_v_sum(c, d, d2, cnt, COMM_F32);
+        comm_req *q2 = comm_ireducescatter_v_sum(c, d3, me == n - 1 ? d4 : NULL, c2, COMM_F32);
+        size_t mine_n = cnt[me];
+        for (int j = 0; j < n; j++)
+            cnt[j] = c2[j] = 99;
+        comm_wait(q2);
+        comm_wait(q1);
+        CU(cudaMemcpy(h, d2, sizeof(float) * (mine_n ? mine_n : 1), cudaMemcpyDeviceToHost));
+        bad = 0;
+        for (size_t i = 0; i < mine_n; i++)
+            bad += !(h[i] == (float)(S * (double)((off[me] + i) % 1009 + 2)));
+        if (me == n - 1) {
+            CU(cudaMemcpy(h, d4, sizeof(float) * 37, cudaMemcpyDeviceToHost));
+            for (int i = 0; i < 37; i++)
+                bad += !(h[i] == (float)(S * (i + 5)));
+        }
+        CHECK(bad == 0, "ireducescatter_v: %d wrong", bad);
+        CU(cudaFree(d3));
+        CU(cudaFree(d4));
+        for (int j = 0; j < n; j++)
+            cnt[j] = (size_t)(j % 3 == 2 ? 0 : N + 37 * j - 40);
         for (size_t i = 0; i < off[n]; i++)
             h[i] = i >= off[me] && i < off[me + 1] ? (float)(wrank * 10 + (int)(i % 13)) : -1.0f;
         CU(cudaMemcpy(d, h, sizeof(float) * off[n], cudaMemcpyHostToDevice));

@@ -208,6 +208,43 @@ static void test_group(const comm_groups *g, comm_group *c, const char *which)
             for (size_t i = off[j]; i < off[j + 1]; i++)
                 bad_v += !(vg[i] == (float)(members[j] * 100 + (int)i));
         CHECK(bad_v == 0, "%s allgather_v_inplace: %d wrong", which, bad_v);
+
+        /* non-blocking uneven reduce-scatters (ZeRO-1's buckets), three in
+         * flight, waited in reverse: the counts above; all to the last rank
+         * (a reduce); and a range cut across the ranks as a bucket cuts the
+         * slices. Their counts arrays are changed after the calls. */
+        size_t cb[64], cc[64], ob[65];
+        ob[0] = 0;
+        for (int j = 0; j < n; j++)
+            cb[j] = j == n - 1 ? 9 : 0, cc[j] = (size_t)(j % 2 ? 2 : 3), ob[j + 1] = ob[j] + cc[j];
+        float ws[5 * 64], wr[5], xs[9], xr[9] = {-7, -7, -7, -7, -7, -7, -7, -7, -7}, ys[3 * 64], yr[3];
+        for (size_t i = 0; i < off[n]; i++)
+            ws[i] = (float)((g->rank + 1) * (int)(i + 1));
+        for (int i = 0; i < 9; i++)
+            xs[i] = (float)((g->rank + 1) * (i + 2));
+        for (size_t i = 0; i < ob[n]; i++)
+            ys[i] = (float)((g->rank + 1) * (int)(i % 1009 + 3));
+        for (int k = 0; k < 5; k++)
+            wr[k] = -7.0f;
+        for (int k = 0; k < 3; k++)
+            yr[k] = -7.0f;
+        comm_req *v1 = comm_ireducescatter_v_sum(c, ws, wr, cnt, COMM_F32);
+        comm_req *v2 = comm_ireducescatter_v_sum(c, xs, me == n - 1 ? xr : NULL, cb, COMM_F32);
+        comm_req *v3 = comm_ireducescatter_v_sum(c, ys, yr, cc, COMM_F32);
+        for (int j = 0; j < n; j++)
+            cnt[j] = cb[j] = cc[j] = 99;
+        comm_wait(v3);
+        comm_wait(v2);
+        comm_wait(v1);
+        bad_v = 0;
+        for (size_t k = 0; k < 5; k++)
+            bad_v += !(wr[k] == (k < (off[me + 1] - off[me]) ? (float)(S * (double)(off[me] + k + 1)) : -7.0f));
+        for (int k = 0; k < 9; k++)
+            bad_v += !(xr[k] == (me == n - 1 ? (float)(S * (k + 2)) : -7.0f));
+        for (size_t k = 0; k < 3; k++)
+            bad_v += !(yr[k] == (k < ob[me + 1] - ob[me] ? (float)(S * (double)((ob[me] + k) % 1009 + 3)) : -7.0f));
+        CHECK(bad_v == 0, "%s ireducescatter_v: %d wrong (wr[0]=%g xr[0]=%g yr[0]=%g)", which, bad_v, wr[0], xr[0],
+              yr[0]);
     }
 
     /* broadcast from the last group rank */

@@ -195,6 +195,9 @@ static void run_case(const comm_groups *g, spec_schedule kind, int v, int zero)
         for (size_t e = lo; e < hi; e++)
             bad += !(dg.shard_grad[e - lo] == ref_g[e]);
     }
+    if (zero <= 1) /* each chunk is its own bucket, started in its last backward (ZeRO-1: reduce-scattered) */
+        CHECK(dg.last_early == (dp > 1 ? v : 0), "zero%d: %d buckets started under backward, want %d", zero,
+              dg.last_early, dp > 1 ? v : 0);
     if (zero >= 2) { /* every chunk reduced after each of its M backwards (the resident part once); the window left clean */
         CHECK(dg.last_reduced == M * v + (ne > 0), "zero%d: %d reductions, want %d", zero, dg.last_reduced,
               M * v + (ne > 0));
