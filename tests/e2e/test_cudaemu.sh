@@ -27,7 +27,9 @@
 #     untouched at the end): comm_nccl.c under every comm.h call at 2 and 4
 #     ranks, exact (test_comm_device --nccl), and training through it —
 #     dp2·tp2 ZeRO-1 with sp (sp's gathers and reduce-scatters; four
-#     gradient buckets reduce-scattered under backward), dp4 with
+#     gradient buckets reduce-scattered under backward), dp2·pp2 ZeRO-1
+#     (the blocks' buckets under backward beside the pipeline's exchanges,
+#     the embedding's after its tied sum), dp4 with
 #     five gradient buckets all-reduced under backward, tp2·pp2 1F1B both
 #     with grouped exchanges and with sends in flight on their own stream,
 #     dp2·pp2 ZeRO-3 in bf16 (grouped reduces and broadcasts of uneven
@@ -108,6 +110,9 @@ run_nccl() { # layout, reference, tolerance, what [, more train options [, a lin
 run_nccl "dp=2,tp=2,zero=1,sp=1,mbs=2,precision=fp32" "$t/dp=2,tp=2,zero=1,sp=1.csv" 1e-6 \
   "dp2·tp2 ZeRO-1 sp, 4 buckets reduce-scattered under backward: NCCL (emulated, a GPU a rank) vs the MPI comm" \
   "--bucket-mb 0.02" "in 4 buckets (--bucket-mb 0.02), 4 of them reduce-scattered to their ZeRO-1 slices"
+run_nccl "dp=2,pp=2,zero=1,schedule=1f1b,mbs=2,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
+  "dp2·pp2 ZeRO-1 1F1B, the blocks' 2 buckets reduce-scattered under backward: NCCL (emulated, a GPU a rank) vs one emulated rank" \
+  "--bucket-mb 0.02" "in 3 buckets (--bucket-mb 0.02), 2 of them reduce-scattered to their ZeRO-1 slices"
 run_nccl "dp=4,mbs=1,precision=fp32" "$t/gpu_explicit.csv" 1e-4 \
   "dp4, 5 buckets all-reduced under backward: NCCL (emulated, a GPU a rank) vs one emulated rank" "--bucket-mb 0.02" \
   "in 5 buckets (--bucket-mb 0.02), 5 of them all-reduced"
